@@ -1,0 +1,1 @@
+//! Myelinctl: the one command line over Myelin's services.

@@ -1,0 +1,1 @@
+//! Myelin-fw: fwup-compatible firmware packager and applier.

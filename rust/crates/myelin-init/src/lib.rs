@@ -1,0 +1,1 @@
+//! Myelin-init: PID 1 with OTP-style supervision.

@@ -1,0 +1,1 @@
+//! Myelin-net: network manager daemon.

@@ -1,0 +1,1 @@
+//! Myelin-update: A/B firmware updater daemon.
