@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Shared helpers for Myelin's bash scripts: repository paths, logging and prerequisites.
+
+MYELIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export MYELIN_ROOT
+MYELIN_CACHE=${MYELIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/myelin}
+export MYELIN_CACHE
+
+# Prints a section heading on stderr.
+say() { printf '\n=== %s\n' "$*" >&2; }
+
+# Prints an error and exits.
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the Debian packages listed in scripts/deps/apt.txt that are not installed yet.
+ensure_apt_packages() {
+	local missing=() pkg
+	while read -r pkg; do
+		case "$pkg" in ''|'#'*) continue ;; esac
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+			|| missing+=("$pkg")
+	done < "$MYELIN_ROOT/scripts/deps/apt.txt"
+	[ ${#missing[@]} -eq 0 ] && return 0
+	say "installing ${missing[*]}"
+	local sudo=
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Installs a cargo tool at a pinned version unless that version is already installed.
+ensure_cargo_tool() {
+	local crate=$1 version=$2 bin=${3:-$1}
+	if command -v "$bin" >/dev/null 2>&1 && cargo install --list | grep -q "^$crate v$version:"; then
+		return 0
+	fi
+	say "installing $crate $version"
+	cargo install --locked --quiet "$crate" --version "$version"
+}
