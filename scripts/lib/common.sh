@@ -37,3 +37,42 @@ ensure_cargo_tool() {
 	say "installing $crate $version"
 	cargo install --locked --quiet "$crate" --version "$version"
 }
+
+# Linker (a Debian cross gcc) for a Rust target.
+cross_linker() {
+	case "$1" in
+		aarch64-*) echo aarch64-linux-gnu-gcc ;;
+		arm*-gnueabihf) echo arm-linux-gnueabihf-gcc ;;
+		*) die "no cross linker for $1" ;;
+	esac
+}
+
+# Cargo for targets the rustup toolchain lacks: Debian's Rust builds std from source.
+# Usage: cross_cargo <target> <cargo subcommand and args>; output lands in rust/target/cross.
+cross_cargo() {
+	local target=$1
+	shift
+	local upper
+	upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
+	env RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+		CARGO_TARGET_DIR="$MYELIN_ROOT/rust/target/cross" \
+		"CARGO_TARGET_${upper}_LINKER=$(cross_linker "$target")" \
+		"CARGO_TARGET_${upper}_RUNNER=$(cross_qemu "$target") -L /usr/$(cross_sysroot "$target")" \
+		/usr/bin/cargo "$@" -Z build-std=std,panic_abort --target "$target"
+}
+
+# qemu-user emulator that runs a target's binaries on this machine.
+cross_qemu() {
+	case "$1" in
+		aarch64-*) echo qemu-aarch64-static ;;
+		arm*) echo qemu-arm-static ;;
+	esac
+}
+
+# Debian's sysroot (under /usr) with the target's C library.
+cross_sysroot() {
+	case "$1" in
+		aarch64-*) echo aarch64-linux-gnu ;;
+		arm*-gnueabihf) echo arm-linux-gnueabihf ;;
+	esac
+}
