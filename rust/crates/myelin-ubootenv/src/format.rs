@@ -433,13 +433,20 @@ mod tests {
         assert_eq!(check_name(""), Err(NameError::EmptyName));
         assert!(matches!(
             check_name("a=b"),
-            Err(NameError::BadNameChar { ch: '=', index: 1, .. })
+            Err(NameError::BadNameChar {
+                ch: '=',
+                index: 1,
+                ..
+            })
         ));
         assert!(matches!(
             check_name("a\u{7}"),
             Err(NameError::BadNameChar { index: 1, .. })
         ));
-        assert!(matches!(check_name("a b"), Err(NameError::BadNameChar { .. })));
+        assert!(matches!(
+            check_name("a b"),
+            Err(NameError::BadNameChar { .. })
+        ));
         assert!(matches!(check_name("#x"), Err(NameError::CommentName(_))));
         assert!(check_name("a.nerves_fw_version").is_ok());
         assert!(matches!(
