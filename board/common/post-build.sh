@@ -1,0 +1,68 @@
+#!/bin/sh
+# Buildroot post-build step for every Myelin board, run on the target directory before the root
+# filesystem image is made. Buildroot calls it as
+#   board/common/post-build.sh <TARGET_DIR> <board>
+# (the board comes from BR2_ROOTFS_POST_SCRIPT_ARGS). The QEMU test image builder calls it the
+# same way. Settings come from Buildroot's .config (BR2_CONFIG) when there is one, else from the
+# environment variables of the same meaning (MYELIN_FW_PUBLIC_KEYS, SOURCE_DATE_EPOCH).
+#
+# What it does, and why:
+# - removes SysV init scripts and tables: myelin-init is PID 1 and starts everything itself;
+# - creates the mount points myelin-init needs, since the root filesystem is read-only squashfs;
+# - records the build time (myelin-init never lets the clock run behind it) and release facts;
+# - installs the public keys that firmware updates must be signed with;
+# - puts the board's resource-less fwup tasks (validate, revert, status, ...) into
+#   /usr/share/myelin/ops.fw for myelin-update, built with the host myelin-fw.
+set -eu
+
+die() { echo "post-build: $*" >&2; exit 1; }
+
+[ $# -ge 2 ] || die "usage: $0 <TARGET_DIR> <board>"
+TARGET_DIR=$1
+BOARD=$2
+TREE=${BR2_EXTERNAL_MYELIN_PATH:-$(cd "$(dirname "$0")/../.." && pwd)}
+BOARD_DIR=$TREE/board/$BOARD
+[ -d "$TARGET_DIR" ] || die "target directory $TARGET_DIR does not exist"
+[ -f "$BOARD_DIR/fwup.conf" ] || die "unknown board '$BOARD' (no $BOARD_DIR/fwup.conf)"
+
+# Prints the value of a BR2_ option from Buildroot's .config, without quotes; empty if unset.
+br2_value() {
+	[ -n "${BR2_CONFIG:-}" ] && [ -f "$BR2_CONFIG" ] || return 0
+	sed -n "s/^$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}$/\1/p" "$BR2_CONFIG"
+}
+
+# SysV init leftovers from packages (dropbear, dbus) and the skeleton.
+rm -rf "$TARGET_DIR/etc/init.d" "$TARGET_DIR/etc/inittab" "$TARGET_DIR/etc/fstab"
+
+# Mount points: the root filesystem is read-only at run time.
+for dir in data dev proc sys tmp run mnt; do
+	mkdir -p "$TARGET_DIR/$dir"
+done
+
+# The clock floor: a device without an RTC boots in 1970, which breaks TLS and makes logs lie.
+build_time=${SOURCE_DATE_EPOCH:-$(date +%s)}
+mkdir -p "$TARGET_DIR/etc/myelin"
+echo "$build_time" > "$TARGET_DIR/etc/myelin/build-time"
+{
+	echo "MYELIN_BOARD=$BOARD"
+	echo "MYELIN_BUILD_TIME=$build_time"
+	echo "MYELIN_VERSION=${MYELIN_FW_VERSION:-$(br2_value BR2_MYELIN_FW_VERSION)}"
+} > "$TARGET_DIR/etc/myelin/release"
+
+# Firmware signing keys. Without any, the device accepts unsigned updates (development only).
+keys=${MYELIN_FW_PUBLIC_KEYS:-$(br2_value BR2_MYELIN_FW_PUBLIC_KEYS)}
+rm -rf "$TARGET_DIR/etc/myelin/fw-keys"
+mkdir -p "$TARGET_DIR/etc/myelin/fw-keys"
+n=0
+for key in $keys; do
+	[ -f "$key" ] || die "firmware public key $key does not exist"
+	n=$((n + 1))
+	cp "$key" "$TARGET_DIR/etc/myelin/fw-keys/$n-$(basename "$key")"
+done
+[ "$n" -gt 0 ] || echo "post-build: warning: no firmware public key; the device will accept unsigned updates" >&2
+
+# The ops tasks, for myelin-update on the device.
+command -v myelin-fw >/dev/null 2>&1 || die "myelin-fw (host) is not in PATH"
+mkdir -p "$TARGET_DIR/usr/share/myelin"
+MYELIN_BOARD_DIR=$BOARD_DIR myelin-fw create --ops -f "$BOARD_DIR/fwup.conf" \
+	-o "$TARGET_DIR/usr/share/myelin/ops.fw"
