@@ -269,7 +269,7 @@ fn parse_line(fields: &[&str], line: usize) -> Result<Location, ConfigProblem> {
     if let Some(extra) = fields.get(6) {
         return Err(ConfigProblem::ExtraField((*extra).to_owned()));
     }
-    let offset = parse_c_int(offset).ok_or_else(|| ConfigProblem::BadNumber {
+    let offset = parse_c_integer(offset).ok_or_else(|| ConfigProblem::BadNumber {
         field: "offset",
         value: (*offset).to_owned(),
         base: "C (0x hex, 0 octal, decimal)",
@@ -329,8 +329,9 @@ fn check_pair(first: &Location, second: &Location) -> Result<(), ConfigProblem> 
     Ok(())
 }
 
-/// Parses an integer the way C's `strtoll(s, NULL, 0)` does, but refusing trailing junk.
-pub(crate) fn parse_c_int(s: &str) -> Option<i64> {
+/// Parses an integer the way C's `strtoll(s, NULL, 0)` does (`0x` hex, leading `0` octal, else
+/// decimal, optional sign), but refusing trailing junk.
+pub fn parse_c_integer(s: &str) -> Option<i64> {
     let (negative, digits) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
@@ -404,23 +405,23 @@ mod tests {
 
     #[test]
     fn c_integers() {
-        assert_eq!(parse_c_int("0"), Some(0));
-        assert_eq!(parse_c_int("010"), Some(8));
-        assert_eq!(parse_c_int("0x10"), Some(16));
-        assert_eq!(parse_c_int("-0x2000"), Some(-0x2000));
-        assert_eq!(parse_c_int("-8192"), Some(-8192));
-        assert_eq!(parse_c_int("08"), None);
-        assert_eq!(parse_c_int("12k"), None);
-        assert_eq!(parse_c_int("-"), None);
-        assert_eq!(parse_c_int("0x"), None);
-        assert_eq!(parse_c_int("--1"), None);
+        assert_eq!(parse_c_integer("0"), Some(0));
+        assert_eq!(parse_c_integer("010"), Some(8));
+        assert_eq!(parse_c_integer("0x10"), Some(16));
+        assert_eq!(parse_c_integer("-0x2000"), Some(-0x2000));
+        assert_eq!(parse_c_integer("-8192"), Some(-8192));
+        assert_eq!(parse_c_integer("08"), None);
+        assert_eq!(parse_c_integer("12k"), None);
+        assert_eq!(parse_c_integer("-"), None);
+        assert_eq!(parse_c_integer("0x"), None);
+        assert_eq!(parse_c_integer("--1"), None);
         assert_eq!(parse_hex("ff"), Some(255));
         assert_eq!(parse_hex("0X1f"), Some(31));
         assert_eq!(parse_hex("0x"), None);
         assert_eq!(parse_hex("+1"), None);
         assert_eq!(parse_hex("0x+1"), None);
-        assert_eq!(parse_c_int("0x-1"), None);
-        assert_eq!(parse_c_int("-+1"), None);
+        assert_eq!(parse_c_integer("0x-1"), None);
+        assert_eq!(parse_c_integer("-+1"), None);
     }
 
     fn problem(text: &str) -> (usize, ConfigProblem) {

@@ -260,19 +260,51 @@ pub fn serialized_len(vars: &Vars) -> usize {
 
 /// Encodes `vars` into a block of `size` bytes. `flags` is written for [`Layout::Redundant`].
 pub fn encode(vars: &Vars, size: usize, layout: Layout, flags: u8) -> Result<Vec<u8>, EncodeError> {
-    for (name, value) in vars {
+    let entries = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    encode_with(entries, size, layout, flags, &ImageOptions::default())
+}
+
+/// Choices `mkenvimage` offers beyond the layout: padding byte and CRC byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// Byte filling the data area after the list terminator (mkenvimage `-p`, default 0xFF).
+    pub pad: u8,
+    /// Store the CRC big-endian (mkenvimage `-b`, for big-endian targets).
+    pub big_endian: bool,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            pad: 0xFF,
+            big_endian: false,
+        }
+    }
+}
+
+/// Encodes entries **in the order given** (as `mkenvimage` keeps its input order; [`encode`]
+/// passes sorted variables). Names and values are checked; duplicates are the caller's business.
+pub fn encode_with<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+    size: usize,
+    layout: Layout,
+    flags: u8,
+    options: &ImageOptions,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut needed = 1;
+    for (name, value) in entries.clone() {
         check_name(name)?;
         check_value(name, value)?;
+        needed += name.len() + 1 + value.len() + 1;
     }
     let data_offset = layout.data_offset();
     let available = size.saturating_sub(data_offset);
-    let needed = serialized_len(vars);
     if needed > available {
         return Err(EncodeError::TooLarge { needed, available });
     }
-    let mut block = vec![0xFF; size];
+    let mut block = vec![options.pad; size];
     let mut pos = data_offset;
-    for (name, value) in vars {
+    for (name, value) in entries {
         for part in [name.as_bytes(), b"=", value.as_bytes(), b"\0"] {
             block[pos..pos + part.len()].copy_from_slice(part);
             pos += part.len();
@@ -283,7 +315,12 @@ pub fn encode(vars: &Vars, size: usize, layout: Layout, flags: u8) -> Result<Vec
         block[CRC_LEN] = flags;
     }
     let crc = crc32(&block[data_offset..]);
-    block[..CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+    let crc = if options.big_endian {
+        crc.to_be_bytes()
+    } else {
+        crc.to_le_bytes()
+    };
+    block[..CRC_LEN].copy_from_slice(&crc);
     Ok(block)
 }
 
@@ -472,6 +509,32 @@ mod tests {
         assert_eq!(choose_active(Some(0), Some(255)), Some(First));
         // Abnormal gap: U-Boot takes the larger value (fwup would not).
         assert_eq!(choose_active(Some(1), Some(200)), Some(Second));
+    }
+
+    #[test]
+    fn ordered_encoding_with_pad_and_big_endian() {
+        let opts = ImageOptions {
+            pad: 0,
+            big_endian: true,
+        };
+        let block = encode_with([("z", "1"), ("a", "2")], 32, Layout::Redundant, 1, &opts).unwrap();
+        assert_eq!(&block[5..14], b"z=1\0a=2\0\0");
+        assert!(block[14..].iter().all(|&b| b == 0));
+        assert_eq!(block[4], 1);
+        assert_eq!(&block[..4], &crc32(&block[5..]).to_be_bytes());
+        // Sorted encode is the ordered one fed with sorted variables.
+        let v = vars(&[("z", "1"), ("a", "2")]);
+        assert_eq!(
+            encode(&v, 64, Layout::Single, 0).unwrap(),
+            encode_with(
+                [("a", "2"), ("z", "1")],
+                64,
+                Layout::Single,
+                0,
+                &ImageOptions::default()
+            )
+            .unwrap()
+        );
     }
 
     #[test]

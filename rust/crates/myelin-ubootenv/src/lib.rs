@@ -19,12 +19,14 @@
 pub mod config;
 pub mod format;
 pub mod storage;
+pub mod text;
 
 pub use config::{
     ConfigError, ConfigProblem, DEFAULT_CONFIG_PATH, DEFAULT_LOCK_PATH, EnvConfig, Location,
 };
-pub use format::{Active, DecodeError, EncodeError, Layout, NameError, Vars};
+pub use format::{Active, DecodeError, EncodeError, ImageOptions, Layout, NameError, Vars};
 pub use storage::{
     CopyStatus, Env, EnvError, Fingerprint, Modified, Plan, Recovery, Snapshot, plan_write,
     read_vars,
 };
+pub use text::{TextEntry, TextError};

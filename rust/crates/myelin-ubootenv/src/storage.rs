@@ -98,7 +98,7 @@ pub enum EnvError {
     },
     /// The only copy of a single environment is corrupt.
     #[error(
-        "environment at {location} is corrupt ({source}); nothing was written. A single-copy environment cannot be recovered from a second copy: rewrite it from defaults (myelin-kv setenv -f <defaults file>, or --force-init to start empty)"
+        "environment at {location} is corrupt ({source}). A single-copy environment has no second copy to fall back on: rewrite it from defaults (myelin-kv setenv -f <defaults file> ..., or --force-init to start empty)"
     )]
     Corrupt {
         /// The configured location.
@@ -108,7 +108,7 @@ pub enum EnvError {
     },
     /// Both copies of a redundant environment are corrupt.
     #[error(
-        "both environment copies are corrupt (copy 1 at {first_location}: {first}; copy 2 at {second_location}: {second}); nothing was written. Rewrite it from defaults (myelin-kv setenv -f <defaults file>, or --force-init to start empty)"
+        "both environment copies are corrupt (copy 1 at {first_location}: {first}; copy 2 at {second_location}: {second}). Rewrite it from defaults (myelin-kv setenv -f <defaults file> ..., or --force-init to start empty)"
     )]
     BothCorrupt {
         /// Location of the first copy.
@@ -120,8 +120,8 @@ pub enum EnvError {
         /// What is wrong with the second copy.
         second: DecodeError,
     },
-    /// The new variables cannot be encoded (bad name or value, too large); nothing was written.
-    #[error("{0}; nothing was written")]
+    /// The new variables cannot be encoded (bad name or value, too large).
+    #[error(transparent)]
     Encode(#[from] EncodeError),
 }
 
@@ -131,6 +131,18 @@ impl EnvError {
         matches!(
             self,
             EnvError::Corrupt { .. } | EnvError::BothCorrupt { .. }
+        )
+    }
+
+    /// True if the error happened while writing a copy, i.e. after validation and planning: the
+    /// copy being written may be torn (a redundant environment still reads its old state).
+    pub fn during_write(&self) -> bool {
+        matches!(
+            self,
+            EnvError::Io {
+                op: "write" | "sync",
+                ..
+            }
         )
     }
 }
@@ -750,7 +762,6 @@ mod tests {
                 matches!(err, EnvError::Encode(EncodeError::Invalid(_))),
                 "{err}"
             );
-            assert!(err.to_string().ends_with("nothing was written"), "{err}");
         }
         let err = set(&f.env, "big", &"x".repeat(SIZE)).unwrap_err();
         assert!(
