@@ -1,0 +1,310 @@
+"""The system-test harness: scenarios made of named steps with deadlines, run one after another.
+
+A scenario is a function taking a `Run`. It boots devices (`run.device()`), and wraps what it
+does in steps:
+
+    @scenario("reboot", "a reboot keeps /data and the KV environment", needs=["myelin-init"])
+    def reboot(run):
+        dev = run.device().boot()
+        with run.step("write a file and a key", timeout=30):
+            dev.sh("echo hello > /data/hello")
+        ...
+
+Every wait inside a step is bounded by the step's deadline, so a hung guest fails the step that
+hung, by name. Each device's serial console is logged to <results>/<scenario>/<device>.log; a
+failing scenario keeps that directory and prints the end of the log.
+
+A scenario names the Myelin programs it needs. A program that is still the workspace skeleton
+(its binary says "not implemented yet") makes the runner report the scenario as NOT RUN with
+the reason, never skip it silently.
+"""
+
+import contextlib
+import functools
+import http.server
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import traceback
+
+from myelin_qemu import Machine, Shell, TimeoutExpired, MachineExited, CommandFailed
+
+# The registry, in definition order (which is the run order).
+SCENARIOS = []
+
+# What a booted Myelin device prints on its console once every service is up; myelin-init logs it
+# to the kernel log, which the console shows.
+READY = re.compile(rb"myelin-init: all services ready")
+# The first kernel line of a boot: how a reboot is recognised.
+KERNEL_START = re.compile(rb"Linux version \d+\.\d+")
+
+
+class Failure(Exception):
+    """A scenario's expectation does not hold."""
+
+
+class Scenario:
+    """A registered scenario."""
+
+    def __init__(self, name, description, needs, func):
+        self.name = name
+        self.description = description
+        self.needs = list(needs)
+        self.func = func
+
+
+def scenario(name, description, needs=()):
+    """Registers a scenario function under name."""
+
+    def register(func):
+        SCENARIOS.append(Scenario(name, description, needs, func))
+        return func
+
+    return register
+
+
+def missing_programs(needs, bin_dir):
+    """For each needed program that is not usable yet, the reason; empty when all are there.
+
+    A program is usable when its release binary exists and is not the workspace skeleton.
+    """
+    reasons = []
+    for program in needs:
+        path = os.path.join(bin_dir, program)
+        if not os.access(path, os.X_OK):
+            reasons.append(f"needs {program} (no {path})")
+            continue
+        probe = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL, check=False)
+        if "not implemented yet" in probe.stdout + probe.stderr:
+            reasons.append(f"needs {program} (not implemented yet)")
+    return reasons
+
+
+class StepFailed(Exception):
+    """Raised out of a step with the step's name and the underlying cause."""
+
+
+class Run:
+    """One scenario's execution: its results directory, devices, steps and deadlines."""
+
+    def __init__(self, scenario_, results_dir, images):
+        self.scenario = scenario_
+        self.dir = results_dir
+        self.images = images
+        self.devices = []
+        self.deadline = None
+        self.current_step = None
+        self.steps = []
+        self.servers = []
+
+    def remaining(self, wanted):
+        """The time a wait may take: wanted, cut to what is left of the current step."""
+        if self.deadline is None:
+            return wanted
+        return max(0.1, min(wanted, self.deadline - time.monotonic()))
+
+    @contextlib.contextmanager
+    def step(self, name, timeout):
+        """A named step that must finish within timeout seconds."""
+        self.current_step = name
+        start = time.monotonic()
+        self.deadline = start + timeout
+        for dev in self.devices:
+            if dev.machine is not None:
+                dev.machine.note(f"step: {name}")
+        print(f"    step: {name}", flush=True)
+        try:
+            yield
+        except (TimeoutExpired, MachineExited, CommandFailed, Failure, AssertionError) as e:
+            raise StepFailed(f"step '{name}' failed: {e}") from e
+        finally:
+            self.deadline = None
+        elapsed = time.monotonic() - start
+        if elapsed > timeout:
+            raise StepFailed(f"step '{name}' took {elapsed:.1f}s, more than its {timeout}s")
+        self.steps.append((name, elapsed))
+
+    def device(self, name="device", image=None):
+        """A new device with a private copy of image (default: the base image)."""
+        src = image or self.images.base_image()
+        disk = os.path.join(self.dir, f"{name}.img")
+        # The image is sparse (785 MiB, a few MiB of data): copy it as such.
+        subprocess.run(["cp", "--sparse=always", src, disk], check=True)
+        dev = Device(self, name, disk)
+        self.devices.append(dev)
+        return dev
+
+    def serve(self, path):
+        """Serves one file over HTTP to the guests; returns the URL they reach it at."""
+        server = FileServer(path)
+        self.servers.append(server)
+        return server.url
+
+    def close(self):
+        """Stops every device and server."""
+        for dev in self.devices:
+            dev.stop()
+        for server in self.servers:
+            server.stop()
+
+
+class Device:
+    """A QEMU machine booting one disk, with a shell on its console."""
+
+    def __init__(self, run, name, disk):
+        self.run = run
+        self.name = name
+        self.disk = disk
+        self.log = os.path.join(run.dir, f"{name}.log")
+        self.machine = None
+        self.shell = None
+        self.boots = 0
+
+    def power_on(self):
+        """Starts QEMU on the disk (the previous machine, if any, must be off)."""
+        assert self.machine is None or not self.machine.running()
+        if self.machine is not None:
+            self.machine.stop()
+        self.machine = Machine(self.disk, self.log).start()
+        self.shell = Shell(self.machine)
+        return self
+
+    def boot(self, timeout=120):
+        """Powers on, then waits until the device is up (see wait_up)."""
+        self.power_on()
+        return self.wait_up(timeout)
+
+    def wait_up(self, timeout=120):
+        """Waits for a kernel start and then READY, and attaches the console shell."""
+        self.wait_kernel_start(timeout)
+        self.machine.wait_for(READY, self.run.remaining(timeout))
+        self.shell.attach(self.run.remaining(30))
+        return self
+
+    def wait_kernel_start(self, timeout):
+        """Waits for the next kernel start on the console; returns seconds waited."""
+        t0 = time.monotonic()
+        self.machine.wait_for(KERNEL_START, self.run.remaining(timeout))
+        self.boots += 1
+        return time.monotonic() - t0
+
+    def sh(self, command, timeout=30, check=True):
+        """Runs a shell command; returns its output (stripped). With check, it must succeed."""
+        status, out = self.shell.run(command, timeout=self.run.remaining(timeout), check=check)
+        return out.strip() if check else (status, out.strip())
+
+    def reboot(self, timeout=120):
+        """Asks for a clean reboot and waits until the device is up again."""
+        self.machine.send("reboot\n")
+        return self.wait_up(timeout)
+
+    def power_cut(self):
+        """SIGKILL to QEMU: the disk keeps exactly what the guest had written so far."""
+        self.machine.kill()
+
+    def stop(self):
+        """Turns the machine off and closes its log."""
+        if self.machine is not None:
+            self.machine.stop()
+
+
+class FileServer:
+    """A one-file HTTP server on the host, reachable from guests at 10.0.2.2."""
+
+    def __init__(self, path):
+        directory, name = os.path.split(os.path.abspath(path))
+        handler = functools.partial(QuietHandler, directory=directory)
+        self.httpd = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
+        port = self.httpd.server_address[1]
+        self.url = f"http://10.0.2.2:{port}/{name}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        """Stops serving."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """SimpleHTTPRequestHandler without a line on stderr per request."""
+
+    def log_message(self, format, *args):  # noqa: A002 (the base class's signature)
+        pass
+
+
+class TcpListener:
+    """A TCP server on the host that accepts and closes connections (a connectivity target)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def stop(self):
+        """Stops listening."""
+        self.sock.close()
+
+
+def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
+    """Runs the selected scenarios in order; prints a report; returns True when none failed."""
+    outcomes = []
+    for sc in selected:
+        missing = missing_programs(sc.needs, bin_dir)
+        if missing:
+            outcomes.append((sc, "NOT RUN", "; ".join(missing), 0.0))
+            print(f"--- {sc.name}: NOT RUN, {'; '.join(missing)}", flush=True)
+            continue
+        print(f"--- {sc.name}: {sc.description}", flush=True)
+        rdir = os.path.join(results_root, sc.name)
+        shutil.rmtree(rdir, ignore_errors=True)
+        os.makedirs(rdir)
+        run = Run(sc, rdir, images)
+        t0 = time.monotonic()
+        try:
+            sc.func(run)
+        except Exception as e:  # noqa: BLE001 (any failure is reported, then the next runs)
+            elapsed = time.monotonic() - t0
+            run.close()
+            detail = str(e) if isinstance(e, StepFailed) else traceback.format_exc()
+            outcomes.append((sc, "FAIL", detail, elapsed))
+            print(f"--- {sc.name}: FAIL after {elapsed:.0f}s\n{detail}", flush=True)
+            for dev in run.devices:
+                if dev.machine is not None:
+                    print(f"    last lines of {dev.log}:", flush=True)
+                    print("      " + dev.machine.tail(60).replace("\n", "\n      "), flush=True)
+            print(f"    full logs kept in {rdir}", flush=True)
+            continue
+        elapsed = time.monotonic() - t0
+        run.close()
+        outcomes.append((sc, "PASS", "", elapsed))
+        print(f"--- {sc.name}: PASS in {elapsed:.0f}s", flush=True)
+        if not keep_logs:
+            shutil.rmtree(rdir, ignore_errors=True)
+
+    print("\nsystem tests:")
+    for sc, verdict, detail, elapsed in outcomes:
+        line = f"  {verdict:8} {sc.name:12} {elapsed:6.0f}s  {sc.description}"
+        if verdict == "NOT RUN":
+            line = f"  {verdict:8} {sc.name:12} {'':6}   {detail}"
+        print(line)
+    return all(verdict != "FAIL" for _, verdict, _, _ in outcomes)

@@ -1,0 +1,280 @@
+"""Boot Myelin's x86_64 board image in QEMU and talk to it over the serial console.
+
+The system tests (tests/system/run), the boot benchmark (scripts/bench.d/boot) and scripts/qemu
+share this module, so that what a user tries interactively is the machine the tests boot:
+
+- `qemu_command()` is the one QEMU command line: TCG (KVM guests hang on the CI machines), the
+  disk on virtio, the Intel 6300ESB watchdog (the real watchdog driver runs, and its expiry
+  resets the machine), a user-mode network with the host at 10.0.2.2, and the serial console.
+- `Machine` runs QEMU with the serial console on a pipe, records every byte of it in a log file,
+  and waits for patterns with a deadline. Killing it is how the tests cut the power.
+- `Shell` runs commands through a shell on the serial console. Each command is bracketed by
+  markers that the echo of the typed line cannot contain, so its output and exit status are
+  recovered exactly even when the terminal echoes input.
+
+Run as a program, it boots a disk image interactively (what scripts/qemu does):
+    python3 tests/system/myelin_qemu.py DISK.img
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+QEMU = "qemu-system-x86_64"
+# Guest memory. Myelin needs far less; the BEAM anchor of the boot benchmark needs more than 128.
+MEMORY_MB = 256
+# Where the guest reaches the host on QEMU's user network.
+HOST_FROM_GUEST = "10.0.2.2"
+
+# Kernel log lines on the console ("[    1.234567] ...").
+KERNEL_LINE = re.compile(rb"^\[\s*\d+\.\d+\] .*$", re.M)
+# ANSI escape sequences GRUB and SeaBIOS print.
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1bc")
+
+
+class TimeoutExpired(Exception):
+    """A pattern did not appear on the console in time."""
+
+
+class MachineExited(Exception):
+    """QEMU exited while something was expected from the guest."""
+
+
+def qemu_command(disk, interactive=False, net_forwards=(), extra=()):
+    """The QEMU command line for the x86_64 board.
+
+    disk: raw disk image (the board's .img, or a copy the guest may write).
+    interactive: serial console and QEMU monitor on the terminal (-nographic) instead of a pipe.
+    net_forwards: ("tcp", host_port, guest_port) tuples for QEMU's hostfwd.
+    """
+    netdev = "user,id=net0"
+    for proto, host_port, guest_port in net_forwards:
+        netdev += f",hostfwd={proto}::{host_port}-:{guest_port}"
+    cmd = [
+        QEMU,
+        "-accel", "tcg",
+        "-machine", "pc",
+        "-m", str(MEMORY_MB),
+        "-smp", "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-drive", f"file={disk},if=virtio,format=raw,cache=writeback",
+        "-device", "i6300esb",
+        "-action", "watchdog=reset",
+        "-netdev", netdev,
+        # romfile= skips the iPXE option ROM: nothing boots from the network, and it costs time.
+        "-device", "virtio-net-pci,netdev=net0,romfile=",
+        "-device", "virtio-rng-pci",
+        "-rtc", "base=utc",
+    ]
+    if interactive:
+        cmd += ["-nographic"]
+    else:
+        cmd += ["-display", "none", "-monitor", "none", "-serial", "stdio"]
+    return cmd + list(extra)
+
+
+class Machine:
+    """A QEMU process whose serial console is recorded and can be waited on."""
+
+    def __init__(self, disk, log_path, net_forwards=(), extra=()):
+        self.disk = disk
+        self.log_path = log_path
+        self.cmd = qemu_command(disk, net_forwards=net_forwards, extra=extra)
+        self.proc = None
+        self.buf = bytearray()
+        # Index into buf up to which output has been consumed by wait_for().
+        self.cursor = 0
+        self.cond = threading.Condition()
+        self.log = open(log_path, "ab")  # noqa: SIM115 (closed in stop())
+        self.reader = None
+        self.started_at = None
+
+    def start(self):
+        """Starts QEMU; the guest boots from the disk."""
+        self.note(f"qemu: {' '.join(self.cmd)}")
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            with self.cond:
+                if chunk:
+                    self.buf.extend(chunk)
+                    self.log.write(chunk)
+                    self.log.flush()
+                self.cond.notify_all()
+            if not chunk:
+                return
+
+    def note(self, text):
+        """Writes a harness note into the console log, marked so it is not mistaken for output."""
+        with self.cond:
+            self.log.write(f"\n##### {text}\n".encode())
+            self.log.flush()
+
+    def running(self):
+        """True while QEMU runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, text):
+        """Types text on the serial console."""
+        data = text.encode() if isinstance(text, str) else text
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def wait_for(self, pattern, timeout, consume=True):
+        """Waits until the console output after the cursor matches pattern (bytes regex or str).
+
+        Returns the match; with consume, the cursor moves past it. Raises TimeoutExpired, or
+        MachineExited if QEMU exits first.
+        """
+        if isinstance(pattern, str):
+            pattern = re.compile(re.escape(pattern.encode()))
+        elif isinstance(pattern, bytes):
+            pattern = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                m = pattern.search(self.buf, self.cursor)
+                if m:
+                    if consume:
+                        self.cursor = m.end()
+                    return m
+                if not self.running() and (self.reader is None or not self.reader.is_alive()):
+                    raise MachineExited(
+                        f"QEMU exited (status {self.proc.returncode}) while waiting for "
+                        f"{pattern.pattern!r}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutExpired(f"no {pattern.pattern!r} on the console within {timeout:.0f}s")
+                self.cond.wait(min(left, 0.5))
+
+    def skip_to_end(self):
+        """Marks everything received so far as consumed."""
+        with self.cond:
+            self.cursor = len(self.buf)
+
+    def output_since(self, start):
+        """Console bytes from index start to now."""
+        with self.cond:
+            return bytes(self.buf[start:])
+
+    def position(self):
+        """Index of the next byte to arrive, for output_since()."""
+        with self.cond:
+            return len(self.buf)
+
+    def kill(self):
+        """Pulls the plug: SIGKILL to QEMU, whatever the guest is doing."""
+        if self.running():
+            self.note("power cut (SIGKILL to QEMU)")
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._reap()
+
+    def stop(self):
+        """Ends QEMU (if still running) and closes the log."""
+        self.kill()
+        with self.cond:
+            self.log.close()
+
+    def _reap(self):
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if self.reader is not None:
+            self.reader.join(timeout=5)
+
+    def tail(self, lines=60):
+        """The last lines of the console, escape sequences removed, for failure reports."""
+        with self.cond:
+            text = ANSI.sub(b"", bytes(self.buf)).replace(b"\r", b"")
+        return b"\n".join(text.split(b"\n")[-lines:]).decode(errors="replace")
+
+
+class CommandFailed(Exception):
+    """A shell command exited with a non-zero status."""
+
+
+class Shell:
+    """Commands through a shell on the guest's serial console."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.serial = 0
+
+    def attach(self, timeout=30):
+        """Waits until the shell answers, then quiets the kernel's console output."""
+        self.machine.send("\n")
+        self.run("true", timeout=timeout)
+        # Kernel messages interleaved with command output would garble it; the log keeps them
+        # through `dmesg`, and the level still lets panics and oopses through.
+        self.run("dmesg -n 1", timeout=timeout)
+
+    def run(self, command, timeout=30, check=True):
+        """Runs one shell command line; returns (status, output).
+
+        The command's stdin is /dev/null so it can never eat the next typed line.
+        """
+        self.serial += 1
+        n = self.serial
+        begin = f"__MYELIN_BEGIN_{n}__"
+        # printf's format splits the marker, so the terminal's echo of this line never matches.
+        line = (
+            f"printf '\\n%s_%s__\\n' __MYELIN_BEGIN {n}; {{ {command} ; }} </dev/null; "
+            f"printf '\\n%s_%s__ %s\\n' __MYELIN_END {n} $?\n"
+        )
+        self.machine.send(line)
+        self.machine.wait_for(begin.encode() + b"\r?\n", timeout)
+        m = self.machine.wait_for(
+            re.compile(rb"(.*?)\r?\n__MYELIN_END_%d__ (\d+)\r?\n" % n, re.S), timeout
+        )
+        output = m.group(1).replace(b"\r", b"")
+        output = KERNEL_LINE.sub(b"", output).decode(errors="replace").strip("\n")
+        status = int(m.group(2))
+        if check and status != 0:
+            raise CommandFailed(f"`{command}` exited with {status}:\n{output}")
+        return status, output
+
+    def out(self, command, timeout=30):
+        """Runs a command that must succeed; returns its output, stripped."""
+        return self.run(command, timeout=timeout)[1].strip()
+
+
+def main():
+    """Boots a disk image with the serial console on this terminal."""
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        print(__doc__)
+        sys.exit(2)
+    if shutil.which(QEMU) is None:
+        sys.exit(f"{QEMU} is missing (apt-get install qemu-system-x86)")
+    cmd = qemu_command(sys.argv[1], interactive=True, net_forwards=[("tcp", 2222, 22)])
+    print("Serial console below; Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor.", flush=True)
+    os.execvp(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""The system-test scenarios, in run order. Each one boots the x86_64 board image in QEMU.
+
+What each proves is in its docstring. They talk to the device through the console shell, using
+only what a user of the device has: busybox, fw_printenv/fw_setenv (myelin-kv), myelinctl,
+myelin-fw with the board's /usr/share/myelin/ops.fw, and the kernel's /proc and /sys.
+
+The scenarios of parts that do not exist yet (update and revert need myelin-update, network
+needs myelin-net) are written against the interface those parts are expected to have
+(`myelinctl fw install URL`, `myelinctl net ...`); the runner reports them as NOT RUN until the
+part lands, and the issue that lands it adjusts the device commands here.
+"""
+
+import os
+import random
+import re
+import shutil
+import time
+import tomllib
+
+from harness import READY, Failure, TcpListener, scenario
+
+# board/x86_64/fwup.conf: where /data starts on the disk (512-byte blocks).
+APP_PART_OFFSET = 1083904
+OPS_FW = "/usr/share/myelin/ops.fw"
+
+
+# --- what the device reports -----------------------------------------------------------------
+
+def running_slot(dev):
+    """The slot the running kernel came from (GRUB passes myelin.slot=a|b)."""
+    m = re.search(r"\bmyelin\.slot=([ab])\b", dev.sh("cat /proc/cmdline"))
+    if not m:
+        raise Failure("no myelin.slot= on the kernel command line")
+    return m.group(1)
+
+
+def running_version(dev):
+    """The firmware version the root filesystem was built as (/etc/myelin/release)."""
+    return dev.sh(". /etc/myelin/release && echo \"$MYELIN_VERSION\"")
+
+
+def kv(dev, key):
+    """One variable of the U-Boot environment, through myelin-kv's fw_printenv; None if unset."""
+    status, out = dev.sh(f"fw_printenv -n {key}", check=False)
+    return out if status == 0 else None
+
+
+def kv_all(dev):
+    """The whole U-Boot environment as a dict; fails if it cannot be read cleanly."""
+    env = {}
+    for line in dev.sh("fw_printenv").splitlines():
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise Failure(f"fw_printenv printed a line that is no variable: {line!r}")
+        env[name] = value
+    return env
+
+
+def ops(dev, task, timeout=60):
+    """Runs a task of the board's ops.fw on the boot disk; returns its messages."""
+    return dev.sh(f"myelin-fw apply -d /dev/rootdisk0 -i {OPS_FW} -t {task} 2>&1", timeout=timeout)
+
+
+def fw_status(dev):
+    """The `status` task's verdict: a, b, a->b, b->a, 'a (b reverted)' or 'b (a reverted)'."""
+    out = ops(dev, "status")
+    m = re.search(r"^.*?\b([ab](?:->[ab]| \([ab] reverted\))?)\s*$", out, re.M)
+    if not m:
+        raise Failure(f"status printed no slot: {out!r}")
+    return m.group(1)
+
+
+def init_config(run):
+    """/etc/myelin/init.toml of the base image, parsed."""
+    with open(os.path.join(run.images.target_dir(), "etc/myelin/init.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+def duration(text):
+    """Seconds in one of myelin-init's durations ("250ms", "5s", "2m", "1h")."""
+    m = re.fullmatch(r"([0-9.]+)(ms|s|m|h)", text)
+    if not m:
+        raise Failure(f"unexpected duration {text!r}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def hostname_regex(pattern):
+    """A regex for the hostnames myelin-init can make from a hostname pattern (erlinit's rules:
+    %s the whole serial number, %.Ns its first N characters, %-.Ns its last N)."""
+    out = ""
+    for token in re.split(r"(%-?\.?\d*s)", pattern):
+        m = re.fullmatch(r"%(-?)\.?(\d*)s", token)
+        if m:
+            out += "[a-z0-9.-]{1,%s}" % (m.group(2) or "64")
+        else:
+            out += re.escape(token.lower())
+    return re.compile(out)
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+@scenario("first-boot", "first boot formats /data, starts every service, sets the hostname",
+          needs=["myelin-init", "myelin-kv"])
+def first_boot(run):
+    """A fresh disk image boots to READY; /data, which `complete` left wiped, is formatted and
+    mounted read-write; the hostname follows init.toml's pattern; the environment holds the
+    metadata `complete` wrote."""
+    image = run.images.base_image()
+    with open(image, "rb") as f:
+        f.seek(APP_PART_OFFSET * 512)
+        if f.read(4096) != b"\xff" * 4096:
+            raise Failure("the image's /data partition is not wiped: the first boot proves nothing")
+    dev = run.device()
+    with run.step("boot to all services ready", timeout=120):
+        dev.boot()
+    with run.step("/data is ext4, mounted read-write and writable", timeout=30):
+        mounts = [line.split() for line in dev.sh("cat /proc/mounts").splitlines()]
+        data = [m for m in mounts if m[1] == "/data"]
+        if not data:
+            raise Failure("/data is not mounted")
+        _, _, fstype, options = data[-1][:4]
+        if fstype != "ext4" or "rw" not in options.split(","):
+            raise Failure(f"/data is {fstype} ({options}), expected ext4 rw")
+        dev.sh("echo probe > /data/.systest && grep -qx probe /data/.systest && rm /data/.systest")
+    with run.step("every service is running", timeout=30):
+        status = dev.sh("myelinctl status")
+        for svc in init_config(run).get("service", []):
+            line = next((l for l in status.splitlines() if l.split()[:1] == [svc["name"]]), None)
+            if line is None or not re.search(r"\b(ready|running)\b", line):
+                raise Failure(f"service {svc['name']} is not up:\n{status}")
+    with run.step("hostname set from the pattern", timeout=30):
+        pattern = init_config(run).get("boot", {}).get("hostname")
+        hostname = dev.sh("hostname")
+        if pattern is None:
+            raise Failure("init.toml sets no hostname pattern")
+        if not hostname_regex(pattern).fullmatch(hostname):
+            raise Failure(f"hostname {hostname!r} does not follow the pattern {pattern!r}")
+    with run.step("the environment holds the firmware metadata", timeout=30):
+        env = kv_all(dev)
+        expect = {
+            "nerves_fw_active": "a",
+            "a.nerves_fw_validated": "1",
+            "a.nerves_fw_platform": "x86_64",
+            "a.nerves_fw_architecture": "x86_64",
+            "a.nerves_fw_version": run.images.BASE_VERSION,
+            "nerves_fw_devpath": "/dev/rootdisk0",
+        }
+        wrong = {k: env.get(k) for k, v in expect.items() if env.get(k) != v}
+        if wrong:
+            raise Failure(f"unexpected environment values {wrong}, expected {expect}")
+        if running_slot(dev) != "a" or running_version(dev) != run.images.BASE_VERSION:
+            raise Failure("the first boot did not run slot a with the base version")
+
+
+@scenario("reboot", "a clean reboot keeps /data and the KV environment",
+          needs=["myelin-init", "myelin-kv"])
+def reboot(run):
+    """Data written to /data and a variable set through fw_setenv before `reboot` are there
+    after it; the device comes back to READY on the same slot."""
+    token = f"{random.getrandbits(64):016x}"
+    dev = run.device()
+    with run.step("boot", timeout=120):
+        dev.boot()
+    with run.step("write a file to /data and a KV variable", timeout=30):
+        dev.sh(f"mkdir -p /data/systest && echo {token} > /data/systest/token")
+        dev.sh(f"fw_setenv systest_token {token}")
+        if kv(dev, "systest_token") != token:
+            raise Failure("fw_printenv does not read back what fw_setenv wrote")
+    with run.step("reboot to all services ready", timeout=150):
+        dev.reboot()
+        if dev.boots != 2:
+            raise Failure(f"expected a second kernel start, saw {dev.boots}")
+    with run.step("the file and the variable survived", timeout=30):
+        if dev.sh("cat /data/systest/token") != token:
+            raise Failure("/data/systest/token changed across the reboot")
+        if kv(dev, "systest_token") != token:
+            raise Failure("systest_token changed across the reboot")
+        if running_slot(dev) != "a":
+            raise Failure("the reboot changed the slot")
+
+
+@scenario("update", "an update over HTTP boots the other slot, validates, reports the new version",
+          needs=["myelin-init", "myelin-kv", "myelin-fw", "myelin-update"])
+def update(run):
+    """myelin-update installs a newer .fw served by the host; after a reboot the device runs it
+    from slot b, validates it once its services are ready, and reports the new version."""
+    new_version = "2.0.0"
+    url = run.serve(run.images.firmware("update", new_version))
+    dev = run.device()
+    with run.step("boot", timeout=120):
+        dev.boot()
+    with run.step("install the update from the host", timeout=180):
+        dev.sh(f"myelinctl fw install {url}", timeout=170)
+        if fw_status(dev) != "a->b":
+            raise Failure("after the install, the next boot is not a trial of slot b")
+    with run.step("reboot into slot b", timeout=150):
+        dev.reboot()
+        if running_slot(dev) != "b" or running_version(dev) != new_version:
+            raise Failure("the device did not boot the new firmware from slot b")
+    with run.step("the new firmware validates itself", timeout=120):
+        deadline = time.monotonic() + 110
+        while fw_status(dev) != "b":
+            if time.monotonic() > deadline:
+                raise Failure(f"slot b was never validated (status {fw_status(dev)})")
+            time.sleep(2)
+        if kv(dev, "b.nerves_fw_version") != new_version or kv(dev, "nerves_fw_active") != "b":
+            raise Failure("the environment does not report the new version as active")
+    with run.step("a reboot stays on the new firmware", timeout=150):
+        dev.reboot()
+        if running_slot(dev) != "b":
+            raise Failure("the validated firmware was not kept")
+
+
+def never_ready_overlay(run):
+    """A rootfs overlay whose init.toml adds a critical service that never becomes ready."""
+    base = os.path.join(run.images.target_dir(), "etc/myelin/init.toml")
+    overlay = os.path.join(run.images.root, "overlay-never-ready")
+    shutil.rmtree(overlay, ignore_errors=True)
+    os.makedirs(os.path.join(overlay, "etc/myelin"))
+    with open(base, encoding="utf-8") as f:
+        config = f.read()
+    config += (
+        "\n# tests/system: a critical service that never signals readiness\n"
+        "[[service]]\n"
+        'name = "never-ready"\n'
+        'argv = ["/bin/sleep", "100000"]\n'
+        "notify = true\n"
+        'ready_timeout = "10s"\n'
+        "critical = true\n"
+    )
+    with open(os.path.join(overlay, "etc/myelin/init.toml"), "w", encoding="utf-8") as f:
+        f.write(config)
+    return overlay
+
+
+@scenario("revert", "a firmware that never gets ready is tried once, then the device reverts",
+          needs=["myelin-init", "myelin-kv", "myelin-fw", "myelin-update"])
+def revert(run):
+    """A firmware whose critical service never becomes ready boots once from slot b; it is
+    never validated, the device reboots on its own and GRUB brings back slot a, which reports
+    the revert."""
+    bad = run.images.firmware("never-ready", "2.0.0-never-ready", [never_ready_overlay(run)])
+    url = run.serve(bad)
+    dev = run.device()
+    with run.step("boot", timeout=120):
+        dev.boot()
+    with run.step("install the broken firmware", timeout=180):
+        dev.sh(f"myelinctl fw install {url}", timeout=170)
+    with run.step("its trial boot happens", timeout=60):
+        dev.machine.send("reboot\n")
+        dev.wait_kernel_start(60)
+        dev.machine.wait_for("myelin.slot=b", 30)
+    with run.step("the device reboots by itself into slot a", timeout=300):
+        dev.wait_up(290)
+        if running_slot(dev) != "a" or running_version(dev) != run.images.BASE_VERSION:
+            raise Failure("the device did not come back to the previous firmware")
+    with run.step("status reports the revert", timeout=30):
+        if fw_status(dev) != "a (b reverted)":
+            raise Failure(f"status is {fw_status(dev)!r}, expected 'a (b reverted)'")
+
+
+@scenario("power-cut", "20 power cuts during an update: every boot runs a complete firmware",
+          needs=["myelin-init", "myelin-kv", "myelin-fw"])
+def power_cut(run):
+    """`myelin-fw apply -t upgrade` of a newer .fw runs on the device (the capability under
+    myelin-update) and QEMU is killed at 20 random moments of it. After every cut the device
+    boots a complete firmware, old or new: the slot GRUB chose carries the version its
+    environment metadata names, every file of its root filesystem reads back, and the KV
+    environment reads cleanly with a variable set before the first cut intact."""
+    cuts = int(os.environ.get("MYELIN_POWER_CUTS", "20"))
+    rng = random.Random(int(os.environ.get("MYELIN_POWER_CUT_SEED", str(time.time_ns()))))
+    seed_note = os.environ.get("MYELIN_POWER_CUT_SEED")
+    new_version = "2.0.0"
+    fw = run.images.firmware("update", new_version)
+    url = run.serve(fw)
+    versions = {run.images.BASE_VERSION, new_version}
+    dev = run.device()
+    with run.step("boot, fetch the update onto /data, set a marker variable", timeout=150):
+        dev.boot()
+        dev.sh(f"wget -q -O /data/update.fw {url} && sync", timeout=60)
+        dev.sh("fw_setenv systest_marker survives")
+
+    apply = f"myelin-fw apply -d /dev/rootdisk0 -i /data/update.fw -t upgrade"
+
+    def check_complete(label):
+        slot = running_slot(dev)
+        version = running_version(dev)
+        env = kv_all(dev)
+        if env.get("systest_marker") != "survives":
+            raise Failure(f"{label}: the marker variable is gone: {env}")
+        if version not in versions:
+            raise Failure(f"{label}: running unknown version {version!r}")
+        if env.get(f"{slot}.nerves_fw_version") != version:
+            raise Failure(f"{label}: slot {slot} runs {version} but the environment says "
+                          f"{env.get(slot + '.nerves_fw_version')!r}")
+        # Every file of the running root filesystem decompresses.
+        dev.sh("find / -xdev -type f -exec cat {} + > /dev/null", timeout=120)
+        return slot, version
+
+    with run.step("an uninterrupted upgrade, timed", timeout=240):
+        t0 = time.monotonic()
+        out = dev.sh(f"{apply} 2>&1", timeout=200)
+        full = time.monotonic() - t0
+        if fw_status(dev) not in ("a->b", "b->a"):
+            raise Failure(f"the upgrade did not arm a trial boot: {out}")
+        dev.power_cut()
+        dev.power_on()
+        dev.wait_up(120)
+        slot, version = check_complete("after the uninterrupted upgrade")
+        if version != new_version:
+            raise Failure("the uninterrupted upgrade did not boot the new firmware")
+        ops(dev, "validate")
+    print(f"    an upgrade takes {full:.1f}s; cutting at random points of it"
+          + (f" (seed {seed_note})" if seed_note else ""), flush=True)
+
+    outcomes = {"old slot": 0, "new slot": 0}
+    for i in range(1, cuts + 1):
+        with run.step(f"cut {i}/{cuts}", timeout=300):
+            before = running_slot(dev)
+            if kv(dev, f"{before}.nerves_fw_validated") != "1":
+                ops(dev, "validate")
+            delay = rng.uniform(0, full * 1.1)
+            dev.machine.note(f"upgrade, power cut after {delay:.2f}s")
+            dev.machine.send(f"{apply}\n")
+            time.sleep(delay)
+            dev.power_cut()
+            dev.power_on()
+            dev.wait_up(150)
+            slot, version = check_complete(f"cut {i} after {delay:.2f}s")
+            outcomes["old slot" if slot == before else "new slot"] += 1
+            print(f"    cut {i}: {delay:.2f}s into the upgrade, booted slot {slot} ({version})",
+                  flush=True)
+    print(f"    {outcomes['old slot']} cuts came back on the old slot, "
+          f"{outcomes['new slot']} on the new one", flush=True)
+
+
+@scenario("watchdog", "a hung critical service makes the hardware watchdog reset the device",
+          needs=["myelin-init"])
+def watchdog(run):
+    """SIGSTOP on the critical service: myelin-init stops petting the i6300esb watchdog, which
+    resets the machine within the configured time (service watchdog + hardware timeout)."""
+    config = init_config(run)
+    critical = [s for s in config.get("service", []) if s.get("critical")]
+    if not critical:
+        raise Failure("init.toml marks no service critical")
+    svc = critical[0]
+    hw = duration(config.get("watchdog", {}).get("timeout", "30s"))
+    svc_wd = duration(svc.get("watchdog", "0s"))
+    # The service's missed deadline plus one full hardware period; the margin covers the
+    # petting interval (timeout/2) and QEMU's timer granularity.
+    limit = svc_wd + hw + 10
+    dev = run.device()
+    with run.step("boot", timeout=120):
+        dev.boot()
+    with run.step(f"SIGSTOP {svc['name']}", timeout=30):
+        exe = os.path.basename(svc["argv"][0])
+        pid = dev.sh(f"pidof {exe}").split()[0]
+        dev.machine.send(f"kill -STOP {pid}\n")
+        stopped = time.monotonic()
+    with run.step(f"the machine resets within {limit:.0f}s", timeout=limit + 5):
+        dev.wait_kernel_start(limit + 5)
+        took = time.monotonic() - stopped
+        if took > limit:
+            raise Failure(f"the reset came {took:.0f}s after the hang, limit {limit:.0f}s")
+        print(f"    reset {took:.0f}s after the hang (limit {limit:.0f}s)", flush=True)
+    with run.step("the device comes back up", timeout=150):
+        dev.machine.wait_for(READY, 140)
+        dev.shell.attach(30)
+
+
+@scenario("network", "DHCP on QEMU's network; myelin-net reports lan/internet via a host TCP check",
+          needs=["myelin-init", "myelin-net"])
+def network(run):
+    """The device gets a DHCP lease from QEMU's user network; myelin-net reports the interface
+    as connected, with its internet check aimed at a TCP server on the host."""
+    listener = TcpListener()
+    try:
+        dev = run.device()
+        with run.step("boot", timeout=120):
+            dev.boot()
+        with run.step("a DHCP lease on eth0", timeout=60):
+            deadline = time.monotonic() + 50
+            while "inet 10.0.2.15/" not in dev.sh("ip -4 addr show eth0"):
+                if time.monotonic() > deadline:
+                    raise Failure("no DHCP address on eth0")
+                time.sleep(1)
+        with run.step("myelin-net reports the connection", timeout=90):
+            dev.sh(f"myelinctl net check-target 10.0.2.2:{listener.port}")
+            deadline = time.monotonic() + 80
+            while True:
+                state = dev.sh("myelinctl net status eth0")
+                if re.search(r"\b(lan|internet)\b", state):
+                    break
+                if time.monotonic() > deadline:
+                    raise Failure(f"eth0 never reported lan or internet:\n{state}")
+                time.sleep(2)
+            if "internet" in state and listener.accepted == 0:
+                raise Failure("internet reported without connecting to the check target")
+    finally:
+        listener.stop()
+
