@@ -1,6 +1,6 @@
-//! `myelin-kv` binary: a thin shell over the [`myelin_kv`] library.
+//! `myelin-kv` binary, also installed as `fw_printenv` and `fw_setenv`: a thin shell over
+//! [`myelin_kv::cli`].
 
-fn main() {
-    eprintln!("myelin-kv: not implemented yet");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    myelin_kv::cli::main(std::env::args_os().collect())
 }
