@@ -1,0 +1,1073 @@
+//! The supervision tree as a pure state machine, with OTP's rules for OS processes.
+//!
+//! Events come in (`start`, a process exited, a service notified, time passed, an operator
+//! asked); decisions go out through [`Effects`] (spawn a service, signal its process group,
+//! note what happened). Nothing here touches the system, so tests drive it with a hand-moved
+//! clock and compare the effects to golden traces.
+//!
+//! The rules:
+//! * A supervisor starts its children in order; each waits for the previous one to be ready
+//!   (and for its `after` nodes). A supervisor is ready when all its children are. After its
+//!   first complete start, a `one_for_one` supervisor restarts a child without waiting for its
+//!   siblings; `one_for_all` and `rest_for_one` restart the affected children in order.
+//! * Children stop in reverse order, one at a time: SIGTERM to the process group, SIGKILL when
+//!   the `shutdown` timeout passes (`brutal_kill`: SIGKILL at once; `infinity`: wait).
+//! * An exit is normal when the code is 0 or the process died of SIGTERM; a readiness timeout,
+//!   a missed `WATCHDOG=1` and a failed exec are abnormal. `permanent` children always restart,
+//!   `transient` ones after abnormal exits, `temporary` ones never (and a temporary child stopped
+//!   by a sibling's restart stays stopped).
+//! * Every restart is counted by the parent; more than `intensity` within `period` and the
+//!   supervisor stops all its children (reverse order) and fails itself: its parent handles that
+//!   as a child's abnormal exit. When the root fails, [`Supervisor::gave_up`] becomes true and
+//!   PID 1 takes the configured fatal action.
+//! * Restart backoff per service: the first restart after a run of at least `period` is
+//!   immediate; the n-th consecutive one waits `restart_delay × 2^(n−2)`, at most
+//!   `restart_delay_max`.
+//! * `ready_timeout` bounds the wait for readiness; `watchdog` bounds the time between
+//!   `WATCHDOG=1` pings once ready (a miss sends SIGABRT, then SIGKILL after the shutdown
+//!   timeout, and counts as an abnormal exit).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::{Instant, format_duration};
+use crate::config::{
+    NodeId, NodeKind, Readiness, RestartType, ServiceSpec, Shutdown, Strategy, Tree,
+};
+use crate::control::{NodeStatus, ReadinessReport, ServiceReadiness};
+use crate::log::Level;
+use crate::notify::Notify;
+
+/// Signals the supervisor sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sig {
+    /// SIGTERM to the process group.
+    Term,
+    /// SIGKILL to the process group.
+    Kill,
+    /// SIGABRT to the main process (watchdog timeout, for a core dump).
+    Abrt,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Code 0 or SIGTERM.
+    pub fn is_normal(self) -> bool {
+        matches!(
+            self,
+            ExitStatus::Code(0) | ExitStatus::Signal(libc::SIGTERM)
+        )
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Why a child is considered failed even if its exit looked normal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Not ready within `ready_timeout`.
+    ReadyTimeout,
+    /// No `WATCHDOG=1` in time, or `WATCHDOG=trigger`.
+    Watchdog,
+    /// exec failed.
+    SpawnFailed(String),
+    /// A child supervisor exceeded its restart intensity.
+    Escalated,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::ReadyTimeout => f.write_str("readiness timeout"),
+            Failure::Watchdog => f.write_str("watchdog timeout"),
+            Failure::SpawnFailed(e) => write!(f, "spawn failed: {e}"),
+            Failure::Escalated => f.write_str("restart intensity exceeded"),
+        }
+    }
+}
+
+/// Something worth logging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// A service was started.
+    Started {
+        /// Service.
+        name: String,
+        /// Its pid.
+        pid: u32,
+    },
+    /// A service became ready.
+    Ready {
+        /// Service.
+        name: String,
+    },
+    /// A service's process ended.
+    Exited {
+        /// Service.
+        name: String,
+        /// Its pid.
+        pid: u32,
+        /// How.
+        status: ExitStatus,
+        /// Whether PID 1 had asked it to stop.
+        requested: bool,
+    },
+    /// A service could not be started.
+    SpawnFailed {
+        /// Service.
+        name: String,
+        /// Why.
+        error: String,
+    },
+    /// A service is being stopped.
+    Stopping {
+        /// Service.
+        name: String,
+        /// Signal sent.
+        sig: Sig,
+        /// Why, if it failed.
+        failure: Option<Failure>,
+    },
+    /// A stop timed out: SIGKILL.
+    Killing {
+        /// Service.
+        name: String,
+    },
+    /// A child will be restarted.
+    Restarting {
+        /// Child.
+        name: String,
+        /// After this delay.
+        delay: Duration,
+    },
+    /// A child ended for good.
+    NotRestarted {
+        /// Child.
+        name: String,
+    },
+    /// A supervisor exceeded its intensity and stops everything.
+    Escalating {
+        /// Supervisor.
+        name: String,
+        /// Restarts counted.
+        restarts: usize,
+        /// Within this window.
+        period: Duration,
+    },
+    /// The root supervisor failed.
+    GaveUp,
+}
+
+impl Note {
+    /// Log priority.
+    pub fn level(&self) -> Level {
+        match self {
+            Note::Started { .. } | Note::Ready { .. } | Note::Stopping { failure: None, .. } => {
+                Level::Info
+            }
+            Note::Exited {
+                requested: true, ..
+            }
+            | Note::NotRestarted { .. } => Level::Info,
+            Note::Exited { status, .. } if status.is_normal() => Level::Notice,
+            Note::Escalating { .. } | Note::GaveUp => Level::Crit,
+            _ => Level::Warning,
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Started { name, pid } => write!(f, "{name} started (pid {pid})"),
+            Note::Ready { name } => write!(f, "{name} ready"),
+            Note::Exited {
+                name,
+                pid,
+                status,
+                requested,
+            } => {
+                write!(
+                    f,
+                    "{name} (pid {pid}) ended: {status}{}",
+                    if *requested { " (stopped)" } else { "" }
+                )
+            }
+            Note::SpawnFailed { name, error } => write!(f, "{name} could not start: {error}"),
+            Note::Stopping { name, sig, failure } => match failure {
+                Some(why) => write!(f, "{name}: {why}, sending {sig:?}"),
+                None => write!(f, "stopping {name} ({sig:?})"),
+            },
+            Note::Killing { name } => write!(f, "{name} did not stop in time: SIGKILL"),
+            Note::Restarting { name, delay } => {
+                write!(f, "restarting {name} in {}", format_duration(*delay))
+            }
+            Note::NotRestarted { name } => write!(f, "{name} will not be restarted"),
+            Note::Escalating {
+                name,
+                restarts,
+                period,
+            } => write!(
+                f,
+                "supervisor {name}: {restarts} restarts within {}, stopping all its children and giving up",
+                format_duration(*period)
+            ),
+            Note::GaveUp => f.write_str("the root supervisor gave up"),
+        }
+    }
+}
+
+/// The supervisor's side effects.
+pub trait Effects {
+    /// Starts a service (its own session and process group); its pid.
+    fn spawn(&mut self, id: NodeId, name: &str, spec: &ServiceSpec) -> Result<u32, String>;
+    /// Sends a signal to a service (process group, or main process for [`Sig::Abrt`]).
+    fn signal(&mut self, id: NodeId, name: &str, pid: u32, sig: Sig);
+    /// Reports a decision.
+    fn note(&mut self, note: Note);
+}
+
+/// Operator requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Enable and start.
+    Start,
+    /// Stop and disable.
+    Stop,
+    /// Stop, then start.
+    Restart,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Proc {
+    Down,
+    Starting {
+        pid: u32,
+        since: Instant,
+        deadline: Option<Instant>,
+    },
+    Up {
+        pid: u32,
+        since: Instant,
+        wd_deadline: Option<Instant>,
+    },
+    Stopping {
+        pid: u32,
+        since: Instant,
+        kill_at: Option<Instant>,
+        failure: Option<Failure>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Term {
+    Stop,
+    Escalate,
+}
+
+#[derive(Clone, Debug)]
+struct NodeState {
+    enabled: bool,
+    done: bool,
+    proc: Proc,
+    restarts: u32,
+    consecutive: u32,
+    delay_until: Instant,
+    last_exit: Option<String>,
+    status_text: Option<String>,
+    running: bool,
+    restart_log: VecDeque<Instant>,
+    stop_queue: VecDeque<NodeId>,
+    terminating: Option<Term>,
+    started_once: bool,
+    up_since: Option<Instant>,
+}
+
+impl NodeState {
+    fn new() -> NodeState {
+        NodeState {
+            enabled: true,
+            done: false,
+            proc: Proc::Down,
+            restarts: 0,
+            consecutive: 0,
+            delay_until: Instant(0),
+            last_exit: None,
+            status_text: None,
+            running: false,
+            restart_log: VecDeque::new(),
+            stop_queue: VecDeque::new(),
+            terminating: None,
+            started_once: false,
+            up_since: None,
+        }
+    }
+}
+
+/// The supervision tree's state.
+pub struct Supervisor {
+    tree: Tree,
+    st: Vec<NodeState>,
+    preorder: Vec<NodeId>,
+    shutting_down: bool,
+    gave_up: bool,
+    generation: u64,
+}
+
+impl Supervisor {
+    /// A stopped tree.
+    pub fn new(tree: Tree) -> Supervisor {
+        let mut preorder = Vec::new();
+        let mut stack = vec![0];
+        while let Some(n) = stack.pop() {
+            if tree.nodes[n].supervisor().is_some() {
+                preorder.push(n);
+            }
+            stack.extend(tree.children(n).iter().rev());
+        }
+        let st = vec![NodeState::new(); tree.nodes.len()];
+        Supervisor {
+            tree,
+            st,
+            preorder,
+            shutting_down: false,
+            gave_up: false,
+            generation: 0,
+        }
+    }
+
+    /// The tree's specification.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Starts the root supervisor.
+    pub fn start(&mut self, now: Instant, fx: &mut dyn Effects) {
+        self.start_node(0, now, fx);
+        self.reconcile(now, fx);
+    }
+
+    /// Whether the root supervisor failed.
+    pub fn gave_up(&self) -> bool {
+        self.gave_up
+    }
+
+    /// Whether nothing runs any more (after a shutdown or giving up).
+    pub fn is_stopped(&self) -> bool {
+        !self.st[0].running
+    }
+
+    /// Whether a shutdown was requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The node running `pid`.
+    pub fn find_pid(&self, pid: u32) -> Option<NodeId> {
+        self.st.iter().position(|s| proc_pid(&s.proc) == Some(pid))
+    }
+
+    /// The current pid of a service.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        proc_pid(&self.st[id].proc)
+    }
+
+    /// Services waiting for a readiness path, with the path.
+    pub fn waiting_paths(&self) -> Vec<(NodeId, std::path::PathBuf)> {
+        self.tree
+            .services()
+            .filter(|&id| matches!(self.st[id].proc, Proc::Starting { .. }))
+            .filter_map(|id| match &self.tree.nodes[id].service()?.readiness {
+                Readiness::Path(p) => Some((id, p.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every enabled critical service has a live process (the hardware watchdog's rule).
+    pub fn critical_alive(&self) -> bool {
+        self.tree.services().all(|id| {
+            let critical = self.tree.nodes[id].service().is_some_and(|s| s.critical);
+            !critical
+                || !self.st[id].enabled
+                || matches!(self.st[id].proc, Proc::Starting { .. } | Proc::Up { .. })
+        })
+    }
+
+    fn bump(&mut self) {
+        self.generation += 1;
+    }
+
+    fn is_service(&self, id: NodeId) -> bool {
+        matches!(self.tree.nodes[id].kind, NodeKind::Service(_))
+    }
+
+    fn is_active(&self, id: NodeId) -> bool {
+        if self.is_service(id) {
+            self.st[id].proc != Proc::Down
+        } else {
+            self.st[id].running
+        }
+    }
+
+    fn is_up(&self, id: NodeId) -> bool {
+        if self.is_service(id) {
+            return matches!(self.st[id].proc, Proc::Up { .. });
+        }
+        let s = &self.st[id];
+        s.running
+            && s.terminating.is_none()
+            && s.stop_queue.is_empty()
+            && self
+                .tree
+                .children(id)
+                .iter()
+                .all(|&c| !self.st[c].enabled || self.is_up(c))
+    }
+
+    fn after_ok(&self, id: NodeId) -> bool {
+        self.tree.nodes[id]
+            .after
+            .iter()
+            .all(|&a| self.is_up(a) || self.st[a].done)
+    }
+
+    fn strategy(&self, sup: NodeId) -> (Strategy, u32, Duration) {
+        match &self.tree.nodes[sup].kind {
+            NodeKind::Supervisor(s) => (s.strategy, s.intensity, s.period),
+            NodeKind::Service(_) => (Strategy::OneForOne, 0, Duration::ZERO),
+        }
+    }
+
+    /// Applies decisions until nothing changes.
+    fn reconcile(&mut self, now: Instant, fx: &mut dyn Effects) {
+        let limit = 4 * self.tree.nodes.len() + 8;
+        for _ in 0..limit {
+            let before = self.generation;
+            for i in 0..self.preorder.len() {
+                let s = self.preorder[i];
+                self.step(s, now, fx);
+            }
+            if self.generation == before {
+                return;
+            }
+        }
+    }
+
+    fn step(&mut self, s: NodeId, now: Instant, fx: &mut dyn Effects) {
+        if !self.st[s].running {
+            return;
+        }
+        while let Some(&h) = self.st[s].stop_queue.front() {
+            if !self.is_active(h) {
+                self.st[s].stop_queue.pop_front();
+                self.bump();
+                continue;
+            }
+            self.begin_stop(h, None, now, fx);
+            return;
+        }
+        if let Some(term) = self.st[s].terminating {
+            let active: Vec<NodeId> = self
+                .tree
+                .children(s)
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&c| self.is_active(c))
+                .collect();
+            if !active.is_empty() {
+                self.st[s].stop_queue.extend(active);
+                self.bump();
+                return;
+            }
+            let ran = self.st[s]
+                .up_since
+                .map(|t| now.since(t))
+                .unwrap_or_default();
+            let st = &mut self.st[s];
+            st.terminating = None;
+            st.running = false;
+            st.started_once = false;
+            st.up_since = None;
+            self.bump();
+            if term == Term::Escalate {
+                self.st[s].last_exit = Some(Failure::Escalated.to_string());
+                if s == 0 {
+                    self.gave_up = true;
+                    fx.note(Note::GaveUp);
+                } else {
+                    self.child_failed(s, Some(Failure::Escalated), true, ran, now, fx);
+                }
+            }
+            return;
+        }
+        if self.shutting_down {
+            return;
+        }
+        let (strategy, _, _) = self.strategy(s);
+        let gate = !(strategy == Strategy::OneForOne && self.st[s].started_once);
+        let children: Vec<NodeId> = self.tree.children(s).to_vec();
+        for c in children {
+            if self.st[s].terminating.is_some() || !self.st[s].stop_queue.is_empty() {
+                break;
+            }
+            if !self.st[c].enabled || self.is_up(c) {
+                continue;
+            }
+            let blocked = self.is_active(c) || self.st[c].delay_until > now || !self.after_ok(c);
+            if blocked {
+                if gate {
+                    break;
+                }
+                continue;
+            }
+            self.start_node(c, now, fx);
+            if gate && !self.is_up(c) {
+                break;
+            }
+        }
+        if !self.st[s].started_once && self.is_up(s) {
+            self.st[s].started_once = true;
+            self.st[s].up_since = Some(now);
+            self.bump();
+        }
+    }
+
+    fn start_node(&mut self, c: NodeId, now: Instant, fx: &mut dyn Effects) {
+        self.bump();
+        let name = self.tree.nodes[c].name.clone();
+        match &self.tree.nodes[c].kind {
+            NodeKind::Supervisor(_) => {
+                let st = &mut self.st[c];
+                st.running = true;
+                st.terminating = None;
+                st.stop_queue.clear();
+                st.restart_log.clear();
+                st.started_once = false;
+                for &k in self.tree.children(c) {
+                    let ks = &mut self.st[k];
+                    ks.enabled = true;
+                    ks.done = false;
+                    ks.consecutive = 0;
+                    ks.delay_until = Instant(0);
+                }
+            }
+            NodeKind::Service(spec) => match fx.spawn(c, &name, spec.as_ref()) {
+                Ok(pid) => {
+                    self.st[c].proc = match spec.readiness {
+                        Readiness::Started => Proc::Up {
+                            pid,
+                            since: now,
+                            wd_deadline: spec.watchdog.map(|w| now.after(w)),
+                        },
+                        _ => Proc::Starting {
+                            pid,
+                            since: now,
+                            deadline: spec.ready_timeout.map(|t| now.after(t)),
+                        },
+                    };
+                    self.st[c].status_text = None;
+                    fx.note(Note::Started { name, pid });
+                }
+                Err(error) => {
+                    fx.note(Note::SpawnFailed {
+                        name,
+                        error: error.clone(),
+                    });
+                    self.st[c].last_exit = Some(format!("spawn failed: {error}"));
+                    self.child_failed(
+                        c,
+                        Some(Failure::SpawnFailed(error)),
+                        true,
+                        Duration::ZERO,
+                        now,
+                        fx,
+                    );
+                }
+            },
+        }
+    }
+
+    /// A child ended on its own (or failed); apply the restart type, intensity and strategy.
+    fn child_failed(
+        &mut self,
+        c: NodeId,
+        failure: Option<Failure>,
+        abnormal: bool,
+        ran_for: Duration,
+        now: Instant,
+        fx: &mut dyn Effects,
+    ) {
+        self.bump();
+        let Some(p) = self.tree.nodes[c].parent else {
+            return;
+        };
+        let name = self.tree.nodes[c].name.clone();
+        let ps = &self.st[p];
+        if self.shutting_down
+            || ps.terminating.is_some()
+            || !ps.running
+            || ps.stop_queue.contains(&c)
+        {
+            return;
+        }
+        let restart = match self.tree.nodes[c].restart {
+            RestartType::Permanent => true,
+            RestartType::Transient => abnormal || failure.is_some(),
+            RestartType::Temporary => false,
+        };
+        if !restart {
+            self.st[c].enabled = false;
+            self.st[c].done = true;
+            fx.note(Note::NotRestarted { name });
+            return;
+        }
+        let (strategy, intensity, period) = self.strategy(p);
+        let log = &mut self.st[p].restart_log;
+        log.push_back(now);
+        while log.front().is_some_and(|&t| t.after(period) <= now) {
+            log.pop_front();
+        }
+        if log.len() > intensity as usize {
+            let restarts = log.len();
+            let pname = self.tree.nodes[p].name.clone();
+            fx.note(Note::Escalating {
+                name: pname,
+                restarts,
+                period,
+            });
+            self.st[p].terminating = Some(Term::Escalate);
+            let active: Vec<NodeId> = self
+                .tree
+                .children(p)
+                .iter()
+                .rev()
+                .copied()
+                .filter(|&k| self.is_active(k))
+                .collect();
+            self.st[p].stop_queue = active.into();
+            return;
+        }
+        let st = &mut self.st[c];
+        if ran_for >= period {
+            st.consecutive = 0;
+        }
+        st.consecutive += 1;
+        st.restarts += 1;
+        let delay = match self.tree.nodes[c].service() {
+            Some(spec) if st.consecutive >= 2 => {
+                let factor = 1u32.checked_shl(st.consecutive - 2).unwrap_or(u32::MAX);
+                spec.restart_delay
+                    .saturating_mul(factor)
+                    .min(spec.restart_delay_max)
+            }
+            _ => Duration::ZERO,
+        };
+        st.delay_until = now.after(delay);
+        fx.note(Note::Restarting { name, delay });
+        let siblings: Vec<NodeId> = self.tree.children(p).to_vec();
+        let pos = siblings.iter().position(|&k| k == c).unwrap_or(0);
+        let affected: Vec<NodeId> = match strategy {
+            Strategy::OneForOne => Vec::new(),
+            Strategy::OneForAll => siblings.iter().copied().filter(|&k| k != c).collect(),
+            Strategy::RestForOne => siblings[pos + 1..].to_vec(),
+        };
+        for &k in affected.iter().rev() {
+            if self.tree.nodes[k].restart == RestartType::Temporary {
+                self.st[k].enabled = false;
+                self.st[k].done = true;
+            }
+            if self.is_active(k) && !self.st[p].stop_queue.contains(&k) {
+                self.st[p].stop_queue.push_back(k);
+            }
+        }
+    }
+
+    fn begin_stop(
+        &mut self,
+        n: NodeId,
+        failure: Option<Failure>,
+        now: Instant,
+        fx: &mut dyn Effects,
+    ) {
+        let name = self.tree.nodes[n].name.clone();
+        match &self.tree.nodes[n].kind {
+            NodeKind::Supervisor(_) => {
+                if self.st[n].running && self.st[n].terminating.is_none() {
+                    self.st[n].terminating = Some(Term::Stop);
+                    let active: Vec<NodeId> = self
+                        .tree
+                        .children(n)
+                        .iter()
+                        .rev()
+                        .copied()
+                        .filter(|&k| self.is_active(k))
+                        .collect();
+                    self.st[n].stop_queue = active.into();
+                    self.bump();
+                }
+            }
+            NodeKind::Service(spec) => {
+                let (pid, since) = match self.st[n].proc {
+                    Proc::Starting { pid, since, .. } | Proc::Up { pid, since, .. } => (pid, since),
+                    Proc::Stopping { .. } | Proc::Down => return,
+                };
+                let failing = failure.is_some();
+                let (mut sig, kill_at) = match spec.shutdown {
+                    Shutdown::BrutalKill => (Sig::Kill, None),
+                    Shutdown::Timeout(d) => (Sig::Term, Some(now.after(d))),
+                    Shutdown::Infinity if failing => {
+                        (Sig::Term, Some(now.after(Duration::from_secs(5))))
+                    }
+                    Shutdown::Infinity => (Sig::Term, None),
+                };
+                if failure == Some(Failure::Watchdog) && sig == Sig::Term {
+                    sig = Sig::Abrt;
+                }
+                fx.note(Note::Stopping {
+                    name: name.clone(),
+                    sig,
+                    failure: failure.clone(),
+                });
+                fx.signal(n, &name, pid, sig);
+                self.st[n].proc = Proc::Stopping {
+                    pid,
+                    since,
+                    kill_at,
+                    failure,
+                };
+                self.bump();
+            }
+        }
+    }
+
+    /// A process ended. Returns whether it was one of the tree's services.
+    pub fn on_exit(
+        &mut self,
+        pid: u32,
+        status: ExitStatus,
+        now: Instant,
+        fx: &mut dyn Effects,
+    ) -> bool {
+        let Some(c) = self.find_pid(pid) else {
+            return false;
+        };
+        let name = self.tree.nodes[c].name.clone();
+        let proc = std::mem::replace(&mut self.st[c].proc, Proc::Down);
+        self.bump();
+        let (since, requested, failure) = match proc {
+            Proc::Stopping { since, failure, .. } => (since, failure.is_none(), failure),
+            Proc::Starting { since, .. } | Proc::Up { since, .. } => (since, false, None),
+            Proc::Down => return false,
+        };
+        self.st[c].last_exit = Some(match &failure {
+            Some(f) => format!("{f} ({status})"),
+            None => status.to_string(),
+        });
+        fx.note(Note::Exited {
+            name,
+            pid,
+            status,
+            requested,
+        });
+        if !requested {
+            let abnormal = failure.is_some() || !status.is_normal();
+            self.child_failed(c, failure, abnormal, now.since(since), now, fx);
+        }
+        self.reconcile(now, fx);
+        true
+    }
+
+    /// A readiness path appeared.
+    pub fn on_ready(&mut self, id: NodeId, now: Instant, fx: &mut dyn Effects) {
+        self.on_notify(id, &[Notify::Ready], now, fx);
+    }
+
+    /// A service sent sd_notify assignments.
+    pub fn on_notify(&mut self, id: NodeId, msgs: &[Notify], now: Instant, fx: &mut dyn Effects) {
+        let Some(spec) = self.tree.nodes[id].service() else {
+            return;
+        };
+        let wd = spec.watchdog;
+        let name = self.tree.nodes[id].name.clone();
+        for m in msgs {
+            match m {
+                Notify::Ready => {
+                    if let Proc::Starting { pid, since, .. } = self.st[id].proc {
+                        self.st[id].proc = Proc::Up {
+                            pid,
+                            since,
+                            wd_deadline: wd.map(|w| now.after(w)),
+                        };
+                        self.generation += 1;
+                        fx.note(Note::Ready { name: name.clone() });
+                    }
+                }
+                Notify::Watchdog => {
+                    if let Proc::Up { wd_deadline, .. } = &mut self.st[id].proc {
+                        *wd_deadline = wd.map(|w| now.after(w));
+                    }
+                }
+                Notify::WatchdogTrigger => {
+                    if matches!(self.st[id].proc, Proc::Up { .. } | Proc::Starting { .. }) {
+                        self.begin_stop(id, Some(Failure::Watchdog), now, fx);
+                    }
+                }
+                Notify::Status(s) => self.st[id].status_text = Some(s.clone()),
+                Notify::ExtendTimeout(d) => {
+                    if let Proc::Starting {
+                        deadline: Some(dl), ..
+                    } = &mut self.st[id].proc
+                    {
+                        *dl = (*dl).max(now.after(*d));
+                    }
+                }
+            }
+        }
+        self.reconcile(now, fx);
+    }
+
+    /// Time passed: deadlines, backoffs.
+    pub fn on_tick(&mut self, now: Instant, fx: &mut dyn Effects) {
+        let ids: Vec<NodeId> = self.tree.services().collect();
+        for id in ids {
+            let name = self.tree.nodes[id].name.clone();
+            match self.st[id].proc.clone() {
+                Proc::Starting {
+                    deadline: Some(d), ..
+                } if d <= now => {
+                    self.begin_stop(id, Some(Failure::ReadyTimeout), now, fx);
+                }
+                Proc::Up {
+                    wd_deadline: Some(d),
+                    ..
+                } if d <= now => {
+                    self.begin_stop(id, Some(Failure::Watchdog), now, fx);
+                }
+                Proc::Stopping {
+                    pid,
+                    since,
+                    kill_at: Some(k),
+                    failure,
+                } if k <= now => {
+                    fx.note(Note::Killing { name: name.clone() });
+                    fx.signal(id, &name, pid, Sig::Kill);
+                    self.st[id].proc = Proc::Stopping {
+                        pid,
+                        since,
+                        kill_at: None,
+                        failure,
+                    };
+                }
+                _ => {}
+            }
+        }
+        self.reconcile(now, fx);
+    }
+
+    /// The next time [`Supervisor::on_tick`] has something to do.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let mut best: Option<Instant> = None;
+        let mut consider = |t: Instant| best = Some(best.map_or(t, |b| b.min(t)));
+        for id in self.tree.services() {
+            let st = &self.st[id];
+            match st.proc {
+                Proc::Starting {
+                    deadline: Some(d), ..
+                } => consider(d),
+                Proc::Up {
+                    wd_deadline: Some(d),
+                    ..
+                } => consider(d),
+                Proc::Stopping {
+                    kill_at: Some(k), ..
+                } => consider(k),
+                Proc::Down if st.enabled && st.delay_until > now => consider(st.delay_until),
+                _ => {}
+            }
+        }
+        best
+    }
+
+    /// Stops everything, children before parents, siblings in reverse order.
+    pub fn shutdown(&mut self, now: Instant, fx: &mut dyn Effects) {
+        self.shutting_down = true;
+        self.begin_stop(0, None, now, fx);
+        self.reconcile(now, fx);
+    }
+
+    /// Operator request on a node.
+    pub fn control(
+        &mut self,
+        op: Control,
+        name: &str,
+        now: Instant,
+        fx: &mut dyn Effects,
+    ) -> Result<String, String> {
+        let id = self
+            .tree
+            .find(name)
+            .ok_or_else(|| format!("no service or supervisor named `{name}`"))?;
+        if id == 0 {
+            return Err("the root supervisor cannot be controlled; use reboot".into());
+        }
+        if self.shutting_down {
+            return Err("shutting down".into());
+        }
+        if let Some(p) = self.tree.nodes[id].parent {
+            if !self.st[p].running && op != Control::Stop {
+                return Err(format!(
+                    "supervisor `{}` is not running",
+                    self.tree.nodes[p].name
+                ));
+            }
+        }
+        let msg = match op {
+            Control::Stop => {
+                self.st[id].enabled = false;
+                self.begin_stop(id, None, now, fx);
+                format!("stopping {name}")
+            }
+            Control::Start | Control::Restart => {
+                let st = &mut self.st[id];
+                st.enabled = true;
+                st.done = false;
+                st.consecutive = 0;
+                st.delay_until = now;
+                if op == Control::Restart && self.is_active(id) {
+                    self.begin_stop(id, None, now, fx);
+                    format!("restarting {name}")
+                } else if self.is_active(id) {
+                    format!("{name} is already running")
+                } else {
+                    format!("starting {name}")
+                }
+            }
+        };
+        self.bump();
+        self.reconcile(now, fx);
+        Ok(msg)
+    }
+
+    fn state_name(&self, id: NodeId, now: Instant) -> &'static str {
+        let st = &self.st[id];
+        if !self.is_service(id) {
+            return if !st.running {
+                "stopped"
+            } else if st.terminating.is_some() {
+                "stopping"
+            } else if self.is_up(id) {
+                "running"
+            } else {
+                "starting"
+            };
+        }
+        match st.proc {
+            Proc::Starting { .. } => "starting",
+            Proc::Up { .. } => "running",
+            Proc::Stopping { .. } => "stopping",
+            Proc::Down if st.done => "exited",
+            Proc::Down if !st.enabled => "stopped",
+            Proc::Down if st.delay_until > now => "restarting",
+            Proc::Down => "waiting",
+        }
+    }
+
+    /// The tree for `myelinctl status`.
+    pub fn status(&self, now: Instant) -> NodeStatus {
+        self.node_status(0, now)
+    }
+
+    fn node_status(&self, id: NodeId, now: Instant) -> NodeStatus {
+        let node = &self.tree.nodes[id];
+        let st = &self.st[id];
+        let (pid, since) = match st.proc {
+            Proc::Starting { pid, since, .. }
+            | Proc::Up { pid, since, .. }
+            | Proc::Stopping { pid, since, .. } => (Some(pid), Some(since)),
+            Proc::Down => (None, st.up_since),
+        };
+        NodeStatus {
+            name: node.name.clone(),
+            kind: if self.is_service(id) {
+                "service"
+            } else {
+                "supervisor"
+            }
+            .into(),
+            state: self.state_name(id, now).into(),
+            strategy: node.supervisor().map(|s| {
+                match s.strategy {
+                    Strategy::OneForOne => "one_for_one",
+                    Strategy::OneForAll => "one_for_all",
+                    Strategy::RestForOne => "rest_for_one",
+                }
+                .to_string()
+            }),
+            pid,
+            restarts: st.restarts,
+            uptime_ms: since.map(|s| now.since(s).as_millis() as u64),
+            ready: self.is_up(id),
+            critical: node.service().is_some_and(|s| s.critical),
+            status: st.status_text.clone(),
+            last_exit: st.last_exit.clone(),
+            children: self
+                .tree
+                .children(id)
+                .iter()
+                .map(|&c| self.node_status(c, now))
+                .collect(),
+        }
+    }
+
+    /// Readiness of every service.
+    pub fn readiness(&self, now: Instant) -> ReadinessReport {
+        let services: Vec<ServiceReadiness> = self
+            .tree
+            .services()
+            .map(|id| ServiceReadiness {
+                name: self.tree.nodes[id].name.clone(),
+                ready: self.is_up(id),
+                critical: self.tree.nodes[id].service().is_some_and(|s| s.critical),
+                state: self.state_name(id, now).into(),
+            })
+            .collect();
+        let enabled = |s: &&ServiceReadiness| {
+            self.tree
+                .find(&s.name)
+                .is_some_and(|id| self.st[id].enabled)
+        };
+        ReadinessReport {
+            all_ready: services.iter().filter(enabled).all(|s| s.ready),
+            critical_ready: services.iter().filter(|s| s.critical).all(|s| s.ready),
+            services,
+        }
+    }
+}
+
+fn proc_pid(p: &Proc) -> Option<u32> {
+    match *p {
+        Proc::Starting { pid, .. } | Proc::Up { pid, .. } | Proc::Stopping { pid, .. } => Some(pid),
+        Proc::Down => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
