@@ -424,7 +424,7 @@ impl Env {
         opened: &[OpenCopy],
     ) -> Result<Vec<Result<Decoded, DecodeError>>, EnvError> {
         let layout = self.config.layout();
-        let mut block = vec![0u8; self.config.size()];
+        let mut block = ReadBuffer::new(self.config.size());
         let mut decoded = Vec::with_capacity(opened.len());
         for copy in opened {
             read_exact_at(copy, &mut block, 0)?;
@@ -491,6 +491,43 @@ impl Env {
         file.write_all_at(block, offset)
             .map_err(|e| io("write", e))?;
         file.sync_all().map_err(|e| io("sync", e))
+    }
+}
+
+/// The buffer a copy is read into. Copies are read (not mapped) so that the CRC check and the
+/// parse see the same bytes even if a writer that takes no lock is busy on the device. A fresh
+/// 128 KiB heap buffer costs a page fault per 4 KiB page on first touch, which is most of a
+/// `fw_printenv` run on a VM; an anonymous mapping with `MAP_POPULATE` gets its pages in one call.
+enum ReadBuffer {
+    Mapped(memmap2::MmapMut),
+    Heap(Vec<u8>),
+}
+
+impl ReadBuffer {
+    fn new(size: usize) -> Self {
+        match memmap2::MmapOptions::new().len(size).populate().map_anon() {
+            Ok(map) => ReadBuffer::Mapped(map),
+            Err(_) => ReadBuffer::Heap(vec![0; size]),
+        }
+    }
+}
+
+impl std::ops::Deref for ReadBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReadBuffer::Mapped(m) => m,
+            ReadBuffer::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ReadBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            ReadBuffer::Mapped(m) => m,
+            ReadBuffer::Heap(v) => v,
+        }
     }
 }
 
