@@ -15,6 +15,7 @@
 //! kill_wait = "1s"               # TERM to every leftover process, then KILL after this
 //! reboot_param = "/run/reboot-param"  # first line = reboot(2) argument (RPi: "0 tryboot")
 //! unmount = true                 # unmount everything in reverse order at shutdown
+//! fatal_delay = "3s"             # safe mode: time to read the error before the fatal action
 //! env = { LANG = "C.UTF-8" }     # added to every service's environment
 //!
 //! [boot]                         # PID 1's boot duties, in this order; `enabled = false` skips all
@@ -354,6 +355,9 @@ pub struct InitConfig {
     pub reboot_param: PathBuf,
     /// Unmount everything at shutdown.
     pub unmount: bool,
+    /// How long the fatal message stays on the console before the fatal action (safe mode).
+    #[serde(deserialize_with = "de_duration")]
+    pub fatal_delay: Duration,
     /// Environment added to every service.
     pub env: BTreeMap<String, String>,
 }
@@ -368,6 +372,7 @@ impl Default for InitConfig {
             kill_wait: Duration::from_secs(1),
             reboot_param: PathBuf::from("/run/reboot-param"),
             unmount: true,
+            fatal_delay: Duration::from_secs(3),
             env: BTreeMap::new(),
         }
     }

@@ -13,12 +13,18 @@
 //! * [`notify`]: the sd_notify protocol; [`control`]: the `myelinctl` protocol.
 //! * [`runtime`]: the event loop that ties them together in PID 1.
 
+pub mod boot;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod hostname;
 pub mod log;
 pub mod notify;
+pub mod rootdisk;
+pub mod runtime;
+pub mod seed;
+pub mod serial;
+pub mod shutdown;
 pub mod supervisor;
 pub mod sys;
 pub mod watchdog;

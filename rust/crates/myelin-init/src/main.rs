@@ -1,6 +1,5 @@
 //! `myelin-init` binary: a thin shell over the [`myelin_init`] library.
 
 fn main() {
-    eprintln!("myelin-init: not implemented yet");
-    std::process::exit(1);
+    std::process::exit(myelin_init::runtime::main_entry(std::env::args()));
 }

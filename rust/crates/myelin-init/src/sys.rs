@@ -672,6 +672,8 @@ pub mod fake {
         pub rng_uninitialised: bool,
         /// Processes left that `reap_all` waits for before TERM/KILL.
         pub stubborn: bool,
+        /// Targets whose umount fails with EBUSY.
+        pub busy: BTreeSet<String>,
     }
 
     impl FakeSys {
@@ -727,6 +729,9 @@ pub mod fake {
                 "umount {target}{}",
                 if detach { " (detach)" } else { "" }
             ));
+            if self.busy.contains(target) {
+                return Err(io::Error::from_raw_os_error(libc::EBUSY));
+            }
             match self.mount_table.iter().rposition(|m| m.target == target) {
                 Some(i) => {
                     self.mount_table.remove(i);

@@ -1,0 +1,616 @@
+//! PID 1's boot duties, before any service starts. Each can be turned off in `[boot]`; all of
+//! them with `enabled = false` (containers and namespace tests, where devtmpfs cannot be
+//! mounted). In order:
+//!
+//! 1. Pseudo filesystems, each unless already mounted: `proc` on /proc, `sysfs` on /sys
+//!    (nosuid,nodev,noexec), `devtmpfs` on /dev (nosuid,noexec), `devpts` on /dev/pts
+//!    (gid=5,mode=620), `tmpfs` on /dev/shm (mode 1777). Ctrl-Alt-Del is then turned into a
+//!    SIGINT to PID 1 (a clean reboot) instead of an immediate one.
+//! 2. `/dev/rootdisk0[pN]` links ([`crate::rootdisk`]).
+//! 3. The console: stdin, stdout and stderr reopened on `/dev/<console>`.
+//! 4. Resource limits, inherited by every service.
+//! 5. `tmpfs` on /tmp (mode 1777, 10 % of RAM) and /run (mode 755, 5 %), noexec,nosuid,nodev.
+//! 6. Clock floor: a clock before the build time is set to the build time.
+//! 7. Loopback up (the kernel then adds 127.0.0.1/8 and ::1).
+//! 8. Hostname: the pattern applied to the serial number ([`crate::serial`],
+//!    [`crate::hostname`]); without a pattern, the first line of /etc/hostname.
+//! 9. Extra mounts, best effort (the mount point is created).
+//! 10. The data partition: mounted read-write; if that fails with a filesystem error or it comes
+//!     up read-only, it is formatted (`mkfs.ext4 -F` with a fixed UUID, so first boot does not
+//!     wait for entropy, or `mkfs.f2fs -f`) and mounted again. A fresh image's first boot thus
+//!     creates its /data.
+//! 11. The saved-time floor (`time_file`'s mtime, written at every shutdown).
+//! 12. The RNG seed ([`crate::seed`]).
+//!
+//! Failures are logged and boot goes on: a device with a broken /data still runs its services
+//! and can be reached.
+
+use crate::config::{BootConfig, DataFs, DataSpec};
+use crate::log::Level;
+use crate::serial::EnvSource;
+use crate::sys::{MountEntry, MountFlags, Sys, parse_mount_options};
+
+/// Fixed UUID given to a freshly formatted ext4 data partition (a random one could block on
+/// entropy during the first boot).
+pub const DATA_UUID: &str = "6d79656c-696e-4d00-8000-646174610001";
+
+/// What boot found out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BootReport {
+    /// Hostname set.
+    pub hostname: Option<String>,
+    /// Serial number and its source.
+    pub serial: Option<(String, String)>,
+    /// Disk holding root.
+    pub rootdisk: Option<String>,
+    /// Whether the data partition is mounted read-write (`None`: none configured).
+    pub data_ok: Option<bool>,
+    /// Whether it had to be formatted.
+    pub data_formatted: bool,
+}
+
+fn mounted(mounts: &[MountEntry], target: &str) -> bool {
+    mounts.iter().any(|m| m.target == target)
+}
+
+fn mount_once(
+    sys: &mut dyn Sys,
+    mounts: &[MountEntry],
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) {
+    if mounted(mounts, target) {
+        return;
+    }
+    if let Err(e) = sys.mkdir(target, 0o755) {
+        sys.log(Level::Warning, &format!("cannot create {target}: {e}"));
+    }
+    if let Err(e) = sys.mount(src, target, fstype, flags, data) {
+        sys.log(
+            Level::Err,
+            &format!("cannot mount {fstype} on {target}: {e}"),
+        );
+    }
+}
+
+/// Runs the boot duties.
+pub fn run(
+    cfg: &BootConfig,
+    sys: &mut dyn Sys,
+    env: &mut dyn EnvSource,
+    build_time: i64,
+) -> BootReport {
+    let mut report = BootReport::default();
+    if !cfg.enabled {
+        return report;
+    }
+    let nosuid_noexec = MountFlags(libc::MS_NOSUID | libc::MS_NOEXEC);
+    if cfg.pseudo_fs {
+        let m = sys.mounts().unwrap_or_default();
+        mount_once(sys, &m, "proc", "/proc", "proc", MountFlags::PSEUDO, "");
+        let m = sys.mounts().unwrap_or_default();
+        mount_once(sys, &m, "sysfs", "/sys", "sysfs", MountFlags::PSEUDO, "");
+        mount_once(
+            sys,
+            &m,
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            nosuid_noexec,
+            "mode=0755",
+        );
+        mount_once(
+            sys,
+            &m,
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            nosuid_noexec,
+            "gid=5,mode=620,ptmxmode=666",
+        );
+        mount_once(
+            sys,
+            &m,
+            "tmpfs",
+            "/dev/shm",
+            "tmpfs",
+            MountFlags(libc::MS_NOSUID | libc::MS_NODEV),
+            "mode=1777",
+        );
+        if let Err(e) = sys.ctrl_alt_del(false) {
+            sys.log(
+                Level::Info,
+                &format!("Ctrl-Alt-Del stays an immediate reboot: {e}"),
+            );
+        }
+    }
+    if cfg.rootdisk_links {
+        match crate::rootdisk::create_links(sys) {
+            Ok(d) => report.rootdisk = d,
+            Err(e) => sys.log(Level::Warning, &format!("no /dev/rootdisk0 links: {e}")),
+        }
+    }
+    if let Some(c) = &cfg.console {
+        let path = if c.starts_with('/') {
+            c.clone()
+        } else {
+            format!("/dev/{c}")
+        };
+        if let Err(e) = sys.console(&path) {
+            sys.log(Level::Err, &format!("cannot use console {path}: {e}"));
+        }
+    }
+    for (res, lim) in &cfg.rlimits {
+        if let Err(e) = sys.set_rlimit(res, *lim) {
+            sys.log(Level::Warning, &format!("cannot set rlimit {res}: {e}"));
+        }
+    }
+    if cfg.tmpfs {
+        let m = sys.mounts().unwrap_or_default();
+        mount_once(
+            sys,
+            &m,
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MountFlags::PSEUDO,
+            "mode=1777,size=10%",
+        );
+        mount_once(
+            sys,
+            &m,
+            "tmpfs",
+            "/run",
+            "tmpfs",
+            MountFlags::PSEUDO,
+            "mode=0755,size=5%",
+        );
+    }
+    if cfg.clock_floor {
+        clock_floor(sys, build_time, "the build time");
+    }
+    if cfg.loopback {
+        if let Err(e) = sys.interface_up("lo") {
+            sys.log(Level::Warning, &format!("cannot bring lo up: {e}"));
+        }
+    }
+    hostname(cfg, sys, env, &mut report);
+    for m in &cfg.mount {
+        let (flags, data) = parse_mount_options(&m.options).unwrap_or_default();
+        let _ = sys.mkdir(&m.target, 0o755);
+        if let Err(e) = sys.mount(&m.source, &m.target, &m.fstype, flags, &data) {
+            sys.log(
+                Level::Warning,
+                &format!("cannot mount {} on {}: {e}", m.source, m.target),
+            );
+        }
+    }
+    if let Some(d) = &cfg.data {
+        let (ok, formatted) = data_partition(d, sys);
+        report.data_ok = Some(ok);
+        report.data_formatted = formatted;
+    }
+    if let Some(t) = &cfg.time_file {
+        if let Ok(mtime) = sys.mtime(&t.to_string_lossy()) {
+            clock_floor(sys, mtime, "the last shutdown");
+        }
+    }
+    if let Some(p) = &cfg.rng_seed {
+        crate::seed::restore(sys, &p.to_string_lossy());
+    }
+    report
+}
+
+fn clock_floor(sys: &mut dyn Sys, floor: i64, what: &str) {
+    let now = sys.realtime();
+    if now < floor {
+        match sys.set_realtime(floor) {
+            Ok(()) => sys.log(
+                Level::Notice,
+                &format!("clock was {now}, set to {floor} ({what})"),
+            ),
+            Err(e) => sys.log(
+                Level::Warning,
+                &format!("cannot set the clock to {what}: {e}"),
+            ),
+        }
+    }
+}
+
+fn hostname(cfg: &BootConfig, sys: &mut dyn Sys, env: &mut dyn EnvSource, report: &mut BootReport) {
+    let name = match &cfg.hostname {
+        Some(pattern) => {
+            let (serial, source) =
+                crate::serial::find(&cfg.serial_sources, &cfg.uboot_serial_keys, sys, env)
+                    .unwrap_or_else(|| (crate::hostname::DEFAULT_SERIAL.to_string(), "default"));
+            report.serial = Some((serial.clone(), source.to_string()));
+            crate::hostname::format(pattern, &serial)
+        }
+        None => sys
+            .read_file("/etc/hostname")
+            .ok()
+            .and_then(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim().to_string())
+            })
+            .filter(|h| !h.is_empty()),
+    };
+    if let Some(n) = name {
+        match sys.set_hostname(&n) {
+            Ok(()) => report.hostname = Some(n),
+            Err(e) => sys.log(Level::Warning, &format!("cannot set hostname {n}: {e}")),
+        }
+    }
+}
+
+/// mkfs command line for a data partition.
+pub fn mkfs_argv(d: &DataSpec) -> Vec<String> {
+    let v: Vec<&str> = match d.fstype {
+        DataFs::Ext4 => vec![
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-U",
+            DATA_UUID,
+            "-e",
+            "remount-ro",
+            &d.device,
+        ],
+        DataFs::F2fs => vec!["mkfs.f2fs", "-q", "-f", &d.device],
+    };
+    v.into_iter().map(String::from).collect()
+}
+
+/// Errors after which formatting cannot help: no device, no driver, busy, not allowed.
+fn formatting_hopeless(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENOENT
+                | libc::ENXIO
+                | libc::ENODEV
+                | libc::EBUSY
+                | libc::EACCES
+                | libc::EPERM
+                | libc::ENOTBLK
+        )
+    )
+}
+
+fn mounted_rw(sys: &mut dyn Sys, target: &str) -> Option<bool> {
+    let m = sys.mounts().ok()?;
+    m.iter()
+        .rev()
+        .find(|e| e.target == target)
+        .map(|e| !e.readonly)
+}
+
+/// Mounts the data partition read-write, formatting it if needed. Returns (mounted rw,
+/// formatted).
+pub fn data_partition(d: &DataSpec, sys: &mut dyn Sys) -> (bool, bool) {
+    let (flags, opts) = parse_mount_options(&d.options).unwrap_or_default();
+    let fstype = d.fstype.as_str();
+    if let Err(e) = sys.mkdir(&d.mountpoint, 0o755) {
+        sys.log(Level::Err, &format!("cannot create {}: {e}", d.mountpoint));
+    }
+    match mounted_rw(sys, &d.mountpoint) {
+        Some(true) => return (true, false),
+        Some(false) => {
+            sys.log(
+                Level::Warning,
+                &format!("{} is mounted read-only; remounting", d.mountpoint),
+            );
+            let _ = sys.umount(&d.mountpoint, false);
+        }
+        None => {}
+    }
+    match sys.mount(&d.device, &d.mountpoint, fstype, flags, &opts) {
+        Ok(()) => {
+            if mounted_rw(sys, &d.mountpoint) != Some(false) {
+                return (true, false);
+            }
+            sys.log(Level::Err, &format!("{} came up read-only", d.device));
+            let _ = sys.umount(&d.mountpoint, false);
+        }
+        Err(e) if formatting_hopeless(&e) => {
+            sys.log(
+                Level::Err,
+                &format!("cannot mount {} on {}: {e}", d.device, d.mountpoint),
+            );
+            return (false, false);
+        }
+        Err(e) => sys.log(
+            Level::Warning,
+            &format!("cannot mount {} on {}: {e}", d.device, d.mountpoint),
+        ),
+    }
+    if !d.format {
+        sys.log(
+            Level::Err,
+            &format!("{} is unusable and formatting is off", d.device),
+        );
+        return (false, false);
+    }
+    sys.log(
+        Level::Warning,
+        &format!("formatting {} as {fstype}", d.device),
+    );
+    let argv = mkfs_argv(d);
+    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    match sys.run(&args) {
+        Ok(0) => {}
+        Ok(code) => {
+            sys.log(
+                Level::Err,
+                &format!("{} failed with exit code {code}", argv[0]),
+            );
+            return (false, false);
+        }
+        Err(e) => {
+            sys.log(Level::Err, &format!("cannot run {}: {e}", argv[0]));
+            return (false, false);
+        }
+    }
+    match sys.mount(&d.device, &d.mountpoint, fstype, flags, &opts) {
+        Ok(()) if mounted_rw(sys, &d.mountpoint) != Some(false) => (true, true),
+        Ok(()) => {
+            sys.log(
+                Level::Err,
+                &format!("{} is read-only even after formatting", d.device),
+            );
+            (false, true)
+        }
+        Err(e) => {
+            sys.log(
+                Level::Err,
+                &format!("cannot mount {} after formatting: {e}", d.device),
+            );
+            (false, true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::serial::NoEnv;
+    use crate::sys::fake::FakeSys;
+    use std::path::Path;
+
+    fn boot(toml: &str) -> BootConfig {
+        Config::parse(toml, Path::new("t.toml")).unwrap().boot
+    }
+
+    fn board() -> FakeSys {
+        let mut s = FakeSys {
+            now: 1000,
+            root_dev: (179, 2),
+            ..Default::default()
+        };
+        s.file("/sys/block/mmcblk0/dev", "179:0\n");
+        for n in 1..=4 {
+            s.file(
+                &format!("/sys/block/mmcblk0/mmcblk0p{n}/partition"),
+                &format!("{n}\n"),
+            );
+            s.file(
+                &format!("/sys/block/mmcblk0/mmcblk0p{n}/dev"),
+                &format!("179:{n}\n"),
+            );
+        }
+        s.file("/proc/cpuinfo", "Serial\t\t: 100000001234abcd\n");
+        s
+    }
+
+    const PRODUCTION: &str = r#"
+[boot]
+console = "ttyS0"
+hostname = "myelin-%-.4s"
+rlimits = { core = "0:unlimited", nofile = 4096 }
+time_file = "/data/myelin/time"
+rng_seed = "/data/myelin/seed"
+[[boot.mount]]
+source = "/dev/rootdisk0p1"
+target = "/boot"
+fstype = "vfat"
+options = "ro,nodev,noexec,nosuid"
+[boot.data]
+device = "/dev/rootdisk0p4"
+"#;
+
+    #[test]
+    fn golden_first_boot_of_a_fresh_image() {
+        let cfg = boot(PRODUCTION);
+        let mut s = board();
+        s.fail_mount.insert("/data".into(), libc::EINVAL);
+        s.mtimes.insert("/data/myelin/time".into(), 1_800_000_000);
+        let r = run(&cfg, &mut s, &mut NoEnv, 1_700_000_000);
+        assert_eq!(
+            s.take(),
+            [
+                "mkdir /proc 755",
+                "mount proc /proc proc nosuid,nodev,noexec \"\"",
+                "mkdir /sys 755",
+                "mount sysfs /sys sysfs nosuid,nodev,noexec \"\"",
+                "mkdir /dev 755",
+                "mount devtmpfs /dev devtmpfs nosuid,noexec \"mode=0755\"",
+                "mkdir /dev/pts 755",
+                "mount devpts /dev/pts devpts nosuid,noexec \"gid=5,mode=620,ptmxmode=666\"",
+                "mkdir /dev/shm 755",
+                "mount tmpfs /dev/shm tmpfs nosuid,nodev \"mode=1777\"",
+                "ctrl_alt_del immediate=false",
+                "symlink /dev/rootdisk0 -> /dev/mmcblk0",
+                "symlink /dev/rootdisk0p1 -> /dev/mmcblk0p1",
+                "symlink /dev/rootdisk0p2 -> /dev/mmcblk0p2",
+                "symlink /dev/rootdisk0p3 -> /dev/mmcblk0p3",
+                "symlink /dev/rootdisk0p4 -> /dev/mmcblk0p4",
+                "console /dev/ttyS0",
+                "setrlimit core Some(0) None",
+                "setrlimit nofile Some(4096) Some(4096)",
+                "mkdir /tmp 755",
+                "mount tmpfs /tmp tmpfs nosuid,nodev,noexec \"mode=1777,size=10%\"",
+                "mkdir /run 755",
+                "mount tmpfs /run tmpfs nosuid,nodev,noexec \"mode=0755,size=5%\"",
+                "settime 1700000000",
+                "log notice: clock was 1000, set to 1700000000 (the build time)",
+                "ifup lo",
+                "sethostname myelin-abcd",
+                "mkdir /boot 755",
+                "mount /dev/rootdisk0p1 /boot vfat ro,nosuid,nodev,noexec \"\"",
+                "mkdir /data 755",
+                "mount /dev/rootdisk0p4 /data ext4 - \"\"",
+                "log warning: cannot mount /dev/rootdisk0p4 on /data: Invalid argument (os error 22)",
+                "log warning: formatting /dev/rootdisk0p4 as ext4",
+                "run mkfs.ext4 -q -F -U 6d79656c-696e-4d00-8000-646174610001 -e remount-ro /dev/rootdisk0p4",
+                "mount /dev/rootdisk0p4 /data ext4 - \"\"",
+                "settime 1800000000",
+                "log notice: clock was 1700000000, set to 1800000000 (the last shutdown)",
+                "log info: no RNG seed at /data/myelin/seed yet",
+                "random 64",
+                "replace /data/myelin/seed 65 bytes mode 600",
+            ]
+        );
+        assert_eq!(r.hostname.as_deref(), Some("myelin-abcd"));
+        assert_eq!(
+            r.serial,
+            Some(("100000001234abcd".into(), "cpuinfo".into()))
+        );
+        assert_eq!(r.rootdisk.as_deref(), Some("mmcblk0"));
+        assert_eq!((r.data_ok, r.data_formatted), (Some(true), true));
+    }
+
+    #[test]
+    fn golden_later_boot_skips_what_is_mounted() {
+        let cfg = boot(
+            "[boot]\nrootdisk_links = false\nloopback = false\n[boot.data]\ndevice = \"/dev/vda4\"\nfstype = \"f2fs\"\noptions = \"nodev\"\n",
+        );
+        let mut s = board();
+        s.now = 2_000_000_000;
+        for (src, t, f) in [
+            ("proc", "/proc", "proc"),
+            ("sysfs", "/sys", "sysfs"),
+            ("devtmpfs", "/dev", "devtmpfs"),
+        ] {
+            s.mount_table.push(MountEntry {
+                source: src.into(),
+                target: t.into(),
+                fstype: f.into(),
+                readonly: false,
+            });
+        }
+        s.file("/etc/hostname", "bench-unit\n");
+        let r = run(&cfg, &mut s, &mut NoEnv, 1_700_000_000);
+        assert_eq!(
+            s.take(),
+            [
+                "mkdir /dev/pts 755",
+                "mount devpts /dev/pts devpts nosuid,noexec \"gid=5,mode=620,ptmxmode=666\"",
+                "mkdir /dev/shm 755",
+                "mount tmpfs /dev/shm tmpfs nosuid,nodev \"mode=1777\"",
+                "ctrl_alt_del immediate=false",
+                "mkdir /tmp 755",
+                "mount tmpfs /tmp tmpfs nosuid,nodev,noexec \"mode=1777,size=10%\"",
+                "mkdir /run 755",
+                "mount tmpfs /run tmpfs nosuid,nodev,noexec \"mode=0755,size=5%\"",
+                "sethostname bench-unit",
+                "mkdir /data 755",
+                "mount /dev/vda4 /data f2fs nodev \"\"",
+            ]
+        );
+        assert_eq!(r.data_ok, Some(true));
+        assert!(!r.data_formatted);
+    }
+
+    #[test]
+    fn disabled_boot_does_nothing() {
+        let cfg = boot("[boot]\nenabled = false\nhostname = \"x-%s\"\n");
+        let mut s = board();
+        assert_eq!(run(&cfg, &mut s, &mut NoEnv, 1), BootReport::default());
+        assert!(s.take().is_empty());
+    }
+
+    fn data(extra: &str) -> DataSpec {
+        boot(&format!("[boot.data]\ndevice = \"/dev/sda4\"\n{extra}"))
+            .data
+            .unwrap()
+    }
+
+    #[test]
+    fn data_read_only_is_reformatted_and_missing_device_is_not() {
+        let mut s = FakeSys::default();
+        s.mount_readonly.insert("/data".into());
+        // Mounted, but read-only (ext4 errors=remount-ro after a bad shutdown).
+        let d = data("fstype = \"f2fs\"");
+        let (ok, formatted) = data_partition(&d, &mut s);
+        let t = s.take();
+        assert_eq!(
+            t,
+            [
+                "mkdir /data 755",
+                "mount /dev/sda4 /data f2fs - \"\"",
+                "log err: /dev/sda4 came up read-only",
+                "umount /data",
+                "log warning: formatting /dev/sda4 as f2fs",
+                "run mkfs.f2fs -q -f /dev/sda4",
+                "mount /dev/sda4 /data f2fs - \"\"",
+                "log err: /dev/sda4 is read-only even after formatting",
+            ]
+        );
+        assert_eq!((ok, formatted), (false, true));
+
+        let mut s = FakeSys::default();
+        s.fail_mount.insert("/data".into(), libc::ENOENT);
+        assert_eq!(data_partition(&data(""), &mut s), (false, false));
+        assert_eq!(
+            s.take().last().unwrap(),
+            "log err: cannot mount /dev/sda4 on /data: No such file or directory (os error 2)"
+        );
+
+        let mut s = FakeSys::default();
+        s.fail_mount.insert("/data".into(), libc::EINVAL);
+        assert_eq!(
+            data_partition(&data("format = false"), &mut s),
+            (false, false)
+        );
+        assert_eq!(
+            s.take().last().unwrap(),
+            "log err: /dev/sda4 is unusable and formatting is off"
+        );
+
+        let mut s = FakeSys::default();
+        s.fail_mount.insert("/data".into(), libc::EINVAL);
+        s.run_exit.insert("mkfs.ext4".into(), 1);
+        assert_eq!(data_partition(&data(""), &mut s), (false, false));
+        assert_eq!(
+            s.take().last().unwrap(),
+            "log err: mkfs.ext4 failed with exit code 1"
+        );
+    }
+
+    #[test]
+    fn data_already_mounted_read_only_is_remounted() {
+        let mut s = FakeSys::default();
+        s.mount_table.push(MountEntry {
+            source: "/dev/sda4".into(),
+            target: "/data".into(),
+            fstype: "ext4".into(),
+            readonly: true,
+        });
+        assert_eq!(data_partition(&data(""), &mut s), (true, false));
+        assert_eq!(
+            s.take(),
+            [
+                "mkdir /data 755",
+                "log warning: /data is mounted read-only; remounting",
+                "umount /data",
+                "mount /dev/sda4 /data ext4 - \"\""
+            ]
+        );
+    }
+}

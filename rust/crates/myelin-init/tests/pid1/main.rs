@@ -1,0 +1,813 @@
+//! The real `myelin-init` binary as PID 1 in user+PID+mount namespaces: signals, strategies,
+//! restart types, escalation to reboot, reaping, shutdown timeouts, readiness, liveness, bad
+//! configurations, the control socket and the watchdog rule.
+//!
+//! `reboot(2)` from a PID namespace's init ends the namespace: the outer `unshare` dies of
+//! SIGHUP for RESTART/RESTART2 and of SIGINT for HALT/POWER_OFF, which is how these tests see
+//! which action PID 1 chose. Which one exactly, and its argument, PID 1's kmsg file says.
+//!
+//! Custom harness (this executable also serves as the test service, see `support.rs`): tests
+//! run four at a time; arguments filter by substring; `--list` lists them.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use myelin_init::control::{Body, Client, Op};
+use support::{Ns, Outcome, Setup};
+
+const SEC: Duration = Duration::from_secs(1);
+
+type Test = (&'static str, fn());
+
+const TESTS: &[Test] = &[
+    ("sigterm_reboots", sigterm_reboots),
+    ("sigusr1_and_sigpwr_halt", sigusr1_and_sigpwr_halt),
+    ("sigusr2_powers_off", sigusr2_powers_off),
+    (
+        "reboot_param_gives_restart2_argument",
+        reboot_param_gives_restart2_argument,
+    ),
+    ("one_for_one", one_for_one),
+    ("one_for_all", one_for_all),
+    ("rest_for_one", rest_for_one),
+    ("restart_types", restart_types),
+    (
+        "intensity_escalates_to_reboot",
+        intensity_escalates_to_reboot,
+    ),
+    (
+        "nested_escalation_and_poweroff_action",
+        nested_escalation_and_poweroff_action,
+    ),
+    (
+        "ten_thousand_orphans_leave_no_zombie",
+        ten_thousand_orphans_leave_no_zombie,
+    ),
+    (
+        "service_ignoring_sigterm_is_killed_after_its_timeout",
+        service_ignoring_sigterm_is_killed_after_its_timeout,
+    ),
+    (
+        "shutdown_stops_in_reverse_order",
+        shutdown_stops_in_reverse_order,
+    ),
+    ("readiness_orders_the_start", readiness_orders_the_start),
+    (
+        "hung_watchdog_service_is_restarted",
+        hung_watchdog_service_is_restarted,
+    ),
+    (
+        "invalid_config_is_reported_then_reboots",
+        invalid_config_is_reported_then_reboots,
+    ),
+    ("missing_binary_is_reported", missing_binary_is_reported),
+    (
+        "hang_action_keeps_pid1_serving",
+        hang_action_keeps_pid1_serving,
+    ),
+    ("control_socket_operations", control_socket_operations),
+    ("log_capture_and_follow", log_capture_and_follow),
+    ("log_flood_stays_bounded", log_flood_stays_bounded),
+    (
+        "watchdog_pets_only_while_critical_services_live",
+        watchdog_pets_only_while_critical_services_live,
+    ),
+    ("boot_duties_in_a_namespace", boot_duties_in_a_namespace),
+];
+
+fn main() {
+    support::run_helper_if_asked();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in TESTS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let selected: Vec<&Test> = TESTS
+        .iter()
+        .filter(|(n, _)| args.is_empty() || args.iter().any(|a| n.contains(a.as_str())))
+        .collect();
+    if !support::namespaces_available() {
+        eprintln!(
+            "SKIPPED {} PID-1 tests: user/PID/mount namespaces are not available here",
+            selected.len()
+        );
+        return;
+    }
+    println!("running {} PID-1 tests", selected.len());
+    let start = Instant::now();
+    let queue = std::sync::Mutex::new(selected.into_iter());
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                loop {
+                    let Some((name, f)) = queue.lock().unwrap().next() else {
+                        break;
+                    };
+                    let t0 = Instant::now();
+                    let r = std::panic::catch_unwind(f);
+                    let ms = t0.elapsed().as_millis();
+                    match r {
+                        Ok(()) => println!("test {name} ... ok ({ms} ms)"),
+                        Err(_) => {
+                            println!("test {name} ... FAILED ({ms} ms)");
+                            failed.lock().unwrap().push(*name);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    println!(
+        "\n{} failed, in {:.1}s",
+        failed.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(1);
+    }
+}
+
+fn two_services(name: &str) -> Ns {
+    let mut s = Setup::new(name);
+    s.body = s.svc("a", &[], "") + &s.svc("b", &[], "");
+    let ns = s.start();
+    ns.up("a");
+    ns.up("b");
+    ns
+}
+
+fn sigterm_reboots() {
+    let mut ns = two_services("sigterm");
+    ns.signal(libc::SIGTERM);
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    let k = ns.kmsg();
+    assert!(k.contains("reboot requested (SIGTERM)"), "{k}");
+    assert!(k.contains("reboot: reboot(2) RESTART\n"), "{k}");
+    // Both services got SIGTERM, b (started last) first.
+    assert_eq!(ns.names_of("term"), ["b", "a"]);
+}
+
+fn sigusr1_and_sigpwr_halt() {
+    for (sig, name) in [(libc::SIGUSR1, "usr1"), (libc::SIGPWR, "pwr")] {
+        let mut ns = two_services(name);
+        ns.signal(sig);
+        assert_eq!(ns.wait(10 * SEC), Outcome::HaltOrPoweroff);
+        assert!(ns.kmsg().contains("halt: reboot(2) HALT"), "{}", ns.kmsg());
+    }
+}
+
+fn sigusr2_powers_off() {
+    let mut ns = two_services("usr2");
+    ns.signal(libc::SIGUSR2);
+    assert_eq!(ns.wait(10 * SEC), Outcome::HaltOrPoweroff);
+    assert!(
+        ns.kmsg().contains("poweroff: reboot(2) POWER_OFF"),
+        "{}",
+        ns.kmsg()
+    );
+}
+
+fn reboot_param_gives_restart2_argument() {
+    // The fwup/tryboot flow, from inside: write /run/reboot-param, then `kill -TERM 1`.
+    let mut s = Setup::new("tryboot");
+    s.boot = "[boot]\npseudo_fs = false\nrootdisk_links = false\nclock_floor = false\nloopback = false\n".into();
+    s.body = "[[service]]\nname = \"updater\"\nargv = [\"/bin/sh\", \"-c\", \"echo '0 tryboot' > /run/reboot-param; kill -TERM 1; sleep 10\"]\nrestart = \"temporary\"\n".into();
+    let mut ns = s.start();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    assert!(
+        ns.kmsg()
+            .contains("reboot: reboot(2) RESTART2 \"0 tryboot\""),
+        "{}",
+        ns.kmsg()
+    );
+}
+
+fn abc(name: &str, strategy: &str) -> Ns {
+    let mut s = Setup::new(name);
+    // READY=1 makes the start order observable: each waits for the previous one's readiness.
+    let ready = [("READY_AFTER_MS", "0")];
+    s.body = format!("[root]\nstrategy = \"{strategy}\"\nintensity = 10\n")
+        + &s.svc("a", &ready, "notify = true")
+        + &s.svc("b", &ready, "notify = true")
+        + &s.svc("c", &ready, "notify = true");
+    let ns = s.start();
+    for n in ["a", "b", "c"] {
+        ns.up(n);
+    }
+    ns
+}
+
+fn pids(ns: &Ns) -> [u32; 3] {
+    ["a", "b", "c"].map(|n| ns.up(n))
+}
+
+fn one_for_one() {
+    let ns = abc("one_for_one", "one_for_one");
+    let before = pids(&ns);
+    ns.tell("b", "crash");
+    ns.wait_for("b restarted", 10 * SEC, || {
+        ns.node("b").restarts == 1 && ns.node("b").state == "running"
+    });
+    let after = pids(&ns);
+    assert_eq!(
+        (after[0], after[2]),
+        (before[0], before[2]),
+        "a and c untouched"
+    );
+    assert_ne!(after[1], before[1]);
+    assert_eq!(ns.node("b").last_exit.as_deref(), Some("exit 1"));
+    assert!(ns.names_of("term").is_empty());
+}
+
+fn one_for_all() {
+    let ns = abc("one_for_all", "one_for_all");
+    let before = pids(&ns);
+    ns.tell("b", "crash");
+    ns.wait_for("all restarted", 10 * SEC, || {
+        ns.names_of("start").len() == 6
+    });
+    let after = pids(&ns);
+    assert!(
+        before.iter().zip(after).all(|(b, a)| *b != a),
+        "{before:?} {after:?}"
+    );
+    // The others were stopped in reverse order, then all started in order.
+    assert_eq!(ns.names_of("term"), ["c", "a"]);
+    assert_eq!(ns.names_of("start"), ["a", "b", "c", "a", "b", "c"]);
+}
+
+fn rest_for_one() {
+    let ns = abc("rest_for_one", "rest_for_one");
+    let before = pids(&ns);
+    ns.tell("b", "crash");
+    ns.wait_for("b and c restarted", 10 * SEC, || {
+        ns.names_of("start").len() == 5
+    });
+    let after = pids(&ns);
+    assert_eq!(after[0], before[0]);
+    assert_ne!(after[1], before[1]);
+    assert_ne!(after[2], before[2]);
+    assert_eq!(ns.names_of("term"), ["c"]);
+    assert_eq!(ns.names_of("start")[3..], ["b", "c"]);
+}
+
+fn restart_types() {
+    let mut s = Setup::new("restart_types");
+    s.body = "[root]\nintensity = 10\n".to_string()
+        + &s.svc("perm", &[], "restart = \"permanent\"")
+        + &s.svc("trans_ok", &[], "restart = \"transient\"")
+        + &s.svc("trans_bad", &[], "restart = \"transient\"")
+        + &s.svc("temp", &[], "restart = \"temporary\"");
+    let ns = s.start();
+    for n in ["perm", "trans_ok", "trans_bad", "temp"] {
+        ns.up(n);
+    }
+    ns.tell("perm", "exit0");
+    ns.tell("trans_ok", "exit0");
+    ns.tell("trans_bad", "crash");
+    ns.tell("temp", "crash");
+    ns.wait_for("decisions", 10 * SEC, || {
+        let st = ns.status().tree;
+        let state = |n: &str| {
+            st.children
+                .iter()
+                .find(|c| c.name == n)
+                .map(|c| (c.state.clone(), c.restarts))
+        };
+        state("perm") == Some(("running".into(), 1))
+            && state("trans_ok") == Some(("exited".into(), 0))
+            && state("trans_bad") == Some(("running".into(), 1))
+            && state("temp") == Some(("exited".into(), 0))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let starts = ns.names_of("start");
+    assert_eq!(starts.iter().filter(|n| *n == "trans_ok").count(), 1);
+    assert_eq!(starts.iter().filter(|n| *n == "temp").count(), 1);
+}
+
+fn intensity_escalates_to_reboot() {
+    let mut s = Setup::new("intensity");
+    s.body = "[root]\nintensity = 2\nperiod = \"10s\"\n".to_string()
+        + &s.svc("steady", &[], "")
+        + "[[service]]\nname = \"flaky\"\nargv = [\"/bin/false\"]\nrestart_delay = \"10ms\"\n";
+    let mut ns = s.start();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    let k = ns.kmsg();
+    assert!(k.contains("supervisor root: 3 restarts within 10s"), "{k}");
+    assert!(k.contains("reboot: reboot(2) RESTART"), "{k}");
+    assert_eq!(
+        ns.names_of("term"),
+        ["steady"],
+        "the healthy sibling was stopped cleanly first"
+    );
+}
+
+fn nested_escalation_and_poweroff_action() {
+    let mut s = Setup::new("nested");
+    s.init = "fatal_action = \"poweroff\"\n".into();
+    s.body = "[root]\nintensity = 1\nperiod = \"10s\"\n".to_string()
+        + &s.svc("base", &[], "")
+        + "[[supervisor]]\nname = \"app\"\nintensity = 0\n"
+        + &s.svc("worker", &[], "supervisor = \"app\"");
+    let mut ns = s.start();
+    ns.up("worker");
+    // app gives up at once (intensity 0); root restarts it once, then gives up too.
+    ns.tell("worker", "crash");
+    ns.wait_for("app restarted", 10 * SEC, || {
+        ns.node("app").restarts == 1 && ns.node("worker").state == "running"
+    });
+    ns.up("worker");
+    ns.tell("worker", "crash");
+    assert_eq!(ns.wait(10 * SEC), Outcome::HaltOrPoweroff);
+    let k = ns.kmsg();
+    assert!(k.contains("supervisor app: 1 restarts within 5s"), "{k}");
+    assert!(k.contains("supervisor root: 2 restarts within 10s"), "{k}");
+    assert!(k.contains("poweroff: reboot(2) POWER_OFF"), "{k}");
+}
+
+fn ten_thousand_orphans_leave_no_zombie() {
+    let mut s = Setup::new("zombies");
+    s.body = format!(
+        "[[service]]\nname = \"forker\"\nargv = [\"{}\"]\nenv = {{ MYELIN_TEST_HELPER = \"zombies\", COUNT = \"10000\", NAME = \"forker\", EVENTS = \"{}\" }}\nrestart = \"temporary\"\n",
+        std::env::current_exe().unwrap().display(),
+        s.dir.join("events").display()
+    ) + &s.svc("alive", &[], "");
+    let ns = s.start();
+    ns.wait_for("forker done", 60 * SEC, || {
+        ns.node("forker").state == "exited"
+    });
+    assert_eq!(ns.names_of("forked10000"), ["forker"]);
+    ns.wait_for("no zombies", 10 * SEC, || ns.zombies() == 0);
+    // PID 1 still works.
+    assert_eq!(ns.node("alive").state, "running");
+}
+
+fn service_ignoring_sigterm_is_killed_after_its_timeout() {
+    let mut s = Setup::new("stubborn");
+    s.body = s.svc("stubborn", &[("IGNORE_TERM", "1")], "shutdown = \"400ms\"");
+    let ns = s.start();
+    ns.up("stubborn");
+    let mut c = ns.client();
+    let t0 = Instant::now();
+    c.call(Op::Stop {
+        name: "stubborn".into(),
+    })
+    .unwrap();
+    ns.wait_for("stopped", 10 * SEC, || {
+        ns.node("stubborn").state == "stopped"
+    });
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "killed too early: {took:?}"
+    );
+    assert_eq!(
+        ns.names_of("term"),
+        ["stubborn"],
+        "it did get SIGTERM first"
+    );
+    assert_eq!(ns.node("stubborn").last_exit.as_deref(), Some("signal 9"));
+    assert!(ns.kmsg().contains("stubborn did not stop in time: SIGKILL"));
+}
+
+fn shutdown_stops_in_reverse_order() {
+    let mut s = Setup::new("reverse");
+    s.body = s.svc("first", &[], "")
+        + "[[supervisor]]\nname = \"grp\"\n"
+        + &s.svc("inner1", &[], "supervisor = \"grp\"")
+        + &s.svc("inner2", &[], "supervisor = \"grp\"")
+        + &s.svc("last", &[("IGNORE_TERM", "1")], "shutdown = \"300ms\"");
+    let mut ns = s.start();
+    for n in ["first", "inner1", "inner2", "last"] {
+        ns.up(n);
+    }
+    ns.client().call(Op::Reboot { arg: None }).unwrap();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    assert_eq!(ns.names_of("term"), ["last", "inner2", "inner1", "first"]);
+    let ev = ns.events();
+    let t = |n: &str| ev.iter().find(|e| e.0 == n && e.1 == "term").unwrap().2;
+    // (Each service notes the signal when its thread gets to run: allow some scheduling slack.)
+    let gap = t("inner2") - t("last");
+    assert!(
+        gap >= 250_000,
+        "inner2 waited for last's timeout: {gap} us\n{}",
+        ns.kmsg()
+    );
+}
+
+fn readiness_orders_the_start() {
+    let mut s = Setup::new("readiness");
+    let sock = s.dir.join("db.sock");
+    s.body = s.svc("slow", &[("READY_AFTER_MS", "300")], "notify = true")
+        + &s.svc(
+            "db",
+            &[
+                ("LISTEN_PATH", &sock.display().to_string()),
+                ("LISTEN_AFTER_MS", "200"),
+            ],
+            &format!("ready_path = \"{}\"", sock.display()),
+        )
+        + &s.svc("next", &[], "");
+    let ns = s.start();
+    ns.up("next");
+    let ev = ns.events();
+    let t = |n: &str, w: &str| ev.iter().find(|e| e.0 == n && e.1 == w).unwrap().2;
+    assert!(
+        t("next", "start") > t("slow", "ready") + 200_000,
+        "next waited for slow's READY=1 and db's socket"
+    );
+    let r = match ns.client().call(Op::Readiness).unwrap() {
+        Body::Readiness(r) => r,
+        b => panic!("{b:?}"),
+    };
+    assert!(r.all_ready);
+}
+
+fn hung_watchdog_service_is_restarted() {
+    let mut s = Setup::new("hung");
+    s.body = "[root]\nintensity = 10\n".to_string()
+        + &s.svc(
+            "beat",
+            &[("READY_AFTER_MS", "0"), ("PING_MS", "50")],
+            "notify = true\nwatchdog = \"400ms\"\nshutdown = \"200ms\"",
+        );
+    let ns = s.start();
+    let pid = ns.up("beat");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(ns.node("beat").restarts, 0, "pings keep it alive");
+    ns.tell("beat", "hang");
+    ns.wait_for("restart after the missed ping", 10 * SEC, || {
+        let n = ns.node("beat");
+        n.restarts == 1 && n.state == "running" && n.pid != Some(pid)
+    });
+    let n = ns.node("beat");
+    assert!(
+        n.last_exit
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("watchdog timeout"),
+        "{n:?}"
+    );
+    assert!(ns.kmsg().contains("beat: watchdog timeout, sending Abrt"));
+}
+
+fn invalid_config_is_reported_then_reboots() {
+    let mut s = Setup::new("invalid");
+    s.body = "[[service]]\nname = \"x\"\nargv = [\"/bin/true\"]\nrestrat = \"permanent\"\n".into();
+    let cfg_lines = s.config().lines().count();
+    let mut ns = s.start();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    let file = ns.dir.join("init.toml");
+    let expect = format!(
+        "{}:{}:1: unknown field `restrat`",
+        file.display(),
+        cfg_lines
+    );
+    assert!(
+        ns.kmsg().contains(&expect),
+        "kmsg lacks {expect}:\n{}",
+        ns.kmsg()
+    );
+    assert!(
+        ns.console().contains(&expect),
+        "console lacks {expect}:\n{}",
+        ns.console()
+    );
+    assert!(
+        ns.kmsg().contains("FATAL: cannot continue; reboot"),
+        "{}",
+        ns.kmsg()
+    );
+}
+
+fn missing_binary_is_reported() {
+    let mut s = Setup::new("missing");
+    s.init = "fatal_action = \"halt\"\n".into();
+    s.body = "[[service]]\nname = \"ghost\"\nargv = [\"/no/such/daemon\", \"-x\"]\n".into();
+    let mut ns = s.start();
+    assert_eq!(ns.wait(10 * SEC), Outcome::HaltOrPoweroff);
+    let k = ns.kmsg();
+    assert!(
+        k.contains("service `ghost`: `/no/such/daemon` is not an executable file"),
+        "{k}"
+    );
+    assert!(k.contains("init.toml:"), "{k}");
+    assert!(k.contains("halt: reboot(2) HALT"), "{k}");
+}
+
+fn hang_action_keeps_pid1_serving() {
+    let mut s = Setup::new("hang");
+    s.init = "fatal_action = \"hang\"\n".into();
+    s.body = "[root]\nintensity = 0\n".to_string() + &s.svc("a", &[], "");
+    let mut ns = s.start();
+    ns.up("a");
+    ns.tell("a", "crash");
+    ns.wait_for("hung", 10 * SEC, || ns.status().phase == "hung");
+    assert!(ns.alive());
+    assert_eq!(ns.node("a").state, "waiting");
+    let err = ns
+        .client()
+        .call(Op::Start { name: "a".into() })
+        .unwrap_err();
+    assert!(err.to_string().contains("halted"), "{err}");
+    // A reboot request still works.
+    ns.client()
+        .call(Op::Reboot {
+            arg: Some("42".into()),
+        })
+        .unwrap();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    assert!(ns.kmsg().contains("RESTART2 \"42\""), "{}", ns.kmsg());
+}
+
+fn control_socket_operations() {
+    let mut s = Setup::new("control");
+    s.body = s.svc("a", &[], "") + &s.svc("b", &[], "critical = true");
+    let ns = s.start();
+    let pid_b = ns.running("b");
+    let mut c = ns.client();
+    // One connection, several requests.
+    assert!(matches!(
+        c.call(Op::Restart { name: "b".into() }).unwrap(),
+        Body::Ok { .. }
+    ));
+    ns.wait_for("b restarted", 10 * SEC, || {
+        ns.node("b").pid.is_some_and(|p| p != pid_b) && ns.node("b").state == "running"
+    });
+    assert_eq!(
+        ns.node("b").restarts,
+        0,
+        "an operator restart is not a failure"
+    );
+    c.call(Op::Stop { name: "a".into() }).unwrap();
+    ns.wait_for("a stopped", 10 * SEC, || ns.node("a").state == "stopped");
+    let r = match c.call(Op::Readiness).unwrap() {
+        Body::Readiness(r) => r,
+        b => panic!("{b:?}"),
+    };
+    assert!(r.critical_ready);
+    assert!(r.all_ready, "a stopped by the operator does not count");
+    c.call(Op::Start { name: "a".into() }).unwrap();
+    ns.running("a");
+    let e = c
+        .call(Op::Stop {
+            name: "nope".into(),
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no service or supervisor named `nope`")
+    );
+    // Version check.
+    use std::io::{BufRead, BufReader, Write};
+    let mut raw = std::os::unix::net::UnixStream::connect(ns.dir.join("run/init.sock")).unwrap();
+    raw.write_all(b"{\"v\":9,\"op\":\"status\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&raw).read_line(&mut line).unwrap();
+    assert!(line.contains("unsupported protocol version 9"), "{line}");
+    let st = ns.status();
+    assert_eq!(st.phase, "running");
+    assert!(st.uptime_ms > 0);
+    assert_eq!(st.tree.children.len(), 2);
+}
+
+fn log_capture_and_follow() {
+    let mut s = Setup::new("logs");
+    s.body = s.svc("talker", &[("PRINT", "hello world")], "");
+    let ns = s.start();
+    ns.running("talker");
+    let lines = |c: &mut Client| -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        while let Some(b) = c.receive().unwrap() {
+            match b {
+                Body::Log(e) => v.push((e.service, e.text)),
+                Body::End => break,
+                b => panic!("{b:?}"),
+            }
+        }
+        v
+    };
+    let mut c = ns.client();
+    ns.wait_for("output logged", 10 * SEC, || {
+        c.send(Op::Log {
+            service: Some("talker".into()),
+            lines: None,
+            follow: false,
+        })
+        .unwrap();
+        lines(&mut c).len() == 2
+    });
+    c.send(Op::Log {
+        service: Some("talker".into()),
+        lines: None,
+        follow: false,
+    })
+    .unwrap();
+    let got = lines(&mut c);
+    assert!(
+        got.contains(&("talker".into(), "hello world".into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("talker".into(), "hello world (stderr)".into())),
+        "{got:?}"
+    );
+    // Follow: new lines arrive as they are written.
+    let mut f = ns.client();
+    f.send(Op::Log {
+        service: Some("talker".into()),
+        lines: Some(0),
+        follow: true,
+    })
+    .unwrap();
+    ns.tell("talker", "crash");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match f.receive().unwrap() {
+            Some(Body::Log(e)) => seen.push(e.text),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        ["hello world", "hello world (stderr)"],
+        "the restarted instance's output"
+    );
+    // init's own messages are in the ring too.
+    c.send(Op::Log {
+        service: Some("init".into()),
+        lines: Some(50),
+        follow: false,
+    })
+    .unwrap();
+    let init = lines(&mut c);
+    assert!(
+        init.iter()
+            .any(|(_, t)| t.contains("talker") && t.contains("ended: exit 1")),
+        "{init:?}"
+    );
+}
+
+fn log_flood_stays_bounded() {
+    let mut s = Setup::new("flood");
+    s.log = "ring_bytes = 65536\nkmsg_rate = 10\nkmsg_burst = 20\n".into();
+    s.body = "[[service]]\nname = \"flood\"\nargv = [\"/bin/sh\", \"-c\", \"yes 'flooding the log with a long line of text' | head -c 50000000; sleep 60\"]\n".into();
+    let ns = s.start();
+    ns.running("flood");
+    let mut c = ns.client();
+    ns.wait_for("flood read", 30 * SEC, || {
+        c.send(Op::Log {
+            service: Some("flood".into()),
+            lines: Some(1),
+            follow: false,
+        })
+        .unwrap();
+        let mut last = 0;
+        while let Some(b) = c.receive().unwrap() {
+            match b {
+                Body::Log(e) => last = e.seq,
+                _ => break,
+            }
+        }
+        // 50 MB of 43-byte lines is about 1.16 million lines.
+        last > 1_100_000
+    });
+    c.send(Op::Log {
+        service: None,
+        lines: None,
+        follow: false,
+    })
+    .unwrap();
+    let mut bytes = 0;
+    let mut n = 0;
+    while let Some(Body::Log(e)) = c.receive().unwrap() {
+        bytes += e.text.len() + e.service.len() + 64;
+        n += 1;
+    }
+    assert!(bytes <= 65536, "ring holds {bytes} bytes");
+    assert!(n > 100, "{n} lines kept");
+    let kmsg_lines = ns.kmsg().lines().count();
+    assert!(kmsg_lines < 200, "kmsg rate limit: {kmsg_lines} lines");
+    assert!(
+        ns.kmsg()
+            .contains("log lines not copied to kmsg (rate limit)")
+    );
+    let rss = ns.init_rss_kib().unwrap();
+    assert!(rss < 16 * 1024, "PID 1 RSS {rss} KiB after the flood");
+}
+
+fn pets(ns: &Ns) -> Vec<u64> {
+    support::read(&ns.dir.join("wd"))
+        .lines()
+        .filter_map(|l| l.strip_prefix("pet ")?.parse().ok())
+        .collect()
+}
+
+fn watchdog_pets_only_while_critical_services_live() {
+    let mut s = Setup::new("watchdog");
+    let wd = s.dir.join("wd");
+    s.body = format!(
+        "[watchdog]\nfake = true\ndevice = \"{}\"\ntimeout = \"1s\"\ngrace = \"0s\"\n[root]\nintensity = 10\n",
+        wd.display()
+    ) + &s.svc(
+        "vital",
+        &[],
+        "critical = true\nrestart_delay = \"1500ms\"\nrestart_delay_max = \"1500ms\"",
+    ) + &s.svc("other", &[], "");
+    let mut ns = s.start();
+    ns.up("other");
+    ns.up("vital");
+    std::thread::sleep(Duration::from_millis(1200));
+    let p = pets(&ns);
+    assert!(p.len() >= 3, "petted every 500 ms while healthy: {p:?}");
+    // First crash: restarted at once. Second: 1.5 s backoff, during which vital is dead.
+    ns.tell("vital", "crash");
+    ns.wait_for("first restart", 5 * SEC, || {
+        ns.node("vital").restarts == 1 && ns.node("vital").state == "running"
+    });
+    ns.up("vital");
+    ns.tell("vital", "crash");
+    ns.wait_for("backoff", 5 * SEC, || {
+        ns.node("vital").state == "restarting"
+    });
+    let down_at = support::mono_us() / 1000;
+    ns.wait_for("second restart", 5 * SEC, || {
+        ns.node("vital").state == "running"
+    });
+    let up_at = support::mono_us() / 1000;
+    let p = pets(&ns);
+    let during: Vec<&u64> = p
+        .iter()
+        .filter(|&&t| t > down_at + 50 && t + 50 < up_at)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "no pet while vital was down ({down_at}..{up_at}): {during:?}"
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(pets(&ns).iter().any(|&t| t >= up_at), "pets resumed");
+    // Snooze overrides, guarded reboot pets once more and never again.
+    assert!(matches!(
+        ns.client().call(Op::WatchdogSnooze).unwrap(),
+        Body::Ok { .. }
+    ));
+    let wdst = ns.status().watchdog.unwrap();
+    assert_eq!(wdst.identity, "fake");
+    assert_eq!(wdst.timeout_ms, 1000);
+    assert!(wdst.policy.snooze_left_ms > 60_000);
+    let before = pets(&ns).len();
+    ns.client().call(Op::Reboot { arg: None }).unwrap();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    let after = pets(&ns).len();
+    assert!(
+        after == before + 1 || after == before + 2,
+        "one guarded pet at shutdown ({before} -> {after})"
+    );
+}
+
+fn boot_duties_in_a_namespace() {
+    // What a user namespace allows: tmpfs on /tmp and /run, loopback (own net namespace),
+    // hostname (own UTS namespace), rlimits, an extra mount.
+    let mut s = Setup::new("boot");
+    s.unshare = vec!["--net".into()];
+    let mnt = s.dir.join("mnt");
+    s.boot = format!(
+        "[boot]\npseudo_fs = false\nrootdisk_links = false\nclock_floor = false\nhostname = \"myelin-%-.4s\"\nserial_sources = [\"uboot_env\"]\nrlimits = {{ nofile = \"1000:2000\" }}\n[[boot.mount]]\nsource = \"tmpfs\"\ntarget = \"{}\"\nfstype = \"tmpfs\"\noptions = \"nodev,mode=700\"\n",
+        mnt.display()
+    );
+    s.body = format!(
+        "[[service]]\nname = \"probe\"\nargv = [\"/bin/sh\", \"-c\", \"echo host=$(hostname) nofile=$(ulimit -n) tmp=$(stat -f -c %T /tmp) run=$(stat -f -c %T /run) mnt=$(stat -f -c %T {}) lo=$(ip -o link show lo | grep -c ,UP); sleep 60\"]\n",
+        mnt.display()
+    );
+    let ns = s.start();
+    ns.running("probe");
+    let mut c = ns.client();
+    let mut line = String::new();
+    ns.wait_for("probe output", 10 * SEC, || {
+        c.send(Op::Log {
+            service: Some("probe".into()),
+            lines: None,
+            follow: false,
+        })
+        .unwrap();
+        while let Some(Body::Log(e)) = c.receive().unwrap() {
+            line = e.text;
+        }
+        line.starts_with("host=")
+    });
+    assert_eq!(
+        line,
+        "host=myelin-0000 nofile=1000 tmp=tmpfs run=tmpfs mnt=tmpfs lo=1"
+    );
+}

@@ -1,0 +1,554 @@
+//! Shared by the PID-1 tests and the restart-latency benchmark: the real `myelin-init` run as
+//! PID 1 in user+PID+mount(+UTS+net) namespaces, and a configurable test service (this very
+//! executable, re-run with `MYELIN_TEST_HELPER` set).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use myelin_init::control::{Body, Client, NodeStatus, Op, StatusReport};
+
+/// Monotonic microseconds (the same clock in every namespace).
+pub fn mono_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+// ----- the test service -----------------------------------------------------------------------
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+fn event(what: &str) {
+    if let Some(path) = env("EVENTS") {
+        let name = env("NAME").unwrap_or_default();
+        let line = format!("{name} {what} {} {}\n", mono_us(), std::process::id());
+        if let Ok(mut f) = fs::OpenOptions::new().append(true).create(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+fn notify(msg: &str) {
+    if let Some(sock) = env("NOTIFY_SOCKET") {
+        if let Ok(s) = UnixDatagram::unbound() {
+            let _ = s.send_to(msg.as_bytes(), sock);
+        }
+    }
+}
+
+/// Runs the helper named by `MYELIN_TEST_HELPER`, if any (never returns then).
+pub fn run_helper_if_asked() {
+    let Some(mode) = env("MYELIN_TEST_HELPER") else {
+        return;
+    };
+    match mode.as_str() {
+        "svc" => svc(),
+        "zombies" => zombies(),
+        "bench" => bench_svc(),
+        other => {
+            eprintln!("unknown helper {other}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A service whose behaviour the environment describes:
+/// `READY_AFTER_MS` (send READY=1 after that long), `PING_MS` (WATCHDOG=1 period),
+/// `IGNORE_TERM`, `LISTEN_PATH` (a Unix socket to listen on after `LISTEN_AFTER_MS`), `CTL` (a directory polled for `<NAME>.crash`, `.exit0`, `.hang` files),
+/// `EVENTS` (file receiving `name event t_us pid` lines), `PRINT` (a line printed at start).
+fn svc() -> ! {
+    // SIGTERM is handled by a thread so the event is recorded before exiting.
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGTERM);
+    let _ = set.thread_block();
+    let ignore = env("IGNORE_TERM").is_some();
+    std::thread::spawn(move || {
+        loop {
+            if set.wait().is_ok() {
+                event("term");
+                if !ignore {
+                    std::process::exit(0);
+                }
+            }
+        }
+    });
+    event("start");
+    if let Some(p) = env("PRINT") {
+        println!("{p}");
+        eprintln!("{p} (stderr)");
+    }
+    let _listener = env("LISTEN_PATH").map(|p| {
+        let ms = env("LISTEN_AFTER_MS")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(ms));
+        event("listen");
+        std::os::unix::net::UnixListener::bind(p).ok()
+    });
+    if let Some(ms) = env("READY_AFTER_MS").and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+        event("ready");
+        notify("READY=1");
+    }
+    let ping = env("PING_MS").and_then(|v| v.parse::<u64>().ok());
+    let ctl = env("CTL").map(PathBuf::from);
+    let name = env("NAME").unwrap_or_default();
+    let mut hung = false;
+    let mut last_ping = Instant::now();
+    loop {
+        if let (Some(p), false) = (ping, hung) {
+            if last_ping.elapsed() >= Duration::from_millis(p) {
+                notify("WATCHDOG=1");
+                last_ping = Instant::now();
+            }
+        }
+        if let Some(dir) = &ctl {
+            for cmd in ["crash", "exit0", "hang"] {
+                let f = dir.join(format!("{name}.{cmd}"));
+                if fs::remove_file(&f).is_ok() {
+                    event(cmd);
+                    match cmd {
+                        "crash" => std::process::exit(1),
+                        "exit0" => std::process::exit(0),
+                        _ => hung = true,
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Forks `COUNT` children that exit at once, never waits for them, and exits: every one of
+/// them is left for PID 1 to reap.
+fn zombies() -> ! {
+    let n: usize = env("COUNT").and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let mut made = 0;
+    for _ in 0..n {
+        // SAFETY: the child only calls _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe { libc::_exit(0) },
+            p if p > 0 => made += 1,
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    event(&format!("forked{made}"));
+    std::process::exit(0)
+}
+
+/// The benchmark service: READY=1, report `ready <t_us>` to `REPORT`, then wait for a datagram
+/// on `CRASH_SOCK` and exit 1.
+fn bench_svc() -> ! {
+    let sock_path = env("CRASH_SOCK").unwrap_or_default();
+    let _ = fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap_or_else(|_| std::process::exit(3));
+    notify("READY=1");
+    if let (Some(report), Ok(s)) = (env("REPORT"), UnixDatagram::unbound()) {
+        let _ = s.send_to(format!("ready {}", mono_us()).as_bytes(), report);
+    }
+    let mut buf = [0u8; 16];
+    let _ = sock.recv(&mut buf);
+    std::process::exit(1)
+}
+
+// ----- PID 1 in namespaces ----------------------------------------------------------------------
+
+/// What reboot(2) the namespace's init chose, from the outer process's wait status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// RESTART or RESTART2: SIGHUP.
+    Reboot,
+    /// HALT or POWER_OFF: SIGINT.
+    HaltOrPoweroff,
+    /// Anything else.
+    Other(Option<i32>, Option<i32>),
+}
+
+/// Classifies a wait status (`unshare` re-raises the signal that killed the init, a shell
+/// would show 129 or 130).
+pub fn outcome(st: ExitStatus) -> Outcome {
+    match (st.signal(), st.code()) {
+        (Some(libc::SIGHUP), _) | (_, Some(129)) => Outcome::Reboot,
+        (Some(libc::SIGINT), _) | (_, Some(130)) => Outcome::HaltOrPoweroff,
+        (s, c) => Outcome::Other(s, c),
+    }
+}
+
+/// A scratch directory for one test, outside /tmp and /run (which a test init may mount over).
+pub fn scratch(name: &str) -> PathBuf {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pid1");
+    let dir = base.join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("ctl")).expect("scratch dir");
+    dir
+}
+
+/// A running namespace whose PID 1 is myelin-init.
+pub struct Ns {
+    /// Scratch directory.
+    pub dir: PathBuf,
+    child: Option<Child>,
+    status: Option<ExitStatus>,
+}
+
+/// Builds a namespace test's configuration.
+pub struct Setup {
+    /// Scratch directory.
+    pub dir: PathBuf,
+    /// Extra `[init]` lines.
+    pub init: String,
+    /// The `[boot]` section (default: disabled).
+    pub boot: String,
+    /// Extra `[log]` lines.
+    pub log: String,
+    /// Everything else (`[root]`, `[watchdog]`, supervisors, services).
+    pub body: String,
+    /// Extra unshare flags.
+    pub unshare: Vec<String>,
+}
+
+impl Setup {
+    /// A setup for the test `name`.
+    pub fn new(name: &str) -> Setup {
+        Setup {
+            dir: scratch(name),
+            init: String::new(),
+            boot: "[boot]\nenabled = false\n".into(),
+            log: String::new(),
+            body: String::new(),
+            unshare: Vec::new(),
+        }
+    }
+
+    /// A test-service table: `[[service]]` with the helper's environment.
+    pub fn svc(&self, name: &str, env: &[(&str, &str)], extra: &str) -> String {
+        let mut e = format!(
+            "MYELIN_TEST_HELPER = \"svc\", NAME = \"{name}\", EVENTS = \"{}\", CTL = \"{}\"",
+            self.dir.join("events").display(),
+            self.dir.join("ctl").display()
+        );
+        for (k, v) in env {
+            e.push_str(&format!(", {k} = \"{v}\""));
+        }
+        format!(
+            "[[service]]\nname = \"{name}\"\nargv = [\"{}\"]\nenv = {{ {e} }}\n{extra}\n",
+            std::env::current_exe().expect("test exe").display()
+        )
+    }
+
+    /// The configuration text.
+    pub fn config(&self) -> String {
+        format!(
+            "[init]\nrun_dir = \"{}\"\nfatal_delay = \"0s\"\nunmount = false\nkill_wait = \"500ms\"\n{}\n{}\n[log]\nkmsg = \"{}\"\n{}\n{}",
+            self.dir.join("run").display(),
+            self.init,
+            self.boot,
+            self.dir.join("kmsg").display(),
+            self.log,
+            self.body
+        )
+    }
+
+    /// Writes the configuration and starts the namespace.
+    pub fn start(self) -> Ns {
+        let cfg = self.dir.join("init.toml");
+        fs::write(&cfg, self.config()).expect("write config");
+        fs::write(self.dir.join("kmsg"), "").expect("kmsg");
+        let out = fs::File::create(self.dir.join("console")).expect("console");
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--mount-proc",
+            "--uts",
+        ])
+        .args(&self.unshare)
+        .arg(env!("CARGO_BIN_EXE_myelin-init"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out);
+        let child = cmd.spawn().expect("unshare");
+        Ns {
+            dir: self.dir,
+            child: Some(child),
+            status: None,
+        }
+    }
+}
+
+impl Ns {
+    /// The init's pid as seen from here.
+    pub fn init_pid(&self) -> Option<i32> {
+        let unshare = self.child.as_ref()?.id();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(tasks) = fs::read_dir(format!("/proc/{unshare}/task")) {
+                for t in tasks.flatten() {
+                    if let Ok(c) = fs::read_to_string(t.path().join("children")) {
+                        if let Some(p) = c.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                            return Some(p);
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// Sends a signal to the init from outside.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.init_pid().expect("init pid");
+        // SAFETY: kill(2).
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// A control connection (waits for the socket).
+    pub fn client(&self) -> Client {
+        let path = self.dir.join("run/init.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = Client::connect(&path) {
+                c.set_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no control socket at {}\n{}",
+                path.display(),
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `myelinctl status`.
+    pub fn status(&self) -> StatusReport {
+        match self.client().call(Op::Status) {
+            Ok(Body::Status(s)) => *s,
+            other => panic!("status: {other:?}"),
+        }
+    }
+
+    /// Finds a node of the status tree.
+    pub fn node(&self, name: &str) -> NodeStatus {
+        fn find(n: &NodeStatus, name: &str) -> Option<NodeStatus> {
+            if n.name == name {
+                return Some(n.clone());
+            }
+            n.children.iter().find_map(|c| find(c, name))
+        }
+        find(&self.status().tree, name).unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// Waits until `f` holds.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\nconsole:\n{}\nkmsg:\n{}",
+                self.console(),
+                self.kmsg()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until a service runs with a pid.
+    pub fn running(&self, name: &str) -> u32 {
+        let mut pid = 0;
+        self.wait_for(&format!("{name} running"), Duration::from_secs(10), || {
+            let n = self.node(name);
+            pid = n.pid.unwrap_or(0);
+            n.state == "running"
+        });
+        pid
+    }
+
+    /// Waits until a test service runs and has recorded its start (its signal handling is
+    /// in place from then on).
+    pub fn up(&self, name: &str) -> u32 {
+        let pid = self.running(name);
+        self.wait_for(&format!("{name} started"), Duration::from_secs(10), || {
+            self.events()
+                .iter()
+                .any(|e| e.0 == name && e.1 == "start" && e.3 == pid)
+        });
+        pid
+    }
+
+    /// Creates a control file for the test service (`crash`, `exit0`, `hang`).
+    pub fn tell(&self, name: &str, cmd: &str) {
+        fs::write(self.dir.join("ctl").join(format!("{name}.{cmd}")), "").expect("ctl");
+    }
+
+    /// The events the test services recorded: (name, event, t_us, pid).
+    pub fn events(&self) -> Vec<(String, String, u64, u32)> {
+        fs::read_to_string(self.dir.join("events"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                Some((
+                    f[0].to_string(),
+                    f[1].to_string(),
+                    f.get(2)?.parse().ok()?,
+                    f.get(3)?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Events of one kind, in order, as "name".
+    pub fn names_of(&self, what: &str) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.1 == what)
+            .map(|e| e.0)
+            .collect()
+    }
+
+    /// What init wrote to its (file) kmsg.
+    pub fn kmsg(&self) -> String {
+        fs::read_to_string(self.dir.join("kmsg")).unwrap_or_default()
+    }
+
+    /// What init wrote to its console.
+    pub fn console(&self) -> String {
+        fs::read_to_string(self.dir.join("console")).unwrap_or_default()
+    }
+
+    /// Waits for the namespace to end.
+    pub fn wait(&mut self, timeout: Duration) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.status {
+                return outcome(st);
+            }
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.status = Some(st);
+                continue;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "init still running after {timeout:?}\nconsole:\n{}\nkmsg:\n{}",
+                    self.console(),
+                    self.kmsg()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the namespace still runs.
+    pub fn alive(&mut self) -> bool {
+        self.status.is_none()
+            && self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The init's VmRSS in KiB.
+    pub fn init_rss_kib(&self) -> Option<u64> {
+        let pid = self.init_pid()?;
+        let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// Processes whose parent is the init and that are zombies.
+    pub fn zombies(&self) -> usize {
+        let Some(init) = self.init_pid() else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(s) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+                continue;
+            };
+            let mut f = rest.split(' ');
+            let state = f.next();
+            let ppid: Option<i32> = f.next().and_then(|p| p.parse().ok());
+            if state == Some("Z") && ppid == Some(init) {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        if self.alive() {
+            if let Some(pid) = self.init_pid() {
+                // SAFETY: kill(2); killing a namespace's init ends the namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if let Some(c) = self.child.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Whether this machine can run the namespace tests.
+pub fn namespaces_available() -> bool {
+    Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--mount-proc",
+            "--uts",
+            "--net",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Reads a file, for assertions.
+pub fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_default()
+}
