@@ -87,6 +87,14 @@ impl CheckLogic {
         self.interval = None;
     }
 
+    /// Something changed that may have fixed connectivity (a new lease, new targets): check
+    /// soon again instead of waiting out the backoff. No effect while `internet`.
+    pub fn kick(&mut self) {
+        if self.connection == Connection::Lan {
+            self.interval = Some(self.min);
+        }
+    }
+
     /// A check succeeded.
     pub fn success(&mut self) {
         if self.connection == Connection::Disconnected {
@@ -270,6 +278,15 @@ mod tests {
         }
         assert_eq!(seen, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
         assert_eq!(l.connection, Connection::Lan);
+        l.kick();
+        assert_eq!(l.interval, Some(500 * MS), "a kick restarts the backoff");
+        l.success();
+        l.kick();
+        assert_eq!(
+            l.interval,
+            Some(30_000 * MS),
+            "a kick does not hurry a healthy link"
+        );
     }
 
     #[test]

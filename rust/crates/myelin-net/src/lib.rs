@@ -6,11 +6,24 @@
 //! * [`tech`]: each technology as a function from config to a [`tech::Plan`].
 //! * [`check`]: the connectivity state machine and probe; [`route`]: the routing calculator;
 //!   [`resolv`]: resolv.conf.
-//! * [`wpa`]: wpa_supplicant's control socket.
+//! * [`wpa`]: wpa_supplicant's control socket; [`dhcp`]: the udhcpc hook and leases.
+//!
+//! The side effects sit behind small edges: [`netlink`] (rtnetlink), [`process`] (supervised
+//! programs), [`mdns`]. [`manager`] is the event loop that combines them; [`service`] publishes
+//! it on D-Bus and [`client`] is the client side (myelinctl, `myelin-net status`).
+
 pub mod check;
+pub mod cli;
+pub mod client;
 pub mod config;
+pub mod dhcp;
+pub mod manager;
+pub mod mdns;
+pub mod netlink;
 pub mod persist;
+pub mod process;
 pub mod resolv;
 pub mod route;
+pub mod service;
 pub mod tech;
 pub mod wpa;

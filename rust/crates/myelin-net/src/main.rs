@@ -1,6 +1,6 @@
-//! `myelin-net` binary: a thin shell over the [`myelin_net`] library.
+//! `myelin-net` binary (also the udhcpc hook, as `myelin-net-dhcp-hook`): a thin shell over
+//! [`myelin_net::cli`].
 
-fn main() {
-    eprintln!("myelin-net: not implemented yet");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    myelin_net::cli::main(std::env::args_os().collect())
 }

@@ -1,0 +1,257 @@
+//! The udhcpc side: the hook udhcpc runs on every lease event, the socket the daemon hears it
+//! on, and the lease a hook report describes.
+//!
+//! udhcpc runs its script (`-s`) with the event as its only argument (`deconfig`, `bound`,
+//! `renew`, `leasefail`, `nak`) and the lease in the environment (`interface`, `ip`, `subnet`,
+//! `mask`, `router`, `dns`, `domain`, `search`, `broadcast`, `lease`, `serverid`, ...). The
+//! script is myelin-net itself, reached through a symlink named
+//! [`crate::tech::HOOK_NAME`]: it sends `{"event": ..., "vars": {...}}` as one datagram to the
+//! socket named in `MYELIN_NET_HOOK_SOCKET` and exits. The daemon ignores reports from a udhcpc
+//! it no longer runs (`MYELIN_NET_HOOK_TOKEN` carries the run's token).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Ipv4Net;
+use crate::tech::HOOK_SOCKET_ENV;
+
+/// Environment variable naming the udhcpc run a report belongs to.
+pub const HOOK_TOKEN_ENV: &str = "MYELIN_NET_HOOK_TOKEN";
+
+/// udhcpc variables worth forwarding.
+const VARS: &[&str] = &[
+    "interface",
+    "ip",
+    "siaddr",
+    "sname",
+    "boot_file",
+    "subnet",
+    "mask",
+    "timezone",
+    "router",
+    "timesvr",
+    "namesvr",
+    "dns",
+    "logsvr",
+    "cookiesvr",
+    "lprsvr",
+    "hostname",
+    "bootsize",
+    "domain",
+    "swapsvr",
+    "rootpath",
+    "ipttl",
+    "mtu",
+    "broadcast",
+    "ntpsrv",
+    "wins",
+    "lease",
+    "dhcptype",
+    "serverid",
+    "message",
+    "tftp",
+    "bootfile",
+    "search",
+    "staticroutes",
+    "opt42",
+    HOOK_TOKEN_ENV,
+];
+
+/// One hook report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// `bound`, `renew`, `deconfig`, `leasefail`, `nak`.
+    pub event: String,
+    /// The udhcpc environment (the variables in `VARS` that were set).
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Report {
+    /// The interface it is about.
+    pub fn ifname(&self) -> Option<&str> {
+        self.vars.get("interface").map(String::as_str)
+    }
+
+    /// The token of the udhcpc run.
+    pub fn token(&self) -> Option<u64> {
+        self.vars.get(HOOK_TOKEN_ENV).and_then(|t| t.parse().ok())
+    }
+}
+
+/// The hook's main: reports `event` and the environment to the daemon. Exit status 0 once
+/// the report is sent.
+pub fn hook_main(event: &str) -> std::process::ExitCode {
+    let vars: BTreeMap<String, String> = VARS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect();
+    let Some(socket) = std::env::var_os(HOOK_SOCKET_ENV) else {
+        eprintln!("myelin-net dhcp hook: {HOOK_SOCKET_ENV} is not set");
+        return std::process::ExitCode::FAILURE;
+    };
+    let report = Report {
+        event: event.to_owned(),
+        vars,
+    };
+    let sent = serde_json::to_vec(&report)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            let s = std::os::unix::net::UnixDatagram::unbound()?;
+            s.send_to(&json, Path::new(&socket))
+        });
+    match sent {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "myelin-net dhcp hook: cannot report {event} to {}: {e}",
+                Path::new(&socket).display()
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A lease, as the daemon applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Address and prefix.
+    pub address: Ipv4Net,
+    /// Routers in order of preference.
+    pub routers: Vec<Ipv4Addr>,
+    /// Name servers in the order given.
+    pub dns: Vec<Ipv4Addr>,
+    /// Search domains (`search`, else `domain`).
+    pub search: Vec<String>,
+    /// Lease time in seconds.
+    pub lease_secs: Option<u32>,
+}
+
+fn addrs(v: Option<&String>) -> Vec<Ipv4Addr> {
+    v.map(|s| {
+        s.split_whitespace()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl Lease {
+    /// The lease a `bound`/`renew` report describes.
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Lease, String> {
+        let ip: Ipv4Addr = vars
+            .get("ip")
+            .ok_or("no ip")?
+            .parse()
+            .map_err(|_| format!("bad ip {:?}", vars.get("ip")))?;
+        let address = if let Some(mask) = vars.get("subnet") {
+            let m: Ipv4Addr = mask.parse().map_err(|_| format!("bad subnet {mask:?}"))?;
+            Ipv4Net::from_netmask(ip, m).ok_or_else(|| format!("bad subnet {mask:?}"))?
+        } else if let Some(p) = vars.get("mask") {
+            let p: u8 = p.parse().map_err(|_| format!("bad mask {p:?}"))?;
+            Ipv4Net::new(ip, p).ok_or("bad mask")?
+        } else {
+            // RFC 2131 lets a server omit the mask; assume the classful default like udhcpc.
+            Ipv4Net::new(ip, 24).ok_or("bad mask")?
+        };
+        let search = match vars.get("search").or(vars.get("domain")) {
+            Some(s) => s.split_whitespace().map(str::to_owned).collect(),
+            None => Vec::new(),
+        };
+        Ok(Lease {
+            address,
+            routers: addrs(vars.get("router")),
+            dns: addrs(vars.get("dns")),
+            search,
+            lease_secs: vars.get("lease").and_then(|l| l.parse().ok()),
+        })
+    }
+}
+
+/// Binds the daemon's end of the hook socket (replacing a stale one).
+pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixDatagram> {
+    let _ = std::fs::remove_file(path);
+    tokio::net::UnixDatagram::bind(path)
+}
+
+/// Receives the next report; malformed datagrams are logged and skipped.
+pub async fn recv(sock: &tokio::net::UnixDatagram) -> std::io::Result<Report> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = sock.recv(&mut buf).await?;
+        match serde_json::from_slice::<Report>(&buf[..n]) {
+            Ok(r) => return Ok(r),
+            Err(e) => eprintln!("myelin-net: ignoring a malformed hook report: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn lease_from_udhcpc_env() {
+        let l = Lease::from_vars(&vars(&[
+            ("interface", "eth0"),
+            ("ip", "10.0.2.15"),
+            ("subnet", "255.255.255.0"),
+            ("router", "10.0.2.2 10.0.2.1"),
+            ("dns", "10.0.2.3 1.1.1.1 junk"),
+            ("domain", "example.com"),
+            ("lease", "86400"),
+        ]))
+        .unwrap();
+        assert_eq!(l.address.to_string(), "10.0.2.15/24");
+        assert_eq!(
+            l.routers,
+            [Ipv4Addr::new(10, 0, 2, 2), Ipv4Addr::new(10, 0, 2, 1)]
+        );
+        assert_eq!(
+            l.dns,
+            [Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(1, 1, 1, 1)]
+        );
+        assert_eq!(l.search, ["example.com"]);
+        assert_eq!(l.lease_secs, Some(86400));
+
+        let l = Lease::from_vars(&vars(&[
+            ("ip", "192.168.7.9"),
+            ("mask", "16"),
+            ("search", "a b"),
+        ]))
+        .unwrap();
+        assert_eq!(l.address.to_string(), "192.168.7.9/16");
+        assert_eq!(l.search, ["a", "b"]);
+        assert!(l.routers.is_empty());
+
+        assert!(Lease::from_vars(&vars(&[("ip", "nope")])).is_err());
+        assert!(Lease::from_vars(&vars(&[("subnet", "255.0.0.0")])).is_err());
+        assert!(Lease::from_vars(&vars(&[("ip", "1.2.3.4"), ("subnet", "255.0.255.0")])).is_err());
+    }
+
+    #[tokio::test]
+    async fn report_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hook.sock");
+        let sock = bind(&path).unwrap();
+        let r = Report {
+            event: "bound".into(),
+            vars: vars(&[("interface", "eth0"), (HOOK_TOKEN_ENV, "7")]),
+        };
+        let c = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        c.send_to(b"not json", &path).unwrap();
+        c.send_to(&serde_json::to_vec(&r).unwrap(), &path).unwrap();
+        let got = recv(&sock).await.unwrap();
+        assert_eq!(got, r);
+        assert_eq!((got.ifname(), got.token()), (Some("eth0"), Some(7)));
+    }
+}
