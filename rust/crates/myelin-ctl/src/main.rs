@@ -1,6 +1,15 @@
 //! `myelinctl` binary: a thin shell over the [`myelin_ctl`] library.
 
+use clap::Parser;
+
 fn main() {
-    eprintln!("myelinctl: not implemented yet");
-    std::process::exit(1);
+    let cli = myelin_ctl::Cli::parse();
+    let mut out = std::io::stdout().lock();
+    match myelin_ctl::run(&cli, &mut out) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("myelinctl: {e:#}");
+            std::process::exit(1);
+        }
+    }
 }

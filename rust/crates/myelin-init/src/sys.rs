@@ -318,9 +318,10 @@ impl Sys for LinuxSys<'_> {
     }
 
     fn mounts(&mut self) -> io::Result<Vec<MountEntry>> {
-        Ok(parse_mountinfo(&fs::read_to_string(
-            "/proc/self/mountinfo",
-        )?))
+        // thread-self: a thread may have its own mount namespace (tests do).
+        let text = fs::read_to_string("/proc/thread-self/mountinfo")
+            .or_else(|_| fs::read_to_string("/proc/self/mountinfo"))?;
+        Ok(parse_mountinfo(&text))
     }
 
     fn mkdir(&mut self, path: &str, mode: u32) -> io::Result<()> {
@@ -479,7 +480,10 @@ impl Sys for LinuxSys<'_> {
         let (prog, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
-        let mut cmd = Command::new(prog);
+        // PID 1 has no PATH of its own: look helpers up in the default one.
+        let exe = crate::config::resolve_program(prog, crate::config::DEFAULT_PATH)
+            .unwrap_or_else(|| prog.into());
+        let mut cmd = Command::new(exe);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
