@@ -284,7 +284,6 @@ def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
             sc.func(run)
         except Exception as e:  # noqa: BLE001 (any failure is reported, then the next runs)
             elapsed = time.monotonic() - t0
-            run.close()
             detail = str(e) if isinstance(e, StepFailed) else traceback.format_exc()
             outcomes.append((sc, "FAIL", detail, elapsed))
             print(f"--- {sc.name}: FAIL after {elapsed:.0f}s\n{detail}", flush=True)
@@ -294,8 +293,10 @@ def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
                     print("      " + dev.machine.tail(60).replace("\n", "\n      "), flush=True)
             print(f"    full logs kept in {rdir}", flush=True)
             continue
+        finally:
+            # Also on Ctrl-C: no QEMU outlives the runner.
+            run.close()
         elapsed = time.monotonic() - t0
-        run.close()
         outcomes.append((sc, "PASS", "", elapsed))
         print(f"--- {sc.name}: PASS in {elapsed:.0f}s", flush=True)
         if not keep_logs:
