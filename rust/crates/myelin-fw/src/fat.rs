@@ -30,6 +30,8 @@
 //! * Directory entries: new entries take the first run of free slots; directories grow by
 //!   one zeroed cluster; a new directory starts with `.` and `..` (`..` is 0 for the root).
 //! * FAT32's FSInfo (free count, next free) is rewritten after changes when it was valid.
+//! * One deliberate difference: `fat_setlabel` also writes the label into the boot sector
+//!   (FatFs only writes the root directory entry, which `fsck.fat` reports as a mismatch).
 //!
 //! Structure sectors (boot sector, FATs, directories) go through the applier's sector cache
 //! and reach the disk only when it flushes; file contents are written directly to clusters
@@ -1529,6 +1531,33 @@ impl<'a, 'o> Fat<'a, 'o> {
                 self.write_entry(pos, &e)?;
             }
             None => {}
+        }
+        // FatFs only writes the directory entry; fsck.fat then reports a mismatch with the
+        // boot sector's copy, so the boot sector (and FAT32's backup) get the label too.
+        let mut bs_label = [b' '; 11];
+        if di == 0 {
+            bs_label.copy_from_slice(b"NO NAME    ");
+        } else {
+            bs_label.copy_from_slice(&vn);
+        }
+        let at = if self.g.fs_type == FsType::Fat32 {
+            71
+        } else {
+            43
+        };
+        let volbase = self.g.volbase;
+        let fat32 = self.g.fs_type == FsType::Fat32;
+        let mut backup = 0;
+        self.out.modify_sector(volbase, |s| {
+            s[at..at + 11].copy_from_slice(&bs_label);
+            backup = ld16(s, 50);
+        })?;
+        if fat32 && backup != 0 && u64::from(backup) < self.g.fatbase - volbase {
+            self.out.modify_sector(volbase + u64::from(backup), |s| {
+                if ld16(s, 510) == 0xAA55 {
+                    s[at..at + 11].copy_from_slice(&bs_label);
+                }
+            })?;
         }
         self.sync_fs()
     }

@@ -91,13 +91,13 @@ struct Opts {
     /// Public key file to verify with (repeatable)
     #[arg(short = 'p', long = "public-key-file", value_name = "FILE")]
     public_key_files: Vec<PathBuf>,
-    /// Public key, base64 (repeatable)
+    /// Public key, base64 or a key file (repeatable)
     #[arg(long = "public-key", value_name = "KEY")]
     public_keys: Vec<String>,
     /// Private key file to sign with
     #[arg(short = 's', long = "private-key-file", value_name = "FILE")]
     private_key_file: Option<PathBuf>,
-    /// Private key, base64
+    /// Private key, base64 or a key file
     #[arg(long = "private-key", value_name = "KEY")]
     private_key: Option<String>,
     /// Framed input and output for programs (fwup's protocol)
@@ -213,7 +213,7 @@ impl Opts {
             );
         }
         for k in &self.public_keys {
-            keys.push(PublicKey::from_fwup(k.as_bytes()).context("Error decoding public key")?);
+            keys.push(PublicKey::from_fwup(&key_text(k)?).context("Error decoding public key")?);
         }
         Ok(keys)
     }
@@ -228,11 +228,21 @@ impl Opts {
         }
         if let Some(k) = &self.private_key {
             return Ok(Some(
-                PrivateKey::from_fwup(k.as_bytes()).context("Error decoding private key")?,
+                PrivateKey::from_fwup(&key_text(k)?).context("Error decoding private key")?,
             ));
         }
         Ok(None)
     }
+}
+
+/// The key given to `--private-key`/`--public-key`: fwup takes the key itself; a path to an
+/// existing key file is accepted too, since base64 keys never name a file.
+fn key_text(value: &str) -> Result<Vec<u8>> {
+    let p = Path::new(value);
+    if p.is_file() {
+        return std::fs::read(p).with_context(|| format!("Error opening key file '{value}'"));
+    }
+    Ok(value.as_bytes().to_vec())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
