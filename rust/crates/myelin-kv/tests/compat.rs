@@ -301,6 +301,7 @@ fn symlinks_behave_as_fw_printenv_and_fw_setenv() {
 #[test]
 fn myelin_and_libubootenv_share_the_lock() {
     let env = EnvFile::new(Layout::Redundant, 0x2000, &initial());
+    ensure_lock_dir();
     let lock = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -452,4 +453,72 @@ impl Drop for LoopDevice {
     fn drop(&mut self) {
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
+}
+
+/// Every board's default environment (board/<board>/uboot-env.txt) and fw_env.config: both
+/// parse, `myelin-kv mkenvimage` builds the same image as U-Boot's tool at the size and layout
+/// the config declares (as board/common/post-image.sh does), and fw_printenv reads it back.
+#[test]
+fn board_default_environments() {
+    let boards = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../board");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&boards).unwrap() {
+        let board = entry.unwrap().path();
+        let txt = board.join("uboot-env.txt");
+        if !txt.is_file() {
+            continue;
+        }
+        let name = board.file_name().unwrap().to_string_lossy().into_owned();
+        let config =
+            myelin_ubootenv::EnvConfig::from_file(board.join("rootfs_overlay/etc/fw_env.config"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let defaults = myelin_ubootenv::text::parse_defaults(&std::fs::read(&txt).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: uboot-env.txt: {e}"));
+        let size = format!("{:#x}", config.size());
+        let mut flags = vec!["-s", size.as_str()];
+        if config.layout() == Layout::Redundant {
+            flags.push("-r");
+        }
+        let (ours, theirs) = (
+            dir.path().join(format!("{name}.ours")),
+            dir.path().join(format!("{name}.theirs")),
+        );
+        ok(myelin_kv()
+            .arg("mkenvimage")
+            .args(&flags)
+            .arg("-o")
+            .arg(&ours)
+            .arg(&txt));
+        ok(debian("mkenvimage")
+            .args(&flags)
+            .arg("-o")
+            .arg(&theirs)
+            .arg(&txt));
+        let image = std::fs::read(&ours).unwrap();
+        assert!(
+            image == std::fs::read(&theirs).unwrap(),
+            "{name}: images differ"
+        );
+        // Both copies as fwup's complete task leaves them (second one erased), read by Debian.
+        let disk = dir.path().join(format!("{name}.disk"));
+        let mut bytes = image.clone();
+        bytes.extend(std::iter::repeat_n(0xFF, image.len()));
+        std::fs::write(&disk, bytes).unwrap();
+        let cfg = dir.path().join(format!("{name}.config"));
+        let lines = match config.layout() {
+            Layout::Redundant => format!("{d} 0 {size}\n{d} {size} {size}\n", d = disk.display()),
+            Layout::Single => format!("{} 0 {size}\n", disk.display()),
+        };
+        std::fs::write(&cfg, lines).unwrap();
+        let listing = ok(debian("fw_printenv").arg("-c").arg(&cfg));
+        assert_eq!(
+            parse_listing(&listing),
+            defaults,
+            "{name}: fw_printenv reads something else"
+        );
+        checked.push(name);
+    }
+    assert!(!checked.is_empty(), "no board/*/uboot-env.txt found");
+    println!("board default environments checked: {checked:?}");
 }

@@ -336,6 +336,7 @@ async fn notices_writes_by_libubootenv_and_the_cli() {
     let bus = Bus::start();
     let env = EnvFile::new(Layout::Redundant, 0x2000, &initial());
     // No periodic check: only the watch on libubootenv's lock file can notice.
+    ensure_lock_dir();
     let lock = PathBuf::from(myelin_ubootenv::DEFAULT_LOCK_PATH);
     let daemon = Daemon::start(&bus, &env.config, &lock, "0");
     let kv = bus.proxy().await;

@@ -19,8 +19,8 @@
 //! * The sixth field disables MTD unlocking in libubootenv; it is accepted and ignored here.
 //! * Both copies must have the same size and must not overlap.
 //!
-//! libubootenv's YAML configuration (namespaces) is refused with a clear error rather than
-//! misread. The lock file is not part of this format: it is [`DEFAULT_LOCK_PATH`] unless a
+//! libubootenv's YAML configuration (namespaces) and raw flash devices (`/dev/mtdN`, UBI volumes,
+//! which need erase-before-write) are refused with a clear error rather than misused. The lock file is not part of this format: it is [`DEFAULT_LOCK_PATH`] unless a
 //! program is told otherwise.
 
 use std::fmt;
@@ -129,6 +129,11 @@ pub enum ConfigProblem {
     /// The two copies share bytes.
     #[error("second copy overlaps the first on {0}")]
     Overlap(PathBuf),
+    /// Raw flash: writing it like a file, without erasing, would corrupt it.
+    #[error(
+        "{0} is raw flash (MTD/UBI), which needs erase-before-write; Myelin supports environments on block devices and files only"
+    )]
+    RawFlash(PathBuf),
     /// A YAML (libubootenv namespace) configuration.
     #[error(
         "this looks like a YAML configuration (libubootenv namespaces), which is not supported; use the one-line-per-copy format"
@@ -264,6 +269,12 @@ impl EnvConfig {
 
 fn parse_line(fields: &[&str], line: usize) -> Result<Location, ConfigProblem> {
     let device = fields[0];
+    if ["/dev/mtd", "/dev/ubi"]
+        .iter()
+        .any(|p| device.starts_with(p))
+    {
+        return Err(ConfigProblem::RawFlash(PathBuf::from(device)));
+    }
     let offset = fields.get(1).ok_or(ConfigProblem::MissingField("offset"))?;
     let size = fields.get(2).ok_or(ConfigProblem::MissingField("size"))?;
     if let Some(extra) = fields.get(6) {
@@ -485,6 +496,14 @@ mod tests {
             problem("uboot:\n  size: 0x2000\n"),
             (1, ConfigProblem::Yaml)
         );
+        assert_eq!(
+            problem("/dev/mtd1 0 0x2000"),
+            (1, ConfigProblem::RawFlash("/dev/mtd1".into()))
+        );
+        assert!(matches!(
+            problem("/dev/mmcblk0 0 0x2000\n/dev/ubi0:env 0 0x2000"),
+            (2, ConfigProblem::RawFlash(_))
+        ));
         assert!(matches!(
             EnvConfig::parse("# nothing\n"),
             Err(ConfigError::Empty { .. })

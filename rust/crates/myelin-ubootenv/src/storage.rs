@@ -353,13 +353,22 @@ impl Env {
 
     fn lock(&self, write: bool) -> Result<Option<Flock<File>>, EnvError> {
         let path = &self.config.lock_path;
-        let opened = OpenOptions::new()
-            .read(!write)
-            .write(write)
-            .create(true)
-            .truncate(false)
-            .mode(0o666)
-            .open(path);
+        let open = || {
+            OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .create(true)
+                .truncate(false)
+                .mode(0o666)
+                .open(path)
+        };
+        let opened = match open() {
+            // Early in boot /var/lock may point into a /run or /tmp that was just mounted.
+            Err(e) if write && e.kind() == io::ErrorKind::NotFound => {
+                create_lock_dir(path).and_then(|()| open())
+            }
+            other => other,
+        };
         let file = match opened {
             Ok(file) => file,
             // An unlocked read is still consistent: every copy is CRC-checked.
@@ -535,6 +544,19 @@ impl std::ops::DerefMut for ReadBuffer {
 /// and myelin-update need.
 pub fn read_vars(config: &EnvConfig) -> Result<Vars, EnvError> {
     Ok(Env::new(config.clone()).read()?.vars)
+}
+
+/// Creates the lock file's directory, following a dangling symlink (`/var/lock -> /run/lock`).
+fn create_lock_dir(lock: &Path) -> io::Result<()> {
+    let Some(dir) = lock.parent() else {
+        return Ok(());
+    };
+    let target = match std::fs::read_link(dir) {
+        Ok(t) if t.is_absolute() => t,
+        Ok(t) => dir.parent().unwrap_or(Path::new("/")).join(t),
+        Err(_) => dir.to_owned(),
+    };
+    std::fs::create_dir_all(target)
 }
 
 fn purpose(write: bool) -> &'static str {
@@ -925,20 +947,37 @@ mod tests {
     }
 
     #[test]
-    fn reads_work_without_a_lock_directory_but_writes_do_not() {
+    fn a_missing_lock_directory() {
         let f = fixture(Layout::Redundant);
         f.env.replace(&vars(&[("a", "1")])).unwrap();
+        // /var/lock -> run/lock, with run/lock not created yet: readers go ahead unlocked,
+        // writers create the directory behind the link.
+        std::os::unix::fs::symlink("run/lock", f.dir.path().join("varlock")).unwrap();
         let config = f
             .env
             .config()
             .clone()
-            .with_lock_path(f.dir.path().join("missing/dir/lock"));
+            .with_lock_path(f.dir.path().join("varlock/fw.lock"));
         let env = Env::new(config);
         assert_eq!(env.read().unwrap().vars["a"], "1");
+        assert!(
+            !f.dir.path().join("run").exists(),
+            "a read must not create anything"
+        );
+        set(&env, "a", "2").unwrap();
+        assert!(f.dir.path().join("run/lock/fw.lock").is_file());
+        // A lock directory that cannot be created: writes refuse, naming the lock.
+        std::fs::write(f.dir.path().join("file"), b"").unwrap();
+        let config = f
+            .env
+            .config()
+            .clone()
+            .with_lock_path(f.dir.path().join("file/dir/lock"));
+        let env = Env::new(config);
         let before = f.image();
-        let err = set(&env, "a", "2").unwrap_err();
+        let err = set(&env, "a", "3").unwrap_err();
         assert!(matches!(err, EnvError::Lock { .. }), "{err}");
-        assert!(err.to_string().contains("missing/dir/lock"), "{err}");
+        assert!(err.to_string().contains("file/dir/lock"), "{err}");
         assert_eq!(f.image(), before);
     }
 

@@ -211,6 +211,11 @@ fn fw_printenv(s: &Scenario, torn: &[u8]) -> Vars {
         ),
     )
     .unwrap();
+    // libubootenv locks /var/lock/fw_printenv.lock; a minimal container may lack /run/lock.
+    let lock_dir = std::fs::canonicalize("/var")
+        .unwrap()
+        .join(std::fs::read_link("/var/lock").unwrap_or_else(|_| "lock".into()));
+    std::fs::create_dir_all(&lock_dir).unwrap();
     let out = Command::new("fw_printenv")
         .arg("-c")
         .arg(&config)

@@ -12,8 +12,24 @@ pub fn myelin_kv() -> Command {
     Command::new(env!("CARGO_BIN_EXE_myelin-kv"))
 }
 
+/// Makes sure libubootenv's lock directory exists, as it does on a booted Debian system
+/// (a minimal container may lack /run/lock, which /var/lock points to).
+pub fn ensure_lock_dir() {
+    let dir = Path::new(myelin_ubootenv::DEFAULT_LOCK_PATH)
+        .parent()
+        .unwrap();
+    let target = match std::fs::read_link(dir) {
+        Ok(t) if t.is_absolute() => t,
+        Ok(t) => dir.parent().unwrap().join(t),
+        Err(_) => dir.to_owned(),
+    };
+    std::fs::create_dir_all(&target)
+        .unwrap_or_else(|e| panic!("cannot create the lock directory {}: {e}", target.display()));
+}
+
 /// A Debian tool the tests compare against; a clear failure if it is missing.
 pub fn debian(tool: &str) -> Command {
+    ensure_lock_dir();
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
