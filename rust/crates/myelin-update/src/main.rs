@@ -1,6 +1,5 @@
-//! `myelin-update` binary: a thin shell over the [`myelin_update`] library.
+//! `myelin-update` binary: a thin shell over [`myelin_update::cli`].
 
-fn main() {
-    eprintln!("myelin-update: not implemented yet");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    myelin_update::cli::main(std::env::args_os().collect())
 }

@@ -1,0 +1,324 @@
+//! The `myelin-update` command line: the daemon, and thin D-Bus clients of it.
+//!
+//! ```text
+//! myelin-update daemon [-c /etc/myelin/update.toml]
+//! myelin-update install <path|url|->  [--reboot]   # waits for the end; exit 1 on failure
+//! myelin-update status [--json]
+//! myelin-update validate | prevent-revert | cancel | reboot
+//! myelin-update revert [--no-reboot]
+//! myelin-update factory-reset [--no-reboot]
+//! ```
+//!
+//! The clients talk to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured) or to `--address`.
+//! `status --json` prints [`crate::client::Status`]: `state`, `progress`, `last_error`, `source`,
+//! `status`, `running_slot`, `next_slot`, `trial`, `version`, `slots` (per slot `validated` and
+//! the metadata) and `last_install` (`outcome`, `slot`, `version`, `uuid`, `installed_at`).
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::client::{self, ClientError, InstallSource, Status};
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::fw::FwApplier;
+use crate::service::{self, Backends, DaemonOptions};
+use crate::system::{EnvSource, InitSocket, UbootEnv};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "myelin-update",
+    version,
+    about = "Myelin's A/B firmware updater"
+)]
+pub struct Cli {
+    /// D-Bus address to use instead of the system bus.
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    pub address: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the org.myelin.Update1 service (started by myelin-init).
+    Daemon {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Read the boot id from this file instead of the kernel's (tests).
+        #[arg(long, hide = true)]
+        boot_id_file: Option<PathBuf>,
+    },
+    /// Install a .fw from a path on the device, an http(s) URL, or `-` (standard input).
+    Install {
+        /// Path, URL or `-`.
+        source: String,
+        /// Reboot into the new firmware once it is installed.
+        #[arg(long)]
+        reboot: bool,
+        /// Print no progress.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show the firmware status.
+    Status {
+        /// Print JSON (a stable format for scripts and tests).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate (commit) the running firmware.
+    Validate,
+    /// Go back to the firmware in the other slot.
+    Revert {
+        /// Switch, but do not reboot now.
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Commit the running firmware and make the other slot unbootable.
+    PreventRevert,
+    /// Erase the application data partition (/data).
+    FactoryReset {
+        /// Erase, but do not reboot now.
+        #[arg(long)]
+        no_reboot: bool,
+    },
+    /// Stop the running install.
+    Cancel,
+    /// Reboot (into an installed firmware).
+    Reboot,
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("myelin-update: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Daemon {
+            config,
+            boot_id_file,
+        } => {
+            daemon(&config, cli.address, boot_id_file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the tokio runtime")?;
+            runtime.block_on(client_command(command, cli.address.as_deref()))
+        }
+    }
+}
+
+/// An environment that could not be opened: every read says why.
+struct BrokenEnv(String);
+
+impl EnvSource for BrokenEnv {
+    fn read(&self) -> Result<myelin_ubootenv::Vars, String> {
+        Err(self.0.clone())
+    }
+}
+
+fn daemon(
+    config_path: &std::path::Path,
+    address: Option<String>,
+    boot_id_file: Option<PathBuf>,
+) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let env: Arc<dyn EnvSource> = match UbootEnv::open(&config.env_config) {
+        Ok(env) => Arc::new(env),
+        Err(e) => {
+            eprintln!("myelin-update: warning: {e}");
+            Arc::new(BrokenEnv(e))
+        }
+    };
+    let backends = Backends {
+        fw: Arc::new(FwApplier {
+            ops_fw: config.ops_fw.clone(),
+            keys_dir: config.keys_dir.clone(),
+            sysfs: config.sysfs.clone(),
+            reboot_param: config.reboot_param.clone(),
+        }),
+        env,
+        init: Arc::new(InitSocket::new(&config.init_socket)),
+    };
+    let options = DaemonOptions {
+        config: config_path.to_owned(),
+        address,
+        boot_id_file,
+    };
+    service::run(config, backends, &options)
+}
+
+async fn client_command(command: Command, address: Option<&str>) -> Result<ExitCode> {
+    let proxy = client::connect(address)
+        .await
+        .context("cannot reach org.myelin.Update1 (is myelin-update daemon running?)")?;
+    let print = |messages: Vec<String>| {
+        for m in messages {
+            println!("{m}");
+        }
+    };
+    match command {
+        Command::Daemon { .. } => unreachable!("handled by run"),
+        Command::Install {
+            source,
+            reboot,
+            quiet,
+        } => {
+            let source = if source == "-" {
+                let fd = std::io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .context("standard input")?;
+                InstallSource::Stream(fd)
+            } else if source.contains("://") {
+                InstallSource::Location(source)
+            } else {
+                let path = std::path::absolute(&source)
+                    .with_context(|| format!("cannot make {source} absolute"))?;
+                if !path.exists() {
+                    bail!("{} does not exist", path.display());
+                }
+                InstallSource::Location(path.display().to_string())
+            };
+            let mut last = None;
+            let result = client::install(&proxy, source, |p| {
+                if !quiet && last != Some(p) {
+                    last = Some(p);
+                    eprintln!("installing: {p}%");
+                }
+            })
+            .await;
+            match result {
+                Ok(()) => {
+                    println!("installed; the new firmware runs after a reboot");
+                    if reboot {
+                        proxy.reboot().await.map_err(ClientError::from)?;
+                        println!("rebooting");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ClientError::Failed(why)) => {
+                    eprintln!("myelin-update: install failed: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Status { json } => {
+            let status = client::status(&proxy).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &status.to_json())?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", human(&status))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate => {
+            print(proxy.validate().await.map_err(ClientError::from)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revert { no_reboot } => {
+            print(proxy.revert(!no_reboot).await.map_err(ClientError::from)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PreventRevert => {
+            print(proxy.prevent_revert().await.map_err(ClientError::from)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FactoryReset { no_reboot } => {
+            print(
+                proxy
+                    .factory_reset(!no_reboot)
+                    .await
+                    .map_err(ClientError::from)?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel => {
+            proxy.cancel().await.map_err(ClientError::from)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reboot => {
+            proxy.reboot().await.map_err(ClientError::from)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The human-readable status.
+pub fn human(s: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<14}{v}\n"));
+    let running = match (s.running_slot.as_str(), s.trial) {
+        ("", _) => "unknown".to_owned(),
+        (slot, true) => format!("{slot} (on trial: not validated yet)"),
+        (slot, false) => slot.to_owned(),
+    };
+    line("state:", &s.state);
+    if s.state == "installing" {
+        line("progress:", &format!("{}%", s.progress));
+    }
+    line("status:", &s.status);
+    line("running slot:", &running);
+    line("version:", &s.version);
+    for (name, slot) in &s.slots {
+        let mut desc = String::from(if slot.validated {
+            "validated"
+        } else {
+            "not validated"
+        });
+        for key in ["version", "product", "uuid"] {
+            if let Some(v) = slot.metadata.get(key) {
+                desc.push_str(&format!(", {key} {v}"));
+            }
+        }
+        line(&format!("slot {name}:"), &desc);
+    }
+    let li = &s.last_install;
+    if li.outcome != "none" {
+        let mut desc = li.outcome.clone();
+        if let Some(slot) = &li.slot {
+            desc.push_str(&format!(" (slot {slot}"));
+            if let Some(v) = &li.version {
+                desc.push_str(&format!(", version {v}"));
+            }
+            desc.push(')');
+        }
+        line("last install:", &desc);
+    }
+    if !s.last_error.is_empty() {
+        line("last error:", &s.last_error);
+    }
+    out
+}

@@ -1,0 +1,309 @@
+//! A client of `org.myelin.Update1`: the proxy, and the few calls a command line needs
+//! (`myelin-update install|status|...` use them; `myelinctl fw ...` can use them as they are).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), myelin_update::client::ClientError> {
+//! use myelin_update::client::{self, InstallSource};
+//!
+//! let update = client::connect(None).await?;
+//! client::install(&update, InstallSource::Location("http://10.0.2.2:8000/x.fw".into()), |p| {
+//!     eprintln!("{p}%");
+//! })
+//! .await?;
+//! let status = client::status(&update).await?;
+//! println!("{}", serde_json::to_string_pretty(&status.to_json()).unwrap_or_default());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+/// `org.myelin.Update1`, as seen from a client. `Update1Proxy` is the async proxy.
+#[zbus::proxy(
+    interface = "org.myelin.Update1",
+    default_service = "org.myelin.Update1",
+    default_path = "/org/myelin/Update1"
+)]
+pub trait Update1 {
+    /// Installs from an absolute path on the device or an `http(s)://` URL; returns once started.
+    fn install(&self, source: &str) -> zbus::Result<()>;
+
+    /// Installs from a passed file descriptor.
+    fn install_fd(&self, fd: zbus::Fd<'_>) -> zbus::Result<()>;
+
+    /// Stops the running install.
+    fn cancel(&self) -> zbus::Result<()>;
+
+    /// Commits the running firmware.
+    fn validate(&self) -> zbus::Result<Vec<String>>;
+
+    /// Switches to the other slot; reboots if asked.
+    fn revert(&self, reboot: bool) -> zbus::Result<Vec<String>>;
+
+    /// Commits the running firmware and makes the other slot unbootable.
+    fn prevent_revert(&self) -> zbus::Result<Vec<String>>;
+
+    /// Erases /data; reboots if asked.
+    fn factory_reset(&self, reboot: bool) -> zbus::Result<Vec<String>>;
+
+    /// Asks for a clean reboot.
+    fn reboot(&self) -> zbus::Result<()>;
+
+    /// Re-reads the system state.
+    fn refresh(&self) -> zbus::Result<()>;
+
+    /// Progress of the running install: percent, bytes read, total bytes (0: unknown).
+    #[zbus(signal)]
+    fn install_progress(&self, percent: u32, bytes_read: u64, bytes_total: u64)
+    -> zbus::Result<()>;
+
+    /// An install ended.
+    #[zbus(signal)]
+    fn completed(&self, success: bool, message: String) -> zbus::Result<()>;
+
+    /// `idle`, `installing`, `installed`, `failed` or `rebooting`.
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+
+    /// Percent done.
+    #[zbus(property)]
+    fn progress(&self) -> zbus::Result<u32>;
+
+    /// Why the last install failed.
+    #[zbus(property)]
+    fn last_error(&self) -> zbus::Result<String>;
+
+    /// What the running or last install read.
+    #[zbus(property)]
+    fn source(&self) -> zbus::Result<String>;
+
+    /// The ops `status` verdict.
+    #[zbus(property)]
+    fn status(&self) -> zbus::Result<String>;
+
+    /// The running slot.
+    #[zbus(property)]
+    fn running_slot(&self) -> zbus::Result<String>;
+
+    /// Whether the running firmware is on trial.
+    #[zbus(property)]
+    fn trial(&self) -> zbus::Result<bool>;
+
+    /// The running firmware's version.
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+
+    /// Per-slot metadata.
+    #[zbus(property)]
+    fn slots(&self) -> zbus::Result<HashMap<String, HashMap<String, String>>>;
+
+    /// The last install and what became of it.
+    #[zbus(property)]
+    fn last_install(&self) -> zbus::Result<HashMap<String, String>>;
+}
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// D-Bus failed, or the daemon refused (the message names the D-Bus error).
+    #[error("{0}")]
+    Bus(String),
+    /// The install ran and failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<zbus::Error> for ClientError {
+    fn from(e: zbus::Error) -> Self {
+        ClientError::Bus(describe(&e))
+    }
+}
+
+impl From<zbus::fdo::Error> for ClientError {
+    fn from(e: zbus::fdo::Error) -> Self {
+        ClientError::Bus(e.to_string())
+    }
+}
+
+/// A D-Bus error as one line: the daemon's message (and error name) when it sent one.
+pub fn describe(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, Some(msg), _) => format!("{msg} ({name})"),
+        zbus::Error::MethodError(name, None, _) => name.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Connects to the daemon on the system bus, or on the bus at `address`. Properties are not
+/// cached, so every read is the daemon's current value.
+pub async fn connect(address: Option<&str>) -> Result<Update1Proxy<'static>, ClientError> {
+    let conn = match address {
+        Some(a) => zbus::connection::Builder::address(a).build().await?,
+        None => zbus::Connection::system().await?,
+    };
+    Ok(Update1Proxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?)
+}
+
+/// What to install.
+#[derive(Debug)]
+pub enum InstallSource {
+    /// An absolute path on the device or an `http(s)://` URL.
+    Location(String),
+    /// A stream, e.g. stdin: its file descriptor is passed to the daemon.
+    Stream(OwnedFd),
+}
+
+/// Installs and waits for the end; `progress` gets every new percentage. `Err(Failed)` carries
+/// the daemon's `LastError`.
+pub async fn install(
+    proxy: &Update1Proxy<'_>,
+    source: InstallSource,
+    mut progress: impl FnMut(u32),
+) -> Result<(), ClientError> {
+    // Subscribe first, so the end of a quick install is not missed.
+    let mut completed = proxy.receive_completed().await?;
+    let mut progressed = proxy.receive_install_progress().await?;
+    match &source {
+        InstallSource::Location(s) => proxy.install(s).await?,
+        InstallSource::Stream(fd) => proxy.install_fd(zbus::Fd::from(fd)).await?,
+    }
+    // Our copy of a passed descriptor must close, or a pipe would never see its end.
+    drop(source);
+    let mut check = tokio::time::interval(Duration::from_secs(2));
+    check.tick().await;
+    loop {
+        tokio::select! {
+            Some(signal) = completed.next() => {
+                let args = signal.args()?;
+                return if *args.success() {
+                    Ok(())
+                } else {
+                    Err(ClientError::Failed(args.message().clone()))
+                };
+            }
+            Some(signal) = progressed.next() => {
+                if let Ok(args) = signal.args() {
+                    progress(*args.percent());
+                }
+            }
+            _ = check.tick() => {
+                // A signal may be lost (the daemon restarted); the state tells the end too.
+                match proxy.state().await?.as_str() {
+                    "installing" => {}
+                    "failed" => return Err(ClientError::Failed(proxy.last_error().await?)),
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Everything the daemon reports, as `myelin-update status --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// `idle`, `installing`, `installed`, `failed` or `rebooting`.
+    pub state: String,
+    /// Percent done of the running or last install.
+    pub progress: u32,
+    /// Why the last install failed (empty if it did not).
+    pub last_error: String,
+    /// What the running or last install read.
+    pub source: String,
+    /// The ops `status` verdict (`a`, `b`, `a->b`, `b->a`, `a (b reverted)`).
+    pub status: String,
+    /// `a` or `b`; empty when unknown.
+    pub running_slot: String,
+    /// The slot the next boot runs, when it differs.
+    pub next_slot: Option<String>,
+    /// The running firmware is not validated yet.
+    pub trial: bool,
+    /// The running firmware's version.
+    pub version: String,
+    /// Per slot: `validated` and the metadata.
+    pub slots: BTreeMap<String, SlotStatus>,
+    /// The last install.
+    pub last_install: LastInstall,
+}
+
+/// One slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotStatus {
+    /// `<slot>.nerves_fw_validated` is `1`.
+    pub validated: bool,
+    /// `product`, `version`, `platform`, `architecture`, `uuid`, ... as recorded.
+    #[serde(flatten)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The last install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastInstall {
+    /// `none`, `pending-reboot`, `trial`, `validated`, `reverted` or `superseded`.
+    pub outcome: String,
+    /// The slot it wrote.
+    pub slot: Option<String>,
+    /// Its version.
+    pub version: Option<String>,
+    /// Its firmware UUID.
+    pub uuid: Option<String>,
+    /// When, in seconds since the Unix epoch.
+    pub installed_at: Option<u64>,
+}
+
+impl Status {
+    /// The JSON value `status --json` prints.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Asks the daemon to re-read the system, then reads every property.
+pub async fn status(proxy: &Update1Proxy<'_>) -> Result<Status, ClientError> {
+    proxy.refresh().await?;
+    let status = proxy.status().await?;
+    let next_slot = status.split_once("->").map(|(_, to)| to.trim().to_owned());
+    let slots = proxy
+        .slots()
+        .await?
+        .into_iter()
+        .map(|(name, mut meta)| {
+            let validated = meta.remove("validated").as_deref() == Some("1");
+            (
+                name,
+                SlotStatus {
+                    validated,
+                    metadata: meta.into_iter().collect(),
+                },
+            )
+        })
+        .collect();
+    let mut last = proxy.last_install().await?;
+    let last_install = LastInstall {
+        outcome: last.remove("outcome").unwrap_or_else(|| "none".into()),
+        slot: last.remove("slot"),
+        version: last.remove("version"),
+        uuid: last.remove("uuid"),
+        installed_at: last.remove("installed_at").and_then(|t| t.parse().ok()),
+    };
+    Ok(Status {
+        state: proxy.state().await?,
+        progress: proxy.progress().await?,
+        last_error: proxy.last_error().await?,
+        source: proxy.source().await?,
+        status,
+        running_slot: proxy.running_slot().await?,
+        next_slot,
+        trial: proxy.trial().await?,
+        version: proxy.version().await?,
+        slots,
+        last_install,
+    })
+}

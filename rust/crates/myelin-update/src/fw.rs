@@ -1,0 +1,154 @@
+//! Firmware operations: the one module that uses myelin-fw.
+//!
+//! [`Firmware`] is what the daemon needs from an fwup-compatible applier: the `upgrade` task of
+//! an archive streamed from a reader, and the resource-less tasks of the board's ops archive
+//! (`status`, `validate`, `revert`, `prevent-revert`, `factory-reset`). [`FwApplier`] implements
+//! it with the myelin-fw library: the archive's signature is checked against the keys of
+//! `keys_dir` before anything is written, resources are hashed as they stream, and the task's
+//! slot switch (`on-finish`) is written last.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use myelin_fw::apply::ApplyOptions;
+use myelin_fw::config::Vars;
+use myelin_fw::progress::Event;
+use myelin_fw::sign::PublicKey;
+use myelin_fw::system::Host;
+use myelin_fw::target::FileTarget;
+
+/// What an apply reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FwEvent {
+    /// Percent done, 0–100.
+    Progress(u8),
+    /// A message of the task (`info()`).
+    Message(String),
+    /// A warning (e.g. an unsigned archive accepted because no key is installed).
+    Warning(String),
+}
+
+/// An fwup-compatible applier.
+pub trait Firmware: Send + Sync {
+    /// Applies the `upgrade` task of the archive read from `source` to `device`.
+    fn upgrade(
+        &self,
+        device: &Path,
+        source: &mut dyn Read,
+        events: &mut dyn FnMut(FwEvent),
+    ) -> Result<(), String>;
+
+    /// Runs `task` of the ops archive on `device`; returns its `info()` messages.
+    fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String>;
+}
+
+/// The myelin-fw library.
+pub struct FwApplier {
+    /// The board's ops archive.
+    pub ops_fw: PathBuf,
+    /// Directory of fwup public key files.
+    pub keys_dir: PathBuf,
+    /// Where sysfs is: `require-path-at-offset` reads `<sysfs>/dev/block/M:m/start`.
+    pub sysfs: PathBuf,
+    /// Where `reboot_param()` writes (PID 1 reads its first line).
+    pub reboot_param: PathBuf,
+}
+
+/// Reads every public key in `dir` (each regular file, hidden ones excepted, holds one base64
+/// fwup key). A missing directory means no keys; an unreadable key is an error naming its file.
+pub fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot list the keys in {}: {e}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read(p).map_err(|e| format!("key {}: {e}", p.display()))?;
+            PublicKey::from_fwup(&text).map_err(|e| format!("key {}: {e}", p.display()))
+        })
+        .collect()
+}
+
+impl FwApplier {
+    fn system(&self) -> Host {
+        Host {
+            sysfs: self.sysfs.clone(),
+            reboot_param_path: Some(self.reboot_param.clone()),
+            reboot_param_defaults: Vec::new(),
+        }
+    }
+
+    fn apply(
+        &self,
+        device: &Path,
+        source: &mut dyn Read,
+        task: &str,
+        keys: &[PublicKey],
+        events: &mut dyn FnMut(FwEvent),
+    ) -> Result<(), String> {
+        // Never create a file where the disk should be.
+        if !device.exists() {
+            return Err(format!("the disk {} does not exist", device.display()));
+        }
+        let mut target = FileTarget::open(device)
+            .map_err(|e| format!("cannot open {}: {e}", device.display()))?;
+        let system = self.system();
+        let opts = ApplyOptions {
+            task,
+            public_keys: keys,
+            vars: Vars::from_env(),
+            system: &system,
+            enable_trim: true,
+            progress_range: (0, 100),
+        };
+        let mut progress = |e: Event| match e {
+            Event::Percent(p) => events(FwEvent::Progress(p.min(100) as u8)),
+            Event::Info(m) => events(FwEvent::Message(m)),
+        };
+        myelin_fw::apply::apply(source, &mut target, &opts, Some(&mut progress))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Firmware for FwApplier {
+    fn upgrade(
+        &self,
+        device: &Path,
+        source: &mut dyn Read,
+        events: &mut dyn FnMut(FwEvent),
+    ) -> Result<(), String> {
+        let keys = load_keys(&self.keys_dir)?;
+        if keys.is_empty() {
+            events(FwEvent::Warning(format!(
+                "no public key in {}: accepting the update without checking its signature \
+                 (development only)",
+                self.keys_dir.display()
+            )));
+        }
+        self.apply(device, source, "upgrade", &keys, events)
+    }
+
+    fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String> {
+        let mut file = std::fs::File::open(&self.ops_fw)
+            .map_err(|e| format!("cannot open {}: {e}", self.ops_fw.display()))?;
+        let mut messages = Vec::new();
+        let mut events = |e: FwEvent| {
+            if let FwEvent::Message(m) = e {
+                messages.push(m);
+            }
+        };
+        // ops.fw is part of the read-only root filesystem, trusted like this program.
+        self.apply(device, &mut file, task, &[], &mut events)?;
+        Ok(messages)
+    }
+}

@@ -1,0 +1,115 @@
+//! The daemon's side effects outside the firmware: the U-Boot environment, PID 1 (readiness and
+//! reboot) and the kernel's boot id. Each is a small trait; the real implementations here are
+//! the ones the daemon uses on a device.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use myelin_init::control::{Body, Client, Op};
+use myelin_ubootenv::{EnvConfig, Vars};
+
+/// Reads the U-Boot environment.
+pub trait EnvSource: Send + Sync {
+    /// The current variables.
+    fn read(&self) -> Result<Vars, String>;
+}
+
+/// The environment `fw_env.config` describes, read afresh every time.
+pub struct UbootEnv {
+    config: EnvConfig,
+    path: PathBuf,
+}
+
+impl UbootEnv {
+    /// Loads the configuration once.
+    pub fn open(path: &Path) -> Result<UbootEnv, String> {
+        let config = EnvConfig::from_file(path).map_err(|e| e.to_string())?;
+        Ok(UbootEnv {
+            config,
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl EnvSource for UbootEnv {
+    fn read(&self) -> Result<Vars, String> {
+        myelin_ubootenv::read_vars(&self.config)
+            .map_err(|e| format!("reading the environment ({}): {e}", self.path.display()))
+    }
+}
+
+/// PID 1, as far as the updater needs it.
+pub trait Init: Send + Sync {
+    /// Whether every service flagged critical is ready.
+    fn critical_ready(&self) -> io::Result<bool>;
+    /// A clean reboot. PID 1 passes the first line of `/run/reboot-param` (written by the
+    /// firmware task, e.g. RPi's `0 tryboot`) to reboot(2).
+    fn reboot(&self) -> io::Result<()>;
+}
+
+/// myelin-init's control socket.
+pub struct InitSocket {
+    path: PathBuf,
+}
+
+/// How long PID 1 may take to answer one request.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl InitSocket {
+    /// The socket at `path` (`/run/myelin/init.sock`).
+    pub fn new(path: &Path) -> InitSocket {
+        InitSocket {
+            path: path.to_owned(),
+        }
+    }
+
+    fn call(&self, op: Op) -> io::Result<Body> {
+        let mut client = Client::connect(&self.path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("connecting to {}: {e}", self.path.display()),
+            )
+        })?;
+        client.set_timeout(Some(INIT_TIMEOUT))?;
+        client.call(op)
+    }
+}
+
+impl Init for InitSocket {
+    fn critical_ready(&self) -> io::Result<bool> {
+        match self.call(Op::Readiness)? {
+            Body::Readiness(report) => Ok(report.critical_ready),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to readiness: {other:?}"),
+            )),
+        }
+    }
+
+    fn reboot(&self) -> io::Result<()> {
+        match self.call(Op::Reboot { arg: None })? {
+            Body::Ok { .. } => Ok(()),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to reboot: {other:?}"),
+            )),
+        }
+    }
+}
+
+/// Where the kernel tells this boot's id.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Reads a boot id file (one line).
+pub fn read_boot_id(path: &Path) -> io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let id = text.trim();
+    if id.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(id.to_owned())
+}
