@@ -67,6 +67,14 @@ impl Netns {
         sh(&v)
     }
 
+    /// A stand-in netdev `name` (a veth whose peer `<name>p`, in the same namespace, is up;
+    /// the kernel here may lack the dummy driver).
+    pub fn netdev(&self, name: &str) {
+        let peer = format!("{name}p");
+        self.ip(&["link", "add", name, "type", "veth", "peer", "name", &peer]);
+        self.ip(&["link", "set", &peer, "up"]);
+    }
+
     /// A command run inside the namespace.
     pub fn cmd(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
@@ -163,8 +171,27 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// A permissive session-type bus.
     pub fn start() -> Bus {
+        Bus::start_with(
+            "session",
+            r#"<policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>"#,
+        )
+    }
+
+    /// A bus of `kind` (`session`, `system`) with `policy` inside `<busconfig>`; its socket is
+    /// reachable by every user.
+    pub fn start_with(kind: &str, policy: &str) -> Bus {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let sock = dir.path().join("bus");
         let conf = dir.path().join("bus.conf");
         std::fs::write(
@@ -173,14 +200,10 @@ impl Bus {
                 r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
-  <type>session</type>
+  <type>{kind}</type>
   <listen>unix:path={}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
+  {policy}
 </busconfig>
 "#,
                 sock.display()
@@ -191,7 +214,7 @@ impl Bus {
             .arg(format!("--config-file={}", conf.display()))
             .args(["--nofork", "--print-address"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut line = String::new();

@@ -1,0 +1,317 @@
+//! The D-Bus face of the daemon: WiFi through a fake supplicant, the shipped system-bus
+//! policy, and the `myelin-net` client commands. Needs root (namespaces, another uid).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Bus, Daemon, FakeWpa, Netns, SCAN_TWO, config, require_root, wait_for};
+use myelin_net::client::{self, Network1Proxy};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn wifi_config(dir: &std::path::Path) -> std::path::PathBuf {
+    config(
+        dir,
+        r#"[interface.wlan0]
+type = "wifi"
+ipv4 = { method = "static", address = "10.77.0.2/24" }
+wifi = { networks = [{ ssid = "MyelinHome", passphrase = "correct horse" }] }
+
+[interface.eth9]
+type = "ethernet"
+ipv4 = { method = "disabled" }
+"#,
+    )
+}
+
+#[tokio::test]
+async fn wifi_scan_results_association_and_a_crashing_supplicant() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("wifi");
+    // A stand-in netdev: the radio itself cannot exist here, its supplicant is faked.
+    ns.netdev("wlan0");
+    ns.netdev("eth9");
+    let ctrl_dir = dir.path().join("run/wpa_supplicant");
+    std::fs::create_dir_all(&ctrl_dir).unwrap();
+    let fake = FakeWpa::start(&ctrl_dir.join("wlan0"));
+    fake.reply("SCAN_RESULTS", SCAN_TWO);
+    let cfg = wifi_config(dir.path());
+    let bus = Bus::start();
+    let conn = bus.connect().await;
+    let daemon = Daemon::start(&ns, &bus, &cfg);
+
+    let wlan0 = client::interface(&conn, "wlan0").await.unwrap();
+    let wifi = client::wifi(&conn, "wlan0").await.unwrap();
+    assert_eq!(wlan0.kind().await.unwrap(), "wifi");
+    wait_for(LIMIT, "the initial scan results", || async {
+        (wifi.access_points().await.unwrap_or_default().len() == 2).then_some(())
+    })
+    .await;
+    let aps = wifi.access_points().await.unwrap();
+    let ssid: String = aps[0]["ssid"].clone().try_into().unwrap();
+    let freq: u32 = aps[0]["frequency"].clone().try_into().unwrap();
+    let pct: u8 = aps[0]["signal_percent"].clone().try_into().unwrap();
+    assert_eq!((ssid.as_str(), freq, pct), ("MyelinHome", 2437, 100));
+    assert!(wifi.current_access_point().await.unwrap().is_empty());
+
+    // Scan() goes to the supplicant; new results arrive with its event.
+    wifi.scan().await.unwrap();
+    assert_eq!(fake.received("SCAN"), 1);
+    fake.reply(
+        "SCAN_RESULTS",
+        "bssid / frequency / signal level / flags / ssid\n02:00:00:00:00:03\t2412\t-60\t[ESS]\tNew\n",
+    );
+    fake.event("<3>CTRL-EVENT-SCAN-RESULTS ").await;
+    wait_for(LIMIT, "the new scan results", || async {
+        let aps = wifi.access_points().await.unwrap_or_default();
+        (aps.len() == 1).then_some(())
+    })
+    .await;
+
+    // Association shows up as the current access point.
+    fake.reply(
+        "STATUS",
+        "bssid=02:00:00:00:00:01\nfreq=2437\nssid=MyelinHome\nwpa_state=COMPLETED\n",
+    );
+    fake.event(
+        "<3>CTRL-EVENT-CONNECTED - Connection to 02:00:00:00:00:01 completed [id=0 id_str=]",
+    )
+    .await;
+    wait_for(LIMIT, "the current access point", || async {
+        let cur = wifi.current_access_point().await.unwrap_or_default();
+        let ssid: Option<String> = cur.get("ssid").and_then(|v| v.clone().try_into().ok());
+        (ssid.as_deref() == Some("MyelinHome")).then_some(())
+    })
+    .await;
+
+    // Scanning a non-WiFi interface is refused by name.
+    let eth9 = client::wifi(&conn, "eth9").await.unwrap();
+    let err = eth9.scan().await.unwrap_err();
+    assert!(
+        err.to_string().contains("UnknownInterface") || err.to_string().contains("NotSupported"),
+        "{err}"
+    );
+
+    // The supplicant crashes: the interface retries, and recovers once it is back.
+    fake.crash();
+    wait_for(LIMIT, "wlan0 retrying", || async {
+        (wlan0.state().await.unwrap_or_default() == "retrying").then_some(())
+    })
+    .await;
+    assert!(!wlan0.last_error().await.unwrap().is_empty());
+    assert!(wifi.access_points().await.unwrap().is_empty());
+    let err = wifi.scan().await.unwrap_err();
+    assert!(err.to_string().contains("NotSupported"), "{err}");
+    let fake = FakeWpa::start(&ctrl_dir.join("wlan0"));
+    fake.reply("SCAN_RESULTS", SCAN_TWO);
+    wait_for(LIMIT, "wlan0 configured again", || async {
+        (wlan0.state().await.unwrap_or_default() == "configured"
+            && wifi.access_points().await.unwrap_or_default().len() == 2)
+            .then_some(())
+    })
+    .await;
+
+    // The passphrase never reaches disk or the bus: the running config carries the PSK.
+    let running = wlan0.configuration().await.unwrap();
+    assert!(!running.contains("correct horse"), "{running}");
+    assert!(running.contains("\"psk\""), "{running}");
+    daemon.stop();
+}
+
+/// Runs `f` on a thread whose (only) credentials are uid/gid 65534.
+fn as_nobody<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // Raw syscalls change only this thread's credentials (glibc's wrappers would change
+        // every thread of the test process).
+        // SAFETY: plain syscalls with integer arguments.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+        }
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
+    require_root();
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../board/common/rootfs_overlay/etc/dbus-1/system.d/org.myelin.Network1.conf"
+    );
+    // The default policy of Debian's /usr/share/dbus-1/system.conf, plus the shipped file.
+    let bus = Bus::start_with(
+        "system",
+        &format!(
+            r#"<policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{policy}</include>"#
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("pol");
+    ns.netdev("eth9");
+    let cfg = config(
+        dir.path(),
+        "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.78.0.2/24\" }\n",
+    );
+    let daemon = Daemon::start(&ns, &bus, &cfg);
+
+    let address = bus.address.clone();
+    let (status, conn_state, configure, hosts) = as_nobody(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let conn = zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+                .unwrap();
+            let net = Network1Proxy::new(&conn).await.unwrap();
+            let status = net.get_status().await;
+            let eth9 = client::interface(&conn, "eth9").await.unwrap();
+            let state = eth9.state().await;
+            let configure = net.configure("eth9", r#"{"type":"ethernet"}"#, true).await;
+            let hosts = net.set_check_hosts(&["1.2.3.4:80"], false).await;
+            (status, state, configure, hosts)
+        })
+    });
+    assert!(status.unwrap().contains("\"eth9\""));
+    assert_eq!(conn_state.unwrap(), "configured");
+    for denied in [configure.unwrap_err(), hosts.unwrap_err()] {
+        assert!(denied.to_string().contains("AccessDenied"), "{denied}");
+    }
+    // Root may.
+    let conn = bus.connect().await;
+    let net = Network1Proxy::new(&conn).await.unwrap();
+    net.set_check_hosts(&["1.2.3.4:80"], false).await.unwrap();
+    daemon.stop();
+}
+
+#[tokio::test]
+async fn the_command_line_client() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("cli");
+    ns.netdev("eth9");
+    let cfg = config(
+        dir.path(),
+        "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.79.0.2/24\" }\n",
+    );
+    let bus = Bus::start();
+    let daemon = Daemon::start(&ns, &bus, &cfg);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_myelin-net"))
+            .args(["--address", &bus.address])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let conn = bus.connect().await;
+    wait_for(LIMIT, "eth9 lan", || async {
+        let i = client::interface(&conn, "eth9").await.ok()?;
+        (i.connection().await.ok()? == "lan").then_some(())
+    })
+    .await;
+
+    let out = cli(&["status", "eth9"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "eth9");
+    assert_eq!(v["connection"], "lan");
+    assert_eq!(v["state"], "configured");
+    assert_eq!(v["type"], "ethernet");
+    assert_eq!(v["addresses"][0], "10.79.0.2/24");
+
+    let out = cli(&["status"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["connection"], "lan");
+    assert_eq!(v["available_interfaces"][0], "eth9");
+
+    let out = cli(&[
+        "configure",
+        "eth9",
+        r#"{"type":"ethernet","ipv4":{"method":"static","address":"10.79.0.300/24"}}"#,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ipv4.address"), "{err}");
+
+    let out = cli(&["check-hosts", "10.0.2.2:4321"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let persisted = std::fs::read_to_string(dir.path().join("data/connectivity.json")).unwrap();
+    assert!(persisted.contains("10.0.2.2:4321"), "{persisted}");
+
+    let out = cli(&[
+        "configure",
+        "eth9",
+        r#"{"type":"ethernet","ipv4":{"method":"static","address":"10.79.0.3/24"}}"#,
+        "--temporary",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("data/interfaces/eth9.json").exists());
+    let out = cli(&["get-config", "eth9"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10.79.0.3/24"));
+
+    let out = cli(&["status", "nope0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
+
+    // check-config needs no daemon.
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../board/common/rootfs_overlay/etc/myelin/net.toml"
+    );
+    let out = cli(&["check-config", shipped]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[interface.eth0]\ntype = \"ethernet\"\nipv4 = { method = \"static\" }\n",
+    )
+    .unwrap();
+    let out = cli(&["check-config", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interface.eth0.ipv4.address"));
+    daemon.stop();
+}
