@@ -28,6 +28,9 @@
 //! `ubi_volume_write`, `require-execute` (they run host commands or need `--unsafe`), and the
 //! encryption options of `raw_write`.
 //!
+//! An `on-resource` may contain only one of `raw_write`/`fat_write`: the resource streams past
+//! once (fwup accepts a second one when creating and fails when applying).
+//!
 //! Block offsets and counts are non-negative C integers. Arguments containing `${...}` that
 //! are only resolved when applying must still be valid where a number is expected.
 
@@ -408,8 +411,27 @@ fn validate_task(cfg: &Config, task: &mut Task) -> Result<(), ConfigError> {
             ));
         }
         let name = r.name.clone();
+        let mut writer: Option<&Call> = None;
         for c in &mut r.funcs {
             validate_call(cfg, Context::Resource(&name), c)?;
+        }
+        // A resource streams past once: a second writing call would get no data (fwup fails
+        // with "didn't write anything" when applying; say it now instead).
+        for c in &r.funcs {
+            if matches!(c.name(), "raw_write" | "fat_write") {
+                if let Some(first) = writer {
+                    return Err(bad(
+                        c,
+                        format!(
+                            "{} in on-resource '{name}' would get no data: the resource streams past once and {} at {} already writes it; copy it with fat_cp instead",
+                            c.name(),
+                            first.name(),
+                            first.span
+                        ),
+                    ));
+                }
+                writer = Some(c);
+            }
         }
     }
     Ok(())
@@ -461,6 +483,14 @@ mod tests {
         assert!(e.to_string().contains("unknown resource: nope"));
         let e = cfg("task t { require-partition-offset(4, 0) }").unwrap_err();
         assert!(e.to_string().contains("0-3"));
+        let e = cfg("file-resource k { contents = \"x\" }\ntask t { on-resource k {\n fat_write(0, \"a\")\n fat_write(0, \"b\")\n } }")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("f.conf:4: fat_write in on-resource 'k' would get no data"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("f.conf:3"), "{e}");
         let e = cfg("task t { require-uboot-variable(env, a, b) }").unwrap_err();
         assert!(e.to_string().contains("can't find uboot-environment"));
     }

@@ -294,8 +294,13 @@ fn unsigned_archive_is_refused_when_a_key_is_given_and_nothing_is_written() {
 fn wrong_key_is_refused_and_nothing_is_written() {
     let other = myelin_fw::PrivateKey::generate().unwrap().public();
     let mut t = MemTarget::zeroed(11 * MIB);
-    let err =
-        apply_golden(&read_golden("v1.fw"), &mut t, "complete", &[other.clone()]).unwrap_err();
+    let err = apply_golden(
+        &read_golden("v1.fw"),
+        &mut t,
+        "complete",
+        std::slice::from_ref(&other),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::BadSignature));
     assert!(t.log.is_empty());
     // Any of several keys may match.

@@ -19,8 +19,7 @@ pub fn read_golden(name: &str) -> Vec<u8> {
 
 /// Decompresses a golden `.xz` image with xz(1).
 pub fn golden_image(name: &str) -> Vec<u8> {
-    let out = run("xz", &["-dc", golden(name).to_str().unwrap()]);
-    out
+    run("xz", &["-dc", golden(name).to_str().unwrap()])
 }
 
 /// Runs a tool, panicking with its stderr if it fails; returns stdout.
@@ -77,6 +76,18 @@ pub fn apply_golden(
         progress_range: (0, 100),
     };
     myelin_fw::apply(fw, target, &opts, None)
+}
+
+/// A temporary directory, in memory when possible (/dev/shm): applies fsync the target, which
+/// costs seconds on a slow disk and proves nothing more here.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::tempdir_in(shm) {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
 }
 
 /// Writes `fw_env.config` lines for the environment copies of an image file.
