@@ -239,30 +239,19 @@ fn node_line(n: &NodeStatus) -> String {
     parts.join(", ")
 }
 
-fn render_node(n: &NodeStatus, prefix: &str, last: bool, root: bool, out: &mut String) {
-    let branch = if root {
-        ""
-    } else if last {
-        "└─ "
-    } else {
-        "├─ "
-    };
-    let mut label = n.name.clone();
+fn render_node(n: &NodeStatus, depth: usize, out: &mut String) {
+    // Indentation only, no drawing characters: the first word of a line is the node's name,
+    // which is what scripts look for.
+    let mut label = format!("{}{}", "  ".repeat(depth), n.name);
     if let Some(s) = &n.strategy {
         label.push_str(&format!(" ({s})"));
     }
     if n.critical {
         label.push_str(" [critical]");
     }
-    let head = format!("{prefix}{branch}{label}");
-    out.push_str(&format!("{head:<40} {}\n", node_line(n)));
-    let child_prefix = if root {
-        String::new()
-    } else {
-        format!("{prefix}{}", if last { "   " } else { "│  " })
-    };
-    for (i, c) in n.children.iter().enumerate() {
-        render_node(c, &child_prefix, i + 1 == n.children.len(), false, out);
+    out.push_str(&format!("{label:<40} {}\n", node_line(n)));
+    for c in &n.children {
+        render_node(c, depth + 1, out);
     }
 }
 
@@ -302,7 +291,7 @@ pub fn render_status(s: &StatusReport) -> String {
             w.last_boot
         ));
     }
-    render_node(&s.tree, "", true, true, &mut out);
+    render_node(&s.tree, 0, &mut out);
     out
 }
 
@@ -424,9 +413,9 @@ mod tests {
 myelin-init 0.1.0, running, up 2h 6m
 watchdog /dev/watchdog0 (i6300ESB timer, timeout 30s, last boot: power_on): healthy, last pet 4.2s ago
 root (one_for_one)                       running
-├─ myelin-kv [critical]                  running, pid 130, up 2h 5m, \"serving\"
-└─ app (one_for_all)                     starting
-   └─ hello                              restarting, 4 restarts, last: exit 1
+  myelin-kv [critical]                   running, pid 130, up 2h 5m, \"serving\"
+  app (one_for_all)                      starting
+    hello                                restarting, 4 restarts, last: exit 1
 ";
         assert_eq!(text, expected, "\n{text}");
     }

@@ -145,9 +145,15 @@ fn myelinctl_against_pid1() {
     let s = stdout(&o);
     assert!(s.starts_with("myelin-init "), "{s}");
     assert!(s.contains("root (one_for_one)"), "{s}");
-    assert!(s.contains("├─ echo [critical]"), "{s}");
-    assert!(s.contains("└─ app (one_for_all)"), "{s}");
-    assert!(s.contains("   └─ worker"), "{s}");
+    // One line per node, its name first (what scripts and the system tests look for).
+    let first_words: Vec<&str> = s
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(first_words, ["root", "echo", "app", "worker"], "{s}");
+    assert!(s.contains("\n  echo [critical]"), "{s}");
+    assert!(s.contains("\n    worker "), "{s}");
 
     // JSON for scripts.
     let o = ctl(&init, &["--json", "status"]);

@@ -83,6 +83,11 @@ pub fn run(
     env: &mut dyn EnvSource,
     build_time: i64,
 ) -> BootReport {
+    let mut env = CachedEnv {
+        inner: env,
+        vars: None,
+    };
+    let env = &mut env;
     let mut report = BootReport::default();
     if !cfg.enabled {
         return report;
@@ -170,7 +175,13 @@ pub fn run(
         );
     }
     if cfg.clock_floor {
-        clock_floor(sys, build_time, "the build time");
+        let from_file = cfg
+            .build_time_file
+            .as_ref()
+            .and_then(|p| sys.read_file(&p.to_string_lossy()).ok())
+            .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        clock_floor(sys, build_time.max(from_file), "the build time");
     }
     if cfg.loopback {
         if let Err(e) = sys.interface_up("lo") {
@@ -189,7 +200,12 @@ pub fn run(
         }
     }
     if let Some(d) = &cfg.data {
-        let (ok, formatted) = data_partition(d, sys);
+        let d = if d.from_uboot_env {
+            data_from_env(d, env.vars().as_ref())
+        } else {
+            d.clone()
+        };
+        let (ok, formatted) = data_partition(&d, sys);
         report.data_ok = Some(ok);
         report.data_formatted = formatted;
     }
@@ -202,6 +218,51 @@ pub fn run(
         crate::seed::restore(sys, &p.to_string_lossy());
     }
     report
+}
+
+/// Caches the environment: boot reads it at most once.
+struct CachedEnv<'a> {
+    inner: &'a mut dyn EnvSource,
+    vars: Option<Option<myelin_ubootenv::Vars>>,
+}
+
+impl EnvSource for CachedEnv<'_> {
+    fn vars(&mut self) -> Option<myelin_ubootenv::Vars> {
+        if self.vars.is_none() {
+            self.vars = Some(self.inner.vars());
+        }
+        self.vars.clone().flatten()
+    }
+}
+
+/// The data partition as the U-Boot environment describes it for the active slot
+/// (`nerves_fw_active`; without it, slot a then b): `<slot>.nerves_fw_application_part0_devpath`,
+/// `_fstype` and `_target`. What is missing or invalid there keeps the configured value.
+pub fn data_from_env(d: &DataSpec, vars: Option<&myelin_ubootenv::Vars>) -> DataSpec {
+    let mut out = d.clone();
+    let Some(vars) = vars else { return out };
+    let slots: Vec<&str> = match vars.get("nerves_fw_active").map(String::as_str) {
+        Some(s @ ("a" | "b")) => vec![s],
+        _ => vec!["a", "b"],
+    };
+    let get = |key: &str| {
+        slots.iter().find_map(|s| {
+            vars.get(&format!("{s}.nerves_fw_application_part0_{key}"))
+                .filter(|v| !v.is_empty())
+        })
+    };
+    if let Some(dev) = get("devpath").filter(|v| v.starts_with('/')) {
+        out.device = dev.clone();
+    }
+    match get("fstype").map(String::as_str) {
+        Some("ext4") => out.fstype = DataFs::Ext4,
+        Some("f2fs") => out.fstype = DataFs::F2fs,
+        _ => {}
+    }
+    if let Some(t) = get("target").filter(|v| v.starts_with('/')) {
+        out.mountpoint = t.clone();
+    }
+    out
 }
 
 fn clock_floor(sys: &mut dyn Sys, floor: i64, what: &str) {
@@ -590,6 +651,91 @@ device = "/dev/rootdisk0p4"
         assert_eq!(
             s.take().last().unwrap(),
             "log err: mkfs.ext4 failed with exit code 1"
+        );
+    }
+
+    #[test]
+    fn data_partition_from_the_uboot_environment() {
+        let d = data("from_uboot_env = true");
+        let vars = |pairs: &[(&str, &str)]| -> myelin_ubootenv::Vars {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let v = vars(&[
+            ("nerves_fw_active", "b"),
+            ("a.nerves_fw_application_part0_devpath", "/dev/wrong"),
+            ("b.nerves_fw_application_part0_devpath", "/dev/rootdisk0p7"),
+            ("b.nerves_fw_application_part0_fstype", "f2fs"),
+            ("b.nerves_fw_application_part0_target", "/root"),
+        ]);
+        let r = data_from_env(&d, Some(&v));
+        assert_eq!(
+            (r.device.as_str(), r.fstype, r.mountpoint.as_str()),
+            ("/dev/rootdisk0p7", DataFs::F2fs, "/root")
+        );
+        // No active slot: a, then b. Nonsense values keep the configuration's.
+        let v = vars(&[
+            ("b.nerves_fw_application_part0_devpath", "/dev/mmcblk0p4"),
+            ("a.nerves_fw_application_part0_fstype", "btrfs"),
+        ]);
+        let r = data_from_env(&d, Some(&v));
+        assert_eq!(
+            (r.device.as_str(), r.fstype, r.mountpoint.as_str()),
+            ("/dev/mmcblk0p4", DataFs::Ext4, "/data")
+        );
+        assert_eq!(data_from_env(&d, None), d);
+
+        struct Env(myelin_ubootenv::Vars, usize);
+        impl EnvSource for Env {
+            fn vars(&mut self) -> Option<myelin_ubootenv::Vars> {
+                self.1 += 1;
+                Some(self.0.clone())
+            }
+        }
+        // Through boot: the serial number and the partition come from one read.
+        let cfg = boot(
+            "[boot]\npseudo_fs = false\nrootdisk_links = false\ntmpfs = false\nclock_floor = false\nloopback = false\n\
+             hostname = \"m-%s\"\n[boot.data]\ndevice = \"/dev/sda4\"\nfrom_uboot_env = true\n",
+        );
+        let mut env = Env(
+            vars(&[
+                ("serial_number", "SN9"),
+                ("a.nerves_fw_application_part0_devpath", "/dev/vda4"),
+            ]),
+            0,
+        );
+        let mut s = FakeSys::default();
+        run(&cfg, &mut s, &mut env, 0);
+        assert_eq!(env.1, 1);
+        assert_eq!(
+            s.take(),
+            [
+                "sethostname m-sn9",
+                "mkdir /data 755",
+                "mount /dev/vda4 /data ext4 - \"\""
+            ]
+        );
+    }
+
+    #[test]
+    fn build_time_file_is_a_floor_too() {
+        let cfg = boot(
+            "[boot]\npseudo_fs = false\nrootdisk_links = false\ntmpfs = false\nloopback = false\n",
+        );
+        let mut s = FakeSys {
+            now: 100,
+            ..Default::default()
+        };
+        s.file("/etc/myelin/build-time", "1900000000\n");
+        run(&cfg, &mut s, &mut NoEnv, 1_700_000_000);
+        assert_eq!(
+            s.take(),
+            [
+                "settime 1900000000",
+                "log notice: clock was 100, set to 1900000000 (the build time)"
+            ]
         );
     }
 

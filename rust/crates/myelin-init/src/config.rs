@@ -26,6 +26,7 @@
 //! console = "ttyS0"              # reopen stdin/out/err on /dev/<console> (default: keep)
 //! rlimits = { core = "0:unlimited", nofile = 4096 }   # soft:hard, a number, or "unlimited"
 //! clock_floor = true             # never start before the build time (SOURCE_DATE_EPOCH)
+//! build_time_file = "/etc/myelin/build-time"  # a later build time written by the image build
 //! loopback = true                # bring `lo` up
 //! hostname = "myelin-%-.4s"      # %s serial, %.Ns first N chars, %-.Ns last N chars
 //! serial_sources = ["uboot_env", "devicetree", "cpuinfo", "dmi", "mac"]
@@ -45,6 +46,7 @@
 //! fstype = "ext4"                # ext4 | f2fs
 //! options = "nodev"
 //! format = true                  # mkfs when it cannot be mounted or comes up read-only
+//! from_uboot_env = true          # device/fstype/mountpoint from <slot>.nerves_fw_application_part0_*
 //!
 //! [watchdog]                     # the hardware watchdog (absent: none)
 //! device = "/dev/watchdog0"
@@ -91,6 +93,9 @@
 //! restart_delay = "100ms"        # backoff: 0, then this, doubling ...
 //! restart_delay_max = "5s"       # ... up to this ("0s": never wait)
 //! after = ["dbus"]               # also wait for these nodes to be ready
+//! create_dirs = ["/run/x"]       # made (owned by the service's user) before each start
+//! console = false                # true: stdio on the console terminal (a shell), not logged
+//! optional = false               # true: skipped when the executable is not installed
 //! ```
 //!
 //! The tree: `[root]` is the top supervisor; every `[[supervisor]]` and `[[service]]` names its
@@ -326,6 +331,11 @@ pub struct DataSpec {
     /// Format when it cannot be mounted read-write.
     #[serde(default = "yes")]
     pub format: bool,
+    /// Take device, fstype and mountpoint from the U-Boot environment when it has them
+    /// (`<active slot>.nerves_fw_application_part0_devpath`, `_fstype`, `_target`, as fwup
+    /// configurations write them); the values above are the fallback.
+    #[serde(default)]
+    pub from_uboot_env: bool,
 }
 
 fn default_data_mountpoint() -> String {
@@ -408,6 +418,8 @@ pub struct BootConfig {
     pub rlimits: BTreeMap<String, RLimit>,
     /// Keep the clock at or after the build time.
     pub clock_floor: bool,
+    /// File holding the build time in seconds (written by the image build); also a floor.
+    pub build_time_file: Option<PathBuf>,
     /// Bring the loopback interface up.
     pub loopback: bool,
     /// Hostname pattern; absent: /etc/hostname if it exists.
@@ -437,6 +449,7 @@ impl Default for BootConfig {
             console: None,
             rlimits: BTreeMap::new(),
             clock_floor: true,
+            build_time_file: Some(PathBuf::from("/etc/myelin/build-time")),
             loopback: true,
             hostname: None,
             serial_sources: vec![
@@ -565,6 +578,14 @@ pub struct ServiceSpec {
     pub restart_delay: Duration,
     /// Backoff cap.
     pub restart_delay_max: Duration,
+    /// stdin/stdout/stderr on the console terminal (a login shell), not captured.
+    pub console: bool,
+    /// A missing executable skips the service instead of failing the configuration.
+    pub optional: bool,
+    /// Set by [`Config::check_environment`]: optional and not installed.
+    pub absent: bool,
+    /// Directories created (mode 0755, owned by the service's user) before each start.
+    pub create_dirs: Vec<PathBuf>,
 }
 
 /// What a node is.
@@ -767,6 +788,12 @@ struct RawService {
     )]
     restart_delay_max: Duration,
     #[serde(default)]
+    console: bool,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default, deserialize_with = "de_abs_paths")]
+    create_dirs: Vec<String>,
+    #[serde(default)]
     after: Vec<Spanned<String>>,
 }
 
@@ -901,6 +928,14 @@ fn de_abs_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         return Err(de::Error::custom(format!("`{s}` must be an absolute path")));
     }
     Ok(s)
+}
+
+fn de_abs_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(p) = v.iter().find(|p| !p.starts_with('/')) {
+        return Err(de::Error::custom(format!("`{p}` must be an absolute path")));
+    }
+    Ok(v)
 }
 
 fn de_mount_options<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -1092,6 +1127,10 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_PATH.to_string());
             match resolve_program(&svc.argv[0], &path_var) {
                 Some(p) => svc.program = p,
+                None if svc.optional => {
+                    svc.absent = true;
+                    continue;
+                }
                 None => b.err(
                     spans.argv.clone(),
                     format!(
@@ -1349,6 +1388,10 @@ fn build_tree(
                     critical: s.critical,
                     restart_delay: s.restart_delay,
                     restart_delay_max: s.restart_delay_max,
+                    console: s.console,
+                    optional: s.optional,
+                    absent: false,
+                    create_dirs: s.create_dirs.into_iter().map(PathBuf::from).collect(),
                 };
                 (
                     s.name,
@@ -1648,6 +1691,25 @@ user = 1000
         assert_eq!(s.user, Some(IdOrName::Id(1000)));
         assert_eq!(c.tree.nodes[1].restart, RestartType::Transient);
         assert_eq!(s.restart_delay, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn console_optional_and_directories() {
+        let c = parse(
+            "[[service]]\nname = \"sh\"\nargv = [\"/bin/sh\"]\nconsole = true\noptional = true\ncreate_dirs = [\"/run/sh\"]\n",
+        )
+        .unwrap();
+        let s = c.tree.nodes[1].service().unwrap();
+        assert!(s.console && s.optional && !s.absent);
+        assert_eq!(s.create_dirs, [PathBuf::from("/run/sh")]);
+        let e = errors(
+            "[[service]]\nname = \"sh\"\nargv = [\"/bin/sh\"]\ncreate_dirs = [\"run/sh\"]\n",
+        );
+        assert!(
+            e[0].starts_with("/etc/myelin/init.toml:4:15: `run/sh` must be an absolute path"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]

@@ -408,7 +408,9 @@ impl Logger {
                 .as_bytes(),
             );
         }
-        let who = if pid == 0 {
+        let who = if pid == 0 && service == "init" {
+            "myelin-init".to_string()
+        } else if pid == 0 {
             service.to_string()
         } else {
             format!("{service}[{pid}]")
@@ -548,7 +550,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "<28>kv[42]: disk almost full\n<27>init: kv exited\n\
+            "<28>kv[42]: disk almost full\n<27>myelin-init: kv exited\n\
              <28>myelin-init: 1 log lines not copied to kmsg (rate limit)\n<30>kv[43]: hi\n"
         );
         assert_eq!(log.ring.len(), 4);

@@ -277,14 +277,7 @@ fn safe_mode_after_boot(
         &format!("invalid configuration {}: safe mode", path.display()),
     );
     if let Some(shell) = &init.shell {
-        let console = boot.console.clone().map(|c| {
-            if c.starts_with('/') {
-                c
-            } else {
-                format!("/dev/{c}")
-            }
-        });
-        let console = console.unwrap_or_else(|| "/dev/console".into());
+        let console = console_device(boot).display().to_string();
         log.init(
             clock.now(),
             Level::Crit,
@@ -455,6 +448,7 @@ struct Io {
     log: Logger,
     now: Instant,
     notify_dir: PathBuf,
+    console: PathBuf,
     notify: HashMap<NodeId, UnixDatagram>,
     pipes: HashMap<u64, Pipe>,
     next_pipe: u64,
@@ -515,18 +509,44 @@ impl Io {
 
     fn spawn_inner(&mut self, id: NodeId, spec: &ServiceSpec) -> io::Result<u32> {
         let notify_path = self.notify_socket(id, spec)?;
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        for d in &spec.create_dirs {
+            fs::create_dir_all(d)?;
+            if spec.uid.is_some() || spec.gid.is_some() {
+                nix::unistd::chown(
+                    d,
+                    spec.uid.map(nix::unistd::Uid::from_raw),
+                    spec.gid.map(nix::unistd::Gid::from_raw),
+                )?;
+            }
+        }
         let mut cmd = Command::new(&spec.program);
         cmd.arg0(&spec.argv[0])
             .args(&spec.argv[1..])
             .env_clear()
             .envs(&spec.env)
             .env("NOTIFY_SOCKET", &notify_path)
-            .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out_w))
-            .stderr(Stdio::from(err_w));
+            .current_dir(&spec.cwd);
+        let mut pipes = None;
+        let console = spec.console;
+        if console {
+            let tty = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.console)?;
+            cmd.stdin(Stdio::from(tty.try_clone()?))
+                .stdout(Stdio::from(tty.try_clone()?))
+                .stderr(Stdio::from(tty));
+            if !spec.env.contains_key("TERM") {
+                cmd.env("TERM", "vt100");
+            }
+        } else {
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(out_w))
+                .stderr(Stdio::from(err_w));
+            pipes = Some((out_r, err_r));
+        }
         if let Some(w) = spec.watchdog {
             cmd.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
@@ -538,13 +558,17 @@ impl Io {
         }
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 nix::sys::signal::sigprocmask(
                     SigmaskHow::SIG_SETMASK,
                     Some(&SigSet::empty()),
                     None,
                 )?;
                 nix::unistd::setsid()?;
+                if console {
+                    // The console becomes the shell's controlling terminal (job control).
+                    libc::ioctl(0, libc::TIOCSCTTY, 1);
+                }
                 Ok(())
             });
         }
@@ -552,8 +576,10 @@ impl Io {
         drop(cmd);
         let pid = child.id();
         drop(child);
-        self.add_pipe(out_r, id, pid, Stream::Stdout)?;
-        self.add_pipe(err_r, id, pid, Stream::Stderr)?;
+        if let Some((out_r, err_r)) = pipes {
+            self.add_pipe(out_r, id, pid, Stream::Stdout)?;
+            self.add_pipe(err_r, id, pid, Stream::Stderr)?;
+        }
         Ok(pid)
     }
 
@@ -643,6 +669,7 @@ struct Runtime {
     wd: Option<(Box<dyn Watchdog>, PetPolicy)>,
     phase: Phase,
     last_ready_poll: Instant,
+    announced_ready: bool,
 }
 
 type LoopParts = (Epoll, SignalFd, Option<UnixListener>);
@@ -668,6 +695,7 @@ impl Runtime {
                 log,
                 now,
                 notify_dir: cfg.init.notify_dir(),
+                console: console_device(&cfg.boot),
                 notify: HashMap::new(),
                 pipes: HashMap::new(),
                 next_pipe: 0,
@@ -682,6 +710,7 @@ impl Runtime {
             wd,
             phase: Phase::Running,
             last_ready_poll: now,
+            announced_ready: false,
         }
     }
 
@@ -725,6 +754,11 @@ impl Runtime {
             self.sup.on_tick(now, &mut self.io);
             self.poll_ready_paths(now);
             self.pet(now);
+            if !self.announced_ready && self.sup.all_started() {
+                // The line boot-time measurements and the system tests wait for.
+                self.announced_ready = true;
+                self.io.log.init(now, Level::Notice, "all services ready");
+            }
             if self.advance_phase(now) {
                 continue;
             }
@@ -881,14 +915,8 @@ impl Runtime {
         // Only `hang` (or a failed reboot(2)) returns here.
         self.phase = Phase::Hung;
         if let Some(shell) = self.init.shell.clone() {
-            let console = self.boot.console.clone().map(|c| {
-                if c.starts_with('/') {
-                    c
-                } else {
-                    format!("/dev/{c}")
-                }
-            });
-            let _ = spawn_detached_shell(&shell, &console.unwrap_or_else(|| "/dev/console".into()));
+            let console = console_device(&self.boot).display().to_string();
+            let _ = spawn_detached_shell(&shell, &console);
         }
     }
 
@@ -920,18 +948,26 @@ impl Runtime {
     }
 
     fn reap(&mut self) {
+        let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED | WaitPidFlag::WCONTINUED;
         loop {
-            match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(flags)) {
                 Ok(WaitStatus::Exited(pid, code)) => {
                     self.exited(pid.as_raw(), ExitStatus::Code(code))
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
                     self.exited(pid.as_raw(), ExitStatus::Signal(sig as i32))
                 }
+                Ok(WaitStatus::Stopped(pid, _)) => self.paused(pid.as_raw(), true),
+                Ok(WaitStatus::Continued(pid)) => self.paused(pid.as_raw(), false),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => {}
             }
         }
+    }
+
+    fn paused(&mut self, pid: i32, paused: bool) {
+        let now = self.now();
+        self.sup.on_paused(pid as u32, paused, now, &mut self.io);
     }
 
     fn exited(&mut self, pid: i32, status: ExitStatus) {
@@ -1274,6 +1310,27 @@ impl Runtime {
             self.flush(id);
         }
     }
+}
+
+/// The terminal console services and the safe-mode shell use: `[boot] console`, else the
+/// device behind /dev/console (the last of /sys/class/tty/console/active), else /dev/console.
+pub fn console_device(boot: &crate::config::BootConfig) -> PathBuf {
+    if let Some(c) = &boot.console {
+        return PathBuf::from(if c.starts_with('/') {
+            c.clone()
+        } else {
+            format!("/dev/{c}")
+        });
+    }
+    fs::read_to_string("/sys/class/tty/console/active")
+        .ok()
+        .and_then(|a| {
+            a.split_whitespace()
+                .last()
+                .map(|t| PathBuf::from(format!("/dev/{t}")))
+        })
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("/dev/console"))
 }
 
 /// Whether a readiness path is there: it exists, and if it is a socket, something listens.

@@ -172,6 +172,13 @@ pub enum Note {
     },
     /// The root supervisor failed.
     GaveUp,
+    /// A service's process was stopped or continued by a signal.
+    Paused {
+        /// Service.
+        name: String,
+        /// Stopped (`true`) or continued.
+        paused: bool,
+    },
 }
 
 impl Note {
@@ -229,6 +236,13 @@ impl fmt::Display for Note {
                 format_duration(*period)
             ),
             Note::GaveUp => f.write_str("the root supervisor gave up"),
+            Note::Paused { name, paused: true } => {
+                write!(f, "{name} was stopped by a signal (paused)")
+            }
+            Note::Paused {
+                name,
+                paused: false,
+            } => write!(f, "{name} continued"),
         }
     }
 }
@@ -297,6 +311,7 @@ struct NodeState {
     terminating: Option<Term>,
     started_once: bool,
     up_since: Option<Instant>,
+    paused: bool,
 }
 
 impl NodeState {
@@ -316,6 +331,7 @@ impl NodeState {
             terminating: None,
             started_once: false,
             up_since: None,
+            paused: false,
         }
     }
 }
@@ -341,7 +357,14 @@ impl Supervisor {
             }
             stack.extend(tree.children(n).iter().rev());
         }
-        let st = vec![NodeState::new(); tree.nodes.len()];
+        let mut st = vec![NodeState::new(); tree.nodes.len()];
+        for (id, n) in tree.nodes.iter().enumerate() {
+            if n.service().is_some_and(|s| s.absent) {
+                // Optional and not installed: as if it had run and finished.
+                st[id].enabled = false;
+                st[id].done = true;
+            }
+        }
         Supervisor {
             tree,
             st,
@@ -361,6 +384,11 @@ impl Supervisor {
     pub fn start(&mut self, now: Instant, fx: &mut dyn Effects) {
         self.start_node(0, now, fx);
         self.reconcile(now, fx);
+    }
+
+    /// Whether every service has been started (and was ready) once since boot.
+    pub fn all_started(&self) -> bool {
+        self.st[0].started_once
     }
 
     /// Whether the root supervisor failed.
@@ -406,7 +434,8 @@ impl Supervisor {
             let critical = self.tree.nodes[id].service().is_some_and(|s| s.critical);
             !critical
                 || !self.st[id].enabled
-                || matches!(self.st[id].proc, Proc::Starting { .. } | Proc::Up { .. })
+                || (!self.st[id].paused
+                    && matches!(self.st[id].proc, Proc::Starting { .. } | Proc::Up { .. }))
         })
     }
 
@@ -562,6 +591,9 @@ impl Supervisor {
                 st.restart_log.clear();
                 st.started_once = false;
                 for &k in self.tree.children(c) {
+                    if self.tree.nodes[k].service().is_some_and(|s| s.absent) {
+                        continue;
+                    }
                     let ks = &mut self.st[k];
                     ks.enabled = true;
                     ks.done = false;
@@ -771,6 +803,7 @@ impl Supervisor {
         };
         let name = self.tree.nodes[c].name.clone();
         let proc = std::mem::replace(&mut self.st[c].proc, Proc::Down);
+        self.st[c].paused = false;
         self.bump();
         let (since, requested, failure) = match proc {
             Proc::Stopping { since, failure, .. } => (since, failure.is_none(), failure),
@@ -793,6 +826,26 @@ impl Supervisor {
         }
         self.reconcile(now, fx);
         true
+    }
+
+    /// A service's process was stopped (SIGSTOP, SIGTSTP, a debugger) or continued. A paused
+    /// service is not alive for the hardware watchdog rule, and its liveness deadline waits: it
+    /// was frozen on purpose, not hung. Continuing starts a fresh liveness period.
+    pub fn on_paused(&mut self, pid: u32, paused: bool, now: Instant, fx: &mut dyn Effects) {
+        let Some(id) = self.find_pid(pid) else { return };
+        if self.st[id].paused == paused {
+            return;
+        }
+        self.st[id].paused = paused;
+        let name = self.tree.nodes[id].name.clone();
+        let wd = self.tree.nodes[id].service().and_then(|s| s.watchdog);
+        if !paused {
+            if let Proc::Up { wd_deadline, .. } = &mut self.st[id].proc {
+                *wd_deadline = wd.map(|w| now.after(w));
+            }
+        }
+        fx.note(Note::Paused { name, paused });
+        self.bump();
     }
 
     /// A readiness path appeared.
@@ -858,7 +911,7 @@ impl Supervisor {
                 Proc::Up {
                     wd_deadline: Some(d),
                     ..
-                } if d <= now => {
+                } if d <= now && !self.st[id].paused => {
                     self.begin_stop(id, Some(Failure::Watchdog), now, fx);
                 }
                 Proc::Stopping {
@@ -895,7 +948,7 @@ impl Supervisor {
                 Proc::Up {
                     wd_deadline: Some(d),
                     ..
-                } => consider(d),
+                } if !st.paused => consider(d),
                 Proc::Stopping {
                     kill_at: Some(k), ..
                 } => consider(k),
@@ -930,6 +983,9 @@ impl Supervisor {
         }
         if self.shutting_down {
             return Err("shutting down".into());
+        }
+        if self.tree.nodes[id].service().is_some_and(|s| s.absent) {
+            return Err(format!("`{name}` is not installed"));
         }
         if let Some(p) = self.tree.nodes[id].parent {
             if !self.st[p].running && op != Control::Stop {
@@ -979,10 +1035,16 @@ impl Supervisor {
                 "starting"
             };
         }
+        if st.paused && st.proc != Proc::Down {
+            return "paused";
+        }
         match st.proc {
             Proc::Starting { .. } => "starting",
             Proc::Up { .. } => "running",
             Proc::Stopping { .. } => "stopping",
+            Proc::Down if self.tree.nodes[id].service().is_some_and(|s| s.absent) => {
+                "not installed"
+            }
             Proc::Down if st.done => "exited",
             Proc::Down if !st.enabled => "stopped",
             Proc::Down if st.delay_until > now => "restarting",

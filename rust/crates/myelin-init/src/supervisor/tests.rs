@@ -803,3 +803,82 @@ fn unknown_pids_are_not_ours() {
     assert!(!t.sup.on_exit(4242, ExitStatus::Code(0), t.now, &mut t.fx));
     assert!(t.take().is_empty());
 }
+
+#[test]
+fn paused_services_are_not_alive_and_not_hung() {
+    let mut t = h(&svc(
+        "kv",
+        "critical = true\nnotify = true\nwatchdog = \"1s\"",
+    ));
+    t.start();
+    t.at(100).ready("kv");
+    let pid = t.pid("kv");
+    assert!(t.sup.critical_alive());
+    t.at(200);
+    t.sup.on_paused(pid, true, t.now, &mut t.fx);
+    assert_eq!(t.take(), ["  kv was stopped by a signal (paused)"]);
+    assert!(
+        !t.sup.critical_alive(),
+        "a stopped critical service starves the hardware watchdog"
+    );
+    assert_eq!(t.state("kv"), "paused");
+    // Its liveness deadline waits while it is stopped on purpose.
+    assert_eq!(t.sup.next_deadline(t.now), None);
+    assert!(t.at(60_000).tick().is_empty());
+    t.sup.on_paused(pid, false, t.now, &mut t.fx);
+    assert_eq!(t.take(), ["  kv continued"]);
+    assert!(t.sup.critical_alive());
+    assert_eq!(t.sup.next_deadline(t.now), Some(Instant(61_000)));
+    assert_eq!(
+        t.at(61_000).tick(),
+        [
+            "  kv: watchdog timeout, sending Abrt",
+            "signal kv[101] Abrt"
+        ]
+    );
+    // Unknown pids and repeated reports change nothing.
+    t.sup.on_paused(9999, true, t.now, &mut t.fx);
+    assert!(t.take().is_empty());
+}
+
+#[test]
+fn optional_services_that_are_not_installed_are_skipped() {
+    let mut cfg = Config::parse(
+        &format!(
+            "{}[[service]]\nname = \"ssh\"\nargv = [\"/no/dropbear\"]\noptional = true\n{}",
+            svc("a", "argv = [\"/bin/sh\"]").replace("argv = [\"/bin/a\"]\n", ""),
+            svc("b", "argv = [\"/bin/sh\"]\nafter = [\"ssh\"]")
+                .replace("argv = [\"/bin/b\"]\n", "")
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    cfg.check_environment(Path::new("/etc")).unwrap();
+    let mut t = H {
+        sup: Supervisor::new(cfg.tree),
+        fx: Rec {
+            next_pid: 100,
+            ..Default::default()
+        },
+        now: Instant(0),
+    };
+    assert_eq!(t.start(), ["spawn a -> 101", "spawn b -> 102"]);
+    assert_eq!(t.state("ssh"), "not installed");
+    assert!(t.sup.all_started());
+    assert!(
+        t.control(Control::Start, "ssh")
+            .unwrap_err()
+            .contains("not installed")
+    );
+}
+
+#[test]
+fn all_started_is_set_once_everything_was_ready() {
+    let mut t = h(&format!("{}{}", svc("a", "notify = true"), svc("b", "")));
+    t.start();
+    assert!(!t.sup.all_started());
+    t.ready("a");
+    assert!(t.sup.all_started());
+    t.at(10).crash("a");
+    assert!(t.sup.all_started(), "stays true through restarts");
+}

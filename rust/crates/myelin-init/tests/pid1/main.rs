@@ -76,6 +76,18 @@ const TESTS: &[Test] = &[
         watchdog_pets_only_while_critical_services_live,
     ),
     ("boot_duties_in_a_namespace", boot_duties_in_a_namespace),
+    (
+        "stopped_critical_service_starves_the_watchdog",
+        stopped_critical_service_starves_the_watchdog,
+    ),
+    (
+        "console_service_gets_the_terminal",
+        console_service_gets_the_terminal,
+    ),
+    (
+        "all_services_ready_is_announced",
+        all_services_ready_is_announced,
+    ),
 ];
 
 fn main() {
@@ -810,4 +822,126 @@ fn boot_duties_in_a_namespace() {
         line,
         "host=myelin-0000 nofile=1000 tmp=tmpfs run=tmpfs mnt=tmpfs lo=1"
     );
+}
+
+fn stopped_critical_service_starves_the_watchdog() {
+    // SIGSTOP (a debugger, an operator) on a critical service: not alive, so no pets; its
+    // WATCHDOG=1 deadline waits rather than killing what was frozen on purpose. SIGCONT: back.
+    let mut s = Setup::new("paused");
+    let wd = s.dir.join("wd");
+    s.body = format!(
+        "[watchdog]\nfake = true\ndevice = \"{}\"\ntimeout = \"1s\"\ngrace = \"0s\"\n",
+        wd.display()
+    ) + &s.svc(
+        "vital",
+        &[("READY_AFTER_MS", "0"), ("PING_MS", "50")],
+        "critical = true\nnotify = true\nwatchdog = \"300ms\"",
+    );
+    let ns = s.start();
+    let pid = ns.up("vital");
+    std::thread::sleep(Duration::from_millis(600));
+    ns.tell("vital", "stop");
+    ns.wait_for("paused", 5 * SEC, || ns.node("vital").state == "paused");
+    let stopped_at = support::mono_us() / 1000;
+    std::thread::sleep(Duration::from_millis(1500));
+    let late: Vec<u64> = pets(&ns)
+        .into_iter()
+        .filter(|&t| t > stopped_at + 50)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "petted while the critical service was stopped: {late:?}"
+    );
+    assert_eq!(
+        ns.node("vital").restarts,
+        0,
+        "not killed for missing pings while stopped"
+    );
+    let host = ns.host_pid(pid).expect("host pid of vital");
+    // SAFETY: kill(2).
+    unsafe { libc::kill(host, libc::SIGCONT) };
+    ns.wait_for("running again", 5 * SEC, || {
+        ns.node("vital").state == "running"
+    });
+    let resumed = support::mono_us() / 1000;
+    ns.wait_for("pets resume", 5 * SEC, || {
+        pets(&ns).iter().any(|&t| t >= resumed)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let n = ns.node("vital");
+    assert_eq!((n.restarts, n.pid), (0, Some(pid)), "{n:?}");
+    assert!(ns.kmsg().contains("vital was stopped by a signal (paused)"));
+}
+
+fn console_service_gets_the_terminal() {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    // A pseudo-terminal stands in for the serial console.
+    // SAFETY: plain libc pty calls; the master fd is owned by `master` from here on.
+    let (mut master, slave) = unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0);
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(m))
+            .to_string_lossy()
+            .into_owned();
+        (std::fs::File::from_raw_fd(m), name)
+    };
+    let mut s = Setup::new("console");
+    s.boot = format!(
+        "[boot]\npseudo_fs = false\nrootdisk_links = false\ntmpfs = false\nclock_floor = false\nloopback = false\nconsole = \"{slave}\"\n"
+    );
+    s.body = "[[service]]\nname = \"shell\"\nargv = [\"/bin/sh\", \"-i\"]\nconsole = true\n".into();
+    let ns = s.start();
+    ns.running("shell");
+    master.write_all(b"echo tty=$(tty) answer=$((6*7)); ps -o pid,sid,tty,comm -p $$ >/dev/null 2>&1; echo done\n").unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + 10 * SEC;
+    let mut buf = [0u8; 1024];
+    // SAFETY: fcntl on our own descriptor.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+    }
+    while Instant::now() < deadline && !String::from_utf8_lossy(&got).contains("answer=42") {
+        match master.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains(&format!("tty={slave} answer=42")),
+        "console said: {text}"
+    );
+    // Not captured into the log: it is the terminal's.
+    let mut c = ns.client();
+    c.send(Op::Log {
+        service: Some("shell".into()),
+        lines: None,
+        follow: false,
+    })
+    .unwrap();
+    assert!(matches!(c.receive().unwrap(), Some(Body::End)));
+}
+
+fn all_services_ready_is_announced() {
+    let mut s = Setup::new("announce");
+    s.body = s.svc("a", &[("READY_AFTER_MS", "200")], "notify = true") + &s.svc("b", &[], "");
+    let ns = s.start();
+    ns.wait_for("announcement", 10 * SEC, || {
+        ns.console().contains("myelin-init: all services ready")
+    });
+    assert!(
+        ns.kmsg().contains("<29>myelin-init: all services ready\n"),
+        "{}",
+        ns.kmsg()
+    );
+    let ev = ns.events();
+    assert!(
+        ev.iter().any(|e| e.0 == "b" && e.1 == "start"),
+        "b started before the announcement"
+    );
+    assert_eq!(ns.console().matches("all services ready").count(), 1);
 }

@@ -116,13 +116,17 @@ fn svc() -> ! {
             }
         }
         if let Some(dir) = &ctl {
-            for cmd in ["crash", "exit0", "hang"] {
+            for cmd in ["crash", "exit0", "hang", "stop"] {
                 let f = dir.join(format!("{name}.{cmd}"));
                 if fs::remove_file(&f).is_ok() {
                     event(cmd);
                     match cmd {
                         "crash" => std::process::exit(1),
                         "exit0" => std::process::exit(0),
+                        // SAFETY: raise(2).
+                        "stop" => unsafe {
+                            libc::raise(libc::SIGSTOP);
+                        },
                         _ => hung = true,
                     }
                 }
@@ -483,6 +487,27 @@ impl Ns {
             .nth(1)?
             .parse()
             .ok()
+    }
+
+    /// The pid, as seen from here, of the init's child that has `ns_pid` inside.
+    pub fn host_pid(&self, ns_pid: u32) -> Option<i32> {
+        let init = self.init_pid()?;
+        for e in fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(st) = fs::read_to_string(e.path().join("status")) else {
+                continue;
+            };
+            let field = |k: &str| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            let ppid: Option<i32> = field("PPid:").and_then(|v| v.parse().ok());
+            let nspid: Option<u32> = field("NSpid:")
+                .and_then(|v| v.split_whitespace().last().and_then(|x| x.parse().ok()));
+            if ppid == Some(init) && nspid == Some(ns_pid) {
+                return e.file_name().to_str()?.parse().ok();
+            }
+        }
+        None
     }
 
     /// Processes whose parent is the init and that are zombies.
