@@ -478,27 +478,34 @@ impl Manager {
             eprintln!("myelin-net: cleaning up old routes: {e}");
         }
         let (ntx, mut nrx) = mpsc::unbounded_channel();
+        let (dumped_tx, mut dumped) = oneshot::channel();
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let mon = crate::netlink::monitor(ntx);
+            let mon = crate::netlink::monitor(ntx, dumped_tx);
             tokio::pin!(mon);
-            let mut ready = false;
+            let mut waiting = true;
             loop {
                 tokio::select! {
+                    // Events first, so the dump is handled before NetReady.
+                    biased;
                     ev = nrx.recv() => match ev {
                         Some(ev) => { let _ = tx.send(Msg::Net(ev)); }
                         None => return,
                     },
+                    r = &mut dumped, if waiting => {
+                        waiting = false;
+                        if r.is_ok() {
+                            // Everything the dump produced is queued before this message.
+                            while let Ok(ev) = nrx.try_recv() {
+                                let _ = tx.send(Msg::Net(ev));
+                            }
+                            let _ = tx.send(Msg::NetReady);
+                        }
+                    }
                     r = &mut mon => {
                         let why = match r { Ok(()) => "ended".to_owned(), Err(e) => e.to_string() };
                         let _ = tx.send(Msg::NetFailed(why));
                         return;
-                    }
-                    // The dump is sent before any notification: once the channel drains after
-                    // a short quiet period, the initial state is known.
-                    _ = tokio::time::sleep(Duration::from_millis(100)), if !ready => {
-                        ready = true;
-                        let _ = tx.send(Msg::NetReady);
                     }
                 }
             }

@@ -348,9 +348,13 @@ fn address_event(m: &AddressMessage, added: bool) -> Option<NetEvent> {
     })
 }
 
-/// Subscribes to link and IPv4 address changes, then reports the current state (a dump) and
-/// every later change on `tx`. Runs until `tx` is closed or the socket fails.
-pub async fn monitor(tx: mpsc::UnboundedSender<NetEvent>) -> Result<(), NetError> {
+/// Subscribes to link and IPv4 address changes, then reports the current state (a dump),
+/// signals `dumped`, and reports every later change on `tx`. Runs until `tx` is closed or the
+/// socket fails.
+pub async fn monitor(
+    tx: mpsc::UnboundedSender<NetEvent>,
+    dumped: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), NetError> {
     let (conn, handle, mut messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr])
             .map_err(|e| NetError {
@@ -377,6 +381,7 @@ pub async fn monitor(tx: mpsc::UnboundedSender<NetEvent>) -> Result<(), NetError
             let _ = tx.send(ev);
         }
     }
+    let _ = dumped.send(());
     while let Some((msg, _)) = messages.next().await {
         let ev = match msg.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {

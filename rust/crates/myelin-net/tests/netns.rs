@@ -464,3 +464,119 @@ async fn interfaces_appear_and_disappear() {
     );
     daemon.stop();
 }
+
+#[tokio::test]
+async fn two_uplinks_get_distinct_metrics_and_follow_connectivity() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Netns::new("two");
+    let peer = Netns::new("twop");
+    veth(&dev, "eth0", &peer, "veth0");
+    veth(&dev, "eth1", &peer, "veth1");
+    peer.ip(&["addr", "add", "192.168.80.1/24", "dev", "veth0"]);
+    peer.ip(&["addr", "add", "192.168.81.1/24", "dev", "veth1"]);
+    peer.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
+    peer.ip(&["addr", "add", "203.0.113.11/32", "dev", "lo"]);
+    let _d0 = udhcpd(
+        &peer,
+        dir.path(),
+        "veth0",
+        "192.168.80.100",
+        "192.168.80.110",
+        &[
+            "option subnet 255.255.255.0",
+            "option router 192.168.80.1",
+            "option dns 192.168.80.53",
+        ],
+    );
+    let _d1 = udhcpd(
+        &peer,
+        dir.path(),
+        "veth1",
+        "192.168.81.100",
+        "192.168.81.110",
+        &[
+            "option subnet 255.255.255.0",
+            "option router 192.168.81.1",
+            "option dns 192.168.81.53",
+        ],
+    );
+    let t0 = peer.listen("203.0.113.10:0");
+    let t1 = peer.listen("203.0.113.11:0");
+    let (p0, p1) = (
+        t0.local_addr().unwrap().port(),
+        t1.local_addr().unwrap().port(),
+    );
+    let cfg = config(
+        dir.path(),
+        &format!(
+            r#"[connectivity]
+min_interval = "100ms"
+max_interval = "400ms"
+timeout = "300ms"
+
+[interface.eth0]
+type = "ethernet"
+check_hosts = ["203.0.113.10:{p0}"]
+
+[interface.eth1]
+type = "ethernet"
+check_hosts = ["203.0.113.11:{p1}"]
+"#
+        ),
+    );
+    let bus = Bus::start();
+    let conn = bus.connect().await;
+    let daemon = Daemon::start(&dev, &bus, &cfg);
+    until_connection(&conn, "eth0", "internet").await;
+    until_connection(&conn, "eth1", "internet").await;
+    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    assert_eq!(net1.available_interfaces().await.unwrap(), ["eth0", "eth1"]);
+    let main = dev.ip(&["-4", "route", "show", "default"]);
+    assert!(
+        main.contains("via 192.168.80.1 dev eth0 proto static") && main.contains("metric 100"),
+        "{main}"
+    );
+    assert!(
+        main.contains("via 192.168.81.1 dev eth1 proto static") && main.contains("metric 101"),
+        "{main}"
+    );
+    let resolv = std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap();
+    let (a, b) = (
+        resolv.find("192.168.80.53").unwrap(),
+        resolv.find("192.168.81.53").unwrap(),
+    );
+    assert!(a < b, "eth0's server should come first: {resolv}");
+    // Source rules: each address looks up its own table.
+    let rules = dev.ip(&["-4", "rule"]);
+    assert!(
+        rules.contains("lookup 100") && rules.contains("lookup 101"),
+        "{rules}"
+    );
+
+    // eth0 loses the internet: eth1 takes over the default route and the first name server.
+    peer.ip(&["addr", "del", "203.0.113.10/32", "dev", "lo"]);
+    until_connection(&conn, "eth0", "lan").await;
+    wait_for(LIMIT, "eth1 first", || async {
+        (net1.available_interfaces().await.ok()? == ["eth1", "eth0"]).then_some(())
+    })
+    .await;
+    let main = dev.ip(&["-4", "route", "show", "default"]);
+    let first = main.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("dev eth1") && first.contains("metric 101"),
+        "{main}"
+    );
+    assert!(
+        main.contains("dev eth0 proto static") && main.contains("metric 400"),
+        "{main}"
+    );
+    let resolv = std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap();
+    let (a, b) = (
+        resolv.find("192.168.80.53").unwrap(),
+        resolv.find("192.168.81.53").unwrap(),
+    );
+    assert!(b < a, "eth1's server should come first now: {resolv}");
+    assert_eq!(net1.connection().await.unwrap(), "internet");
+    daemon.stop();
+}

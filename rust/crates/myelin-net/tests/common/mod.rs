@@ -347,11 +347,14 @@ wpa_supplicant = []
 wpa_request_timeout = "500ms"
 wpa_keepalive = "1s"
 
-[mdns]
-enabled = false
-
+{mdns}
 {extra}
 "#,
+        mdns = if extra.contains("[mdns]") {
+            ""
+        } else {
+            "[mdns]\nenabled = false\n"
+        },
         run = dir.join("run").display(),
         data = dir.join("data").display(),
         resolv = dir.join("resolv.conf").display(),
