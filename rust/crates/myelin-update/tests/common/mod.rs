@@ -118,7 +118,7 @@ pub fn new_key(keys_dir: &Path, name: &str) -> PrivateKey {
 }
 
 /// major:minor of the file system holding `/`, as sysfs names it.
-fn root_dev() -> String {
+pub fn root_dev() -> String {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata("/").unwrap().dev();
     format!("{}:{}", libc::major(dev), libc::minor(dev))
@@ -464,18 +464,23 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(bus: &Bus, device: &Device, config: &Path) -> Daemon {
+        Daemon::spawn(bus, &device.boot_id, device.dir.path(), config)
+    }
+
+    /// Starts the daemon with a boot id file and a directory for its log.
+    pub fn spawn(bus: &Bus, boot_id: &Path, log_dir: &Path, config: &Path) -> Daemon {
         let notify_path = bus.dir.path().join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let log = device.path(&format!("daemon-{}.log", std::process::id()));
+        let log = log_dir.join(format!("daemon-{}.log", std::process::id()));
         let log = next_free(log);
         let child = myelin_update()
             .arg("daemon")
             .arg("-c")
             .arg(config)
             .arg("--boot-id-file")
-            .arg(&device.boot_id)
+            .arg(boot_id)
             .arg("--address")
             .arg(&bus.address)
             .env("NOTIFY_SOCKET", &notify_path)
