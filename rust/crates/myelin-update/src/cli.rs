@@ -209,9 +209,10 @@ async fn client_command(command: Command, address: Option<&str>) -> Result<ExitC
                 }
                 InstallSource::Location(path.display().to_string())
             };
+            // Every 5% is enough on a serial console.
             let mut last = None;
             let result = client::install(&proxy, source, |p| {
-                if !quiet && last != Some(p) {
+                if !quiet && last.is_none_or(|l: u32| p / 5 > l / 5) {
                     last = Some(p);
                     eprintln!("installing: {p}%");
                 }

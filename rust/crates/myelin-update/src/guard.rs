@@ -81,6 +81,7 @@ pub struct Guard {
     phase: Phase,
     started: Duration,
     asking: bool,
+    last_problem: Option<String>,
 }
 
 impl Guard {
@@ -91,6 +92,7 @@ impl Guard {
             phase: Phase::Idle,
             started: Duration::ZERO,
             asking: false,
+            last_problem: None,
         }
     }
 
@@ -165,6 +167,9 @@ impl Guard {
             }
             (Phase::Waiting, Event::Readiness(answer)) => {
                 self.asking = false;
+                if answer.is_ok() {
+                    self.last_problem = None;
+                }
                 match answer {
                     Ok(true) if self.policy.auto_validate => {
                         self.phase = Phase::Validating;
@@ -176,9 +181,13 @@ impl Guard {
                         ]
                     }
                     Ok(_) => vec![],
-                    Err(why) => vec![Action::Log(format!(
-                        "cannot ask myelin-init about readiness: {why}"
-                    ))],
+                    // Said once per distinct problem, not at every tick.
+                    Err(why) if self.last_problem.as_ref() == Some(&why) => vec![],
+                    Err(why) => {
+                        let line = format!("cannot ask myelin-init about readiness: {why}");
+                        self.last_problem = Some(why);
+                        vec![Action::Log(line)]
+                    }
                 }
             }
             (Phase::Validating, Event::Validated(Ok(()))) => {
@@ -347,6 +356,22 @@ mod tests {
             act(&mut g, s(60), Event::Tick).as_slice(),
             [Action::RequestReboot { .. }]
         ));
+    }
+
+    #[test]
+    fn an_unreachable_init_is_reported_once() {
+        let mut g = guard(true, s(60));
+        g.handle(s(0), Event::Started { trial: true });
+        let mut logs = 0;
+        for t in 1..10 {
+            g.handle(s(t), Event::Tick);
+            logs += g
+                .handle(s(t), Event::Readiness(Err("no socket".into())))
+                .iter()
+                .filter(|a| is_log(a))
+                .count();
+        }
+        assert_eq!(logs, 1);
     }
 
     #[test]

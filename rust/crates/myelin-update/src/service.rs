@@ -138,6 +138,9 @@ struct Shared {
     boot_id: String,
     started: tokio::time::Instant,
     inner: Mutex<Inner>,
+    /// Held while an ops task runs (including `status`), so a snapshot never reads the disk
+    /// halfway through a validate or revert.
+    ops_lock: Mutex<()>,
     emitter: std::sync::OnceLock<SignalEmitter<'static>>,
 }
 
@@ -192,7 +195,11 @@ impl Shared {
             }
         };
         let device = self.device(vars.as_ref());
-        match self.backends.fw.ops(&device, "status") {
+        let status = {
+            let _ops = self.ops_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.backends.fw.ops(&device, "status")
+        };
+        match status {
             Ok(messages) => match BootStatus::from_messages(&messages) {
                 Ok(status) => {
                     snap.status = messages
@@ -254,6 +261,7 @@ impl Update {
                     cancel: None,
                     published: None,
                 }),
+                ops_lock: Mutex::new(()),
                 emitter: std::sync::OnceLock::new(),
             }),
         }
@@ -376,6 +384,7 @@ impl Update {
         let result = tokio::task::spawn_blocking(move || {
             let vars = shared.backends.env.read().ok();
             let device = shared.device(vars.as_ref());
+            let _ops = shared.ops_lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.backends.fw.ops(&device, task)
         })
         .await
