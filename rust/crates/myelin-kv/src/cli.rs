@@ -99,7 +99,7 @@ pub struct MkenvimageArgs {
     /// Store the CRC big-endian.
     #[arg(short = 'b')]
     big_endian: bool,
-    /// Padding byte (default 0xff).
+    /// Padding byte after the variables.
     #[arg(short = 'p', value_parser = parse_byte, default_value = "0xff")]
     pad: u8,
     /// Output file (standard output if absent or `-`).
