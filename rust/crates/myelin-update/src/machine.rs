@@ -4,7 +4,7 @@
 //! ```text
 //!            Install                  apply ok
 //!   idle ─────────────► installing ─────────────► installed ──Reboot──► rebooting
-//!   failed ◄────────── (apply error, cancel)          │ auto_reboot ────────▲
+//!   failed ◄────────── (apply error, cancel)          │ (auto_reboot feeds Reboot)
 //!   installed/failed ──Install──► installing          └──Install──► installing
 //! ```
 //!
@@ -74,6 +74,8 @@ pub enum Action {
     WriteRecord,
     /// Ask PID 1 to reboot.
     RequestReboot,
+    /// Feed [`Event::Reboot`] next (`auto_reboot`), once the install's end is published.
+    Reboot,
     /// Tell clients the install ended (`Completed` signal).
     Completed {
         /// It succeeded.
@@ -192,7 +194,7 @@ impl Machine {
                             },
                         ];
                         if self.auto_reboot {
-                            actions.extend(self.reboot());
+                            actions.push(Action::Reboot);
                         }
                         Ok(actions)
                     }
@@ -276,7 +278,13 @@ mod tests {
         install(&mut m);
         let actions = m.handle(Event::Finished(Ok(()))).unwrap();
         assert_eq!(actions.first(), Some(&Action::WriteRecord));
-        assert_eq!(actions.last(), Some(&Action::RequestReboot));
+        assert_eq!(actions.last(), Some(&Action::Reboot));
+        // "installed" is a state of its own, published before the reboot is asked for.
+        assert_eq!(m.state(), State::Installed);
+        assert_eq!(
+            m.handle(Event::Reboot).unwrap(),
+            vec![Action::RequestReboot]
+        );
         assert_eq!(m.state(), State::Rebooting);
         // PID 1 refused: back to installed, with the reason.
         m.handle(Event::RebootFailed("no init".into())).unwrap();

@@ -399,19 +399,34 @@ impl Update {
         result
     }
 
-    /// Feeds the install machine and carries out what it asks for.
+    /// Feeds the install machine and carries out what it asks for; a refusal of `event`
+    /// itself is returned, refusals of events it leads to (auto_reboot) are logged.
     async fn machine_event(&self, event: machine::Event) -> Result<(), BusError> {
-        let actions = self.shared.lock().machine.handle(event)?;
-        self.publish().await;
-        for action in actions {
-            match action {
-                Action::StartApply | Action::AbortApply => {}
-                Action::WriteRecord => self.write_record().await,
-                Action::RequestReboot => self.request_reboot_for_machine().await,
-                Action::Completed { success, message } => {
-                    if let Some(emitter) = self.shared.emitter.get() {
-                        if let Err(e) = Update::completed(emitter, success, &message).await {
-                            eprintln!("myelin-update: cannot emit Completed: {e}");
+        let mut queue = std::collections::VecDeque::from([event]);
+        let mut first = true;
+        while let Some(event) = queue.pop_front() {
+            let handled = self.shared.lock().machine.handle(event);
+            let actions = match handled {
+                Ok(actions) => actions,
+                Err(refused) if first => return Err(refused.into()),
+                Err(refused) => {
+                    eprintln!("myelin-update: {refused}");
+                    continue;
+                }
+            };
+            first = false;
+            self.publish().await;
+            for action in actions {
+                match action {
+                    Action::StartApply | Action::AbortApply => {}
+                    Action::WriteRecord => self.write_record().await,
+                    Action::RequestReboot => self.request_reboot_for_machine().await,
+                    Action::Reboot => queue.push_back(machine::Event::Reboot),
+                    Action::Completed { success, message } => {
+                        if let Some(emitter) = self.shared.emitter.get() {
+                            if let Err(e) = Update::completed(emitter, success, &message).await {
+                                eprintln!("myelin-update: cannot emit Completed: {e}");
+                            }
                         }
                     }
                 }

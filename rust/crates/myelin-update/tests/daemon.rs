@@ -655,6 +655,18 @@ async fn auto_reboot_and_download_progress() {
     let url = server.route("/v2.fw", Reply::Full(bytes.clone()));
     let update = bus.proxy().await;
     let mut progress = update.receive_install_progress().await.unwrap();
+    // Every PropertiesChanged signal, as another client receives them.
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .build()
+        .await
+        .unwrap();
+    let props = zbus::fdo::PropertiesProxy::builder(&conn)
+        .destination("org.myelin.Update1")
+        .path("/org/myelin/Update1")
+        .build()
+        .await
+        .unwrap();
+    let mut changes = props.receive_properties_changed().await.unwrap();
     install(&bus, &url).await.unwrap();
 
     // The signal carries the bytes read against the Content-Length.
@@ -677,6 +689,20 @@ async fn auto_reboot_and_download_progress() {
     })
     .await;
     assert_eq!(update.state().await.unwrap(), "rebooting");
+
+    // Every change of State was announced, in order.
+    let mut seen: Vec<String> = Vec::new();
+    while seen.last().map(String::as_str) != Some("rebooting") {
+        let signal = tokio::time::timeout(TIMEOUT, changes.next())
+            .await
+            .expect("no PropertiesChanged for State")
+            .unwrap();
+        let args = signal.args().unwrap();
+        if let Some(state) = args.changed_properties().get("State") {
+            seen.push(state.downcast_ref::<String>().unwrap());
+        }
+    }
+    assert_eq!(seen, ["installing", "installed", "rebooting"]);
     let record = std::fs::read_to_string(device.state.join("last-install.json")).unwrap();
     assert!(
         record.contains("\"slot\":\"b\"") && record.contains("2.0.0"),
