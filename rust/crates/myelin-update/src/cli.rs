@@ -194,6 +194,9 @@ async fn client_command(command: Command, address: Option<&str>) -> Result<ExitC
             quiet,
         } => {
             let source = if source == "-" {
+                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    bail!("`install -` reads the .fw from standard input: pipe or redirect it");
+                }
                 let fd = std::io::stdin()
                     .as_fd()
                     .try_clone_to_owned()

@@ -571,6 +571,10 @@ async fn cancel_and_one_install_at_a_time() {
 
 #[tokio::test]
 async fn only_root_may_change_anything() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs clients as another user (uid 65534): run the tests as root, as scripts/test does in CI"
+    );
     let bus = Bus::start();
     let device = Device::new();
     let init = FakeInit::start(device.dir.path());
