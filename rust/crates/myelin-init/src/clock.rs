@@ -75,22 +75,29 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (num, unit) = s.split_at(split);
-    if num.is_empty() {
-        return None;
-    }
-    let factor_ms: f64 = match unit {
-        "ms" => 1.0,
-        "s" => 1000.0,
-        "m" | "min" => 60_000.0,
-        "h" => 3_600_000.0,
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
         _ => return None,
     };
-    let n: f64 = num.parse().ok()?;
-    let ms = n * factor_ms;
-    if !ms.is_finite() || !(0.0..=1e15).contains(&ms) {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() || frac.contains('.') || frac.len() > 6 {
         return None;
     }
-    Some(Duration::from_millis(ms.round() as u64))
+    // Integer arithmetic in microseconds: "1.5s" is exactly 1500 ms.
+    let int: u64 = int.parse().ok()?;
+    let frac_num: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let frac_den = 10u64.pow(frac.len() as u32);
+    let us = int
+        .checked_mul(unit_ms * 1000)?
+        .checked_add(frac_num * unit_ms * 1000 / frac_den)?;
+    Some(Duration::from_millis(us / 1000))
 }
 
 #[cfg(test)]
@@ -109,6 +116,10 @@ mod tests {
         assert_eq!(parse_duration("5 s"), None);
         assert_eq!(parse_duration("-5s"), None);
         assert_eq!(parse_duration("5d"), None);
+        assert_eq!(parse_duration("0.25s"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.2.3s"), None);
+        assert_eq!(parse_duration(".5s"), None);
+        assert_eq!(parse_duration("99999999999999999999h"), None);
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::ZERO), "0s");

@@ -1203,20 +1203,32 @@ impl Config {
 /// Best-effort reading of the sections PID 1 needs in safe mode (when the file as a whole is
 /// invalid): each of `[init]`, `[boot]` and `[log]` is taken if it alone is valid, else defaults.
 pub fn load_fallback(src: &str) -> (InitConfig, BootConfig, LogConfig) {
-    let table: toml::Table = match toml::from_str(src) {
-        Ok(t) => t,
-        Err(_) => return Default::default(),
-    };
-    fn section<T: for<'de> Deserialize<'de> + Default>(t: &toml::Table, key: &str) -> T {
-        t.get(key)
-            .cloned()
-            .and_then(|v| v.try_into().ok())
-            .unwrap_or_default()
+    // One lenient parse per section (other keys ignored), reusing the strict parser's code.
+    #[derive(Deserialize)]
+    struct InitOnly {
+        #[serde(default)]
+        init: InitConfig,
+    }
+    #[derive(Deserialize)]
+    struct BootOnly {
+        #[serde(default)]
+        boot: BootConfig,
+    }
+    #[derive(Deserialize)]
+    struct LogOnly {
+        #[serde(default)]
+        log: LogConfig,
     }
     (
-        section(&table, "init"),
-        section(&table, "boot"),
-        section(&table, "log"),
+        toml::from_str::<InitOnly>(src)
+            .map(|s| s.init)
+            .unwrap_or_default(),
+        toml::from_str::<BootOnly>(src)
+            .map(|s| s.boot)
+            .unwrap_or_default(),
+        toml::from_str::<LogOnly>(src)
+            .map(|s| s.log)
+            .unwrap_or_default(),
     )
 }
 

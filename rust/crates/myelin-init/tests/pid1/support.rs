@@ -222,6 +222,8 @@ pub struct Setup {
     pub body: String,
     /// Extra unshare flags.
     pub unshare: Vec<String>,
+    /// The init binary (default: this build's myelin-init).
+    pub init_bin: PathBuf,
 }
 
 impl Setup {
@@ -234,6 +236,7 @@ impl Setup {
             log: String::new(),
             body: String::new(),
             unshare: Vec::new(),
+            init_bin: PathBuf::from(env!("CARGO_BIN_EXE_myelin-init")),
         }
     }
 
@@ -283,7 +286,7 @@ impl Setup {
             "--uts",
         ])
         .args(&self.unshare)
-        .arg(env!("CARGO_BIN_EXE_myelin-init"))
+        .arg(&self.init_bin)
         .arg("--config")
         .arg(&cfg)
         .stdin(Stdio::null())
@@ -479,14 +482,12 @@ impl Ns {
 
     /// The init's VmRSS in KiB.
     pub fn init_rss_kib(&self) -> Option<u64> {
-        let pid = self.init_pid()?;
-        let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
+        self.init_memory().map(|m| m.0)
+    }
+
+    /// The init's VmRSS, RssAnon and RssFile in KiB.
+    pub fn init_memory(&self) -> Option<(u64, u64, u64)> {
+        memory_kib(self.init_pid()?)
     }
 
     /// The pid, as seen from here, of the init's child that has `ns_pid` inside.
@@ -551,6 +552,20 @@ impl Drop for Ns {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// VmRSS, RssAnon and RssFile of a process, in KiB.
+pub fn memory_kib(pid: i32) -> Option<(u64, u64, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let get = |k: &str| -> Option<u64> {
+        s.lines()
+            .find(|l| l.starts_with(k))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((get("VmRSS:")?, get("RssAnon:")?, get("RssFile:")?))
 }
 
 /// Whether this machine can run the namespace tests.
