@@ -308,68 +308,32 @@ impl Update {
         if now == before {
             return;
         }
-        let results = [
-            if now.state != before.state {
-                self.state_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.progress != before.progress {
-                self.progress_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.last_error != before.last_error {
-                self.last_error_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.source != before.source {
-                self.source_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.snapshot.status != before.snapshot.status {
-                self.status_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.snapshot.running != before.snapshot.running {
-                self.running_slot_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.snapshot.trial != before.snapshot.trial {
-                self.trial_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if version(&now.snapshot) != version(&before.snapshot) {
-                self.version_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if now.snapshot.slots != before.snapshot.slots {
-                self.slots_changed(emitter).await
-            } else {
-                Ok(())
-            },
-            if last_install(&now.snapshot) != last_install(&before.snapshot) {
-                self.last_install_changed(emitter).await
-            } else {
-                Ok(())
-            },
-        ];
-        for r in results {
-            if let Err(e) = r {
-                eprintln!("myelin-update: cannot emit PropertiesChanged: {e}");
-            }
+        // One PropertiesChanged per property that changed.
+        macro_rules! announce {
+            ($changed:expr, $emit:ident) => {
+                if $changed {
+                    if let Err(e) = self.$emit(emitter).await {
+                        eprintln!("myelin-update: cannot emit PropertiesChanged: {e}");
+                    }
+                }
+            };
         }
+        let (n, b) = (&now.snapshot, &before.snapshot);
+        announce!(now.state != before.state, state_changed);
+        announce!(now.progress != before.progress, progress_changed);
+        announce!(now.last_error != before.last_error, last_error_changed);
+        announce!(now.source != before.source, source_changed);
+        announce!(n.status != b.status, status_changed);
+        announce!(n.running != b.running, running_slot_changed);
+        announce!(n.trial != b.trial, trial_changed);
+        announce!(version(n) != version(b), version_changed);
+        announce!(n.slots != b.slots, slots_changed);
+        announce!(last_install(n) != last_install(b), last_install_changed);
     }
 
     /// Runs an ops task on a blocking thread, refusing if another firmware operation runs.
     async fn run_ops(&self, task: &'static str) -> Result<Vec<String>, BusError> {
-        let _op = {
+        let op = {
             let mut inner = self.shared.lock();
             inner.machine.check_operation()?;
             if inner.op_running {
@@ -389,7 +353,7 @@ impl Update {
         })
         .await
         .map_err(|e| BusError::Failed(format!("internal error: {e}")))?;
-        drop(_op);
+        drop(op);
         let result = result.map_err(|e| BusError::Failed(format!("{task}: {e}")));
         match &result {
             Ok(messages) => eprintln!("myelin-update: {task}: done {}", messages.join("; ")),
