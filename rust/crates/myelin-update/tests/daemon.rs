@@ -714,3 +714,29 @@ async fn auto_reboot_and_download_progress() {
     );
     daemon.stop();
 }
+
+#[tokio::test]
+async fn https_with_the_configured_ca_and_without() {
+    let bus = Bus::start();
+    let device = Device::new();
+    let init = FakeInit::start(device.dir.path());
+    let v2 = build_fw(device.dir.path(), "v2", "2.0.0", "testboard", 2, None);
+    let server = HttpsServer::start(std::fs::read(&v2.path).unwrap());
+
+    // The built-in Mozilla roots do not know the test CA: refused, with the reason.
+    let config = device.config(&init.path, "");
+    let daemon = Daemon::start(&bus, &device, &config);
+    must_fail(&bus, &device, &server.url, "certificate").await;
+    daemon.stop();
+
+    // With the CA configured, the download verifies and installs.
+    let ca = device.path("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let config = device.config(&init.path, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}ca_file = \"{}\"\n", ca.display())).unwrap();
+    let daemon = Daemon::start(&bus, &device, &config);
+    install(&bus, &server.url).await.unwrap();
+    assert_eq!(&device.slot(ROOTFS_B, v2.rootfs.len()), &v2.rootfs);
+    daemon.stop();
+}
