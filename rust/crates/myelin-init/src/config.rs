@@ -60,6 +60,7 @@
 //! kmsg = "/dev/kmsg"             # "" = don't copy to the kernel log
 //! kmsg_rate = 20                 # lines per second to kmsg (burst: kmsg_burst)
 //! kmsg_burst = 200
+//! console_level = "notice"       # PID 1's own messages this important also go to the console
 //!
 //! [root]                         # the top supervisor
 //! strategy = "one_for_one"       # one_for_one | one_for_all | rest_for_one
@@ -515,6 +516,8 @@ pub struct LogConfig {
     pub kmsg_rate: u32,
     /// Lines copied to kmsg in a burst.
     pub kmsg_burst: u32,
+    /// PID 1's own messages at or above this priority also go to the console (its stderr).
+    pub console_level: crate::log::Level,
 }
 
 impl Default for LogConfig {
@@ -525,6 +528,7 @@ impl Default for LogConfig {
             kmsg: "/dev/kmsg".into(),
             kmsg_rate: 20,
             kmsg_burst: 200,
+            console_level: crate::log::Level::Notice,
         }
     }
 }

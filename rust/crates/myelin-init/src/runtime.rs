@@ -242,7 +242,9 @@ fn safe_mode(path: &Path, err: ConfigError, opts: &Options) -> i32 {
     let (init, boot, logc) = crate::config::load_fallback(&src);
     let mut log = logger_for(&logc, opts);
     // Say it on the console at once, in case boot itself hangs.
-    eprintln!("myelin-init: invalid configuration, entering safe mode:\n{err}");
+    crate::log::console_write(&format!(
+        "myelin-init: invalid configuration, entering safe mode:\n{err}\n"
+    ));
     let clock = SystemClock;
     let fallback = Config::parse("", path).map(|mut c| {
         c.boot = boot.clone();
@@ -303,10 +305,7 @@ fn safe_mode_after_boot(
 /// Runs a shell on the console until it exits or PID 1 gets a shutdown signal; the signal's
 /// action, if any.
 fn run_console_shell(shell: &str, console: &str, log: &mut Logger) -> io::Result<Option<Action>> {
-    let tty = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(console)?;
+    let tty = open_tty(Path::new(console))?;
     let mut cmd = Command::new(shell);
     cmd.stdin(Stdio::from(tty.try_clone()?))
         .stdout(Stdio::from(tty.try_clone()?))
@@ -529,10 +528,7 @@ impl Io {
         let mut pipes = None;
         let console = spec.console;
         if console {
-            let tty = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.console)?;
+            let tty = open_tty(&self.console)?;
             cmd.stdin(Stdio::from(tty.try_clone()?))
                 .stdout(Stdio::from(tty.try_clone()?))
                 .stderr(Stdio::from(tty));
@@ -746,6 +742,7 @@ impl Runtime {
     }
 
     fn run(&mut self) -> i32 {
+        crate::log::console_nonblocking();
         let now = self.now();
         self.sup.start(now, &mut self.io);
         let mut events = vec![EpollEvent::empty(); 64];
@@ -1333,6 +1330,21 @@ pub fn console_device(boot: &crate::config::BootConfig) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/dev/console"))
 }
 
+/// Opens a terminal without waiting for a modem's carrier (O_NONBLOCK for the open only) and
+/// without making it PID 1's controlling terminal.
+pub fn open_tty(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)?;
+    let flags = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok(f)
+}
+
 /// Whether a readiness path is there: it exists, and if it is a socket, something listens.
 pub fn path_ready(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
@@ -1362,10 +1374,7 @@ pub fn path_ready(path: &Path) -> bool {
 }
 
 fn spawn_detached_shell(shell: &str, console: &str) -> io::Result<()> {
-    let tty = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(console)?;
+    let tty = open_tty(Path::new(console))?;
     let mut cmd = Command::new(shell);
     cmd.stdin(Stdio::from(tty.try_clone()?))
         .stdout(Stdio::from(tty.try_clone()?))

@@ -462,11 +462,7 @@ impl Sys for LinuxSys<'_> {
     }
 
     fn console(&mut self, path: &str) -> io::Result<()> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY)
-            .open(path)?;
+        let f = crate::runtime::open_tty(Path::new(path))?;
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors, which this process owns.
             if unsafe { libc::dup2(f.as_raw_fd(), fd) } < 0 {

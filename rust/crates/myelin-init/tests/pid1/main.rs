@@ -88,6 +88,10 @@ const TESTS: &[Test] = &[
         "all_services_ready_is_announced",
         all_services_ready_is_announced,
     ),
+    (
+        "a_stuck_console_never_stalls_pid1",
+        a_stuck_console_never_stalls_pid1,
+    ),
 ];
 
 fn main() {
@@ -944,4 +948,46 @@ fn all_services_ready_is_announced() {
         "b started before the announcement"
     );
     assert_eq!(ns.console().matches("all services ready").count(), 1);
+}
+
+fn a_stuck_console_never_stalls_pid1() {
+    use std::os::fd::FromRawFd;
+    // PID 1's console is a terminal nobody reads (a serial line with flow control held): once
+    // its buffer is full, writing would block. A crash loop makes PID 1 write a lot to it.
+    // SAFETY: plain libc pty calls; both descriptors are owned by Files from here on.
+    let (master, slave) = unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0);
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(m)).to_owned();
+        let sl = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        assert!(sl >= 0);
+        (
+            std::fs::File::from_raw_fd(m),
+            std::fs::File::from_raw_fd(sl),
+        )
+    };
+    let mut s = Setup::new("stuck_console");
+    s.console = Some(slave);
+    s.body = "[root]\nintensity = 1000000\nperiod = \"1s\"\n\
+              [[service]]\nname = \"flap\"\nargv = [\"/bin/false\"]\nrestart_delay = \"0s\"\nrestart_delay_max = \"0s\"\n"
+        .into();
+    let ns = s.start();
+    // Thousands of "ended"/"restarting" warnings: far more than a terminal buffer holds.
+    ns.wait_for("many restarts", 30 * SEC, || {
+        ns.node("flap").restarts > 1200
+    });
+    let r1 = ns.node("flap").restarts;
+    let t0 = Instant::now();
+    let st = ns.status();
+    assert!(
+        t0.elapsed() < SEC,
+        "PID 1 answered slowly: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(st.phase, "running");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ns.node("flap").restarts > r1, "the loop keeps running");
+    drop(master);
 }

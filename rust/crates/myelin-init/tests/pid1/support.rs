@@ -224,6 +224,8 @@ pub struct Setup {
     pub unshare: Vec<String>,
     /// The init binary (default: this build's myelin-init).
     pub init_bin: PathBuf,
+    /// PID 1's stdout and stderr (default: the `console` file).
+    pub console: Option<fs::File>,
 }
 
 impl Setup {
@@ -237,6 +239,7 @@ impl Setup {
             body: String::new(),
             unshare: Vec::new(),
             init_bin: PathBuf::from(env!("CARGO_BIN_EXE_myelin-init")),
+            console: None,
         }
     }
 
@@ -274,7 +277,10 @@ impl Setup {
         let cfg = self.dir.join("init.toml");
         fs::write(&cfg, self.config()).expect("write config");
         fs::write(self.dir.join("kmsg"), "").expect("kmsg");
-        let out = fs::File::create(self.dir.join("console")).expect("console");
+        let out = match self.console {
+            Some(f) => f,
+            None => fs::File::create(self.dir.join("console")).expect("console"),
+        };
         let mut cmd = Command::new("unshare");
         cmd.args([
             "--user",
