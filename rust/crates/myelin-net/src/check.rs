@@ -10,12 +10,12 @@
 //! exponentially from `min_interval` to `max_interval`. One lost packet therefore never flips
 //! the verdict, and a dead uplink is noticed within about a minute.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{ConnectivitySettings, HostPort, Ipv4Net};
+use crate::config::{ConnectivitySettings, Ipv4Net};
 
 /// An interface's (or the device's) connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -157,10 +157,11 @@ pub fn pick_targets(
 }
 
 /// Resolves check targets (names that do not resolve are dropped).
-pub async fn resolve(hosts: &[HostPort]) -> Vec<SocketAddr> {
+#[cfg(feature = "daemon")]
+pub async fn resolve(hosts: &[crate::config::HostPort]) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for h in hosts {
-        if let Ok(ip) = h.host.parse::<Ipv4Addr>() {
+        if let Ok(ip) = h.host.parse::<std::net::Ipv4Addr>() {
             out.push(SocketAddr::from((ip, h.port)));
             continue;
         }
@@ -173,6 +174,7 @@ pub async fn resolve(hosts: &[HostPort]) -> Vec<SocketAddr> {
 
 /// Tries the targets in order through `ifname` (`SO_BINDTODEVICE`); true at the first that
 /// accepts or actively refuses (a refusal still crossed the internet and back).
+#[cfg(feature = "daemon")]
 pub async fn probe(ifname: &str, targets: &[SocketAddr], timeout: Duration) -> bool {
     for t in targets {
         match connect_via(ifname, *t, timeout).await {
@@ -184,6 +186,7 @@ pub async fn probe(ifname: &str, targets: &[SocketAddr], timeout: Duration) -> b
     false
 }
 
+#[cfg(feature = "daemon")]
 async fn connect_via(ifname: &str, target: SocketAddr, timeout: Duration) -> std::io::Result<()> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.bind_device(Some(ifname.as_bytes()))?;

@@ -171,12 +171,14 @@ impl Lease {
 }
 
 /// Binds the daemon's end of the hook socket (replacing a stale one).
+#[cfg(feature = "daemon")]
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixDatagram> {
     let _ = std::fs::remove_file(path);
     tokio::net::UnixDatagram::bind(path)
 }
 
 /// Receives the next report; malformed datagrams are logged and skipped.
+#[cfg(feature = "daemon")]
 pub async fn recv(sock: &tokio::net::UnixDatagram) -> std::io::Result<Report> {
     let mut buf = vec![0u8; 65536];
     loop {
@@ -238,6 +240,7 @@ mod tests {
         assert!(Lease::from_vars(&vars(&[("ip", "1.2.3.4"), ("subnet", "255.0.255.0")])).is_err());
     }
 
+    #[cfg(feature = "daemon")]
     #[tokio::test]
     async fn report_round_trip() {
         let dir = tempfile::tempdir().unwrap();

@@ -10,20 +10,28 @@
 //!
 //! The side effects sit behind small edges: [`netlink`] (rtnetlink), [`process`] (supervised
 //! programs), [`mdns`]. [`manager`] is the event loop that combines them; [`service`] publishes
-//! it on D-Bus and [`client`] is the client side (myelinctl, `myelin-net status`).
+//! it on D-Bus and [`client`] is the client side (myelinctl, `myelin-net status`). Those, and
+//! the I/O halves of [`check`], [`dhcp`] and [`wpa`], need the default feature `daemon`.
 
 pub mod check;
+#[cfg(feature = "daemon")]
 pub mod cli;
+#[cfg(feature = "daemon")]
 pub mod client;
 pub mod config;
 pub mod dhcp;
+#[cfg(feature = "daemon")]
 pub mod manager;
+#[cfg(feature = "daemon")]
 pub mod mdns;
+#[cfg(feature = "daemon")]
 pub mod netlink;
 pub mod persist;
+#[cfg(feature = "daemon")]
 pub mod process;
 pub mod resolv;
 pub mod route;
+#[cfg(feature = "daemon")]
 pub mod service;
 pub mod tech;
 pub mod wpa;

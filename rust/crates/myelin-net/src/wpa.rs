@@ -19,11 +19,15 @@
 //! use printf escapes (`\xNN`, `\\`, `\"`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "daemon")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+#[cfg(feature = "daemon")]
 use tokio::net::UnixDatagram;
+#[cfg(feature = "daemon")]
 use tokio::sync::{mpsc, oneshot};
 
 /// Control-socket failures.
@@ -304,6 +308,7 @@ pub fn parse_event(msg: &str) -> Event {
 }
 
 /// One control-socket connection (its own bound reply socket).
+#[cfg(feature = "daemon")]
 pub struct Client {
     sock: UnixDatagram,
     local: PathBuf,
@@ -312,12 +317,14 @@ pub struct Client {
     busy: tokio::sync::Mutex<()>,
 }
 
+#[cfg(feature = "daemon")]
 impl Drop for Client {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.local);
     }
 }
 
+#[cfg(feature = "daemon")]
 impl Client {
     /// Connects to `ctrl`, binding the reply socket in `local_dir` under `tag`.
     pub fn open(
@@ -488,6 +495,7 @@ pub enum Update {
 }
 
 /// Requests to a running session.
+#[cfg(feature = "daemon")]
 #[derive(Debug)]
 pub enum Command {
     /// Start a scan; the reply says whether the supplicant accepted it.
@@ -506,6 +514,7 @@ pub struct Timing {
 }
 
 /// Waits for the control socket (the supplicant creates it some time after starting).
+#[cfg(feature = "daemon")]
 pub async fn wait_for_socket(ctrl: &Path, limit: Duration) -> Result<(), WpaError> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -519,6 +528,7 @@ pub async fn wait_for_socket(ctrl: &Path, limit: Duration) -> Result<(), WpaErro
     }
 }
 
+#[cfg(feature = "daemon")]
 async fn current(cmd: &Client) -> Result<Option<CurrentAp>, WpaError> {
     let status = cmd.status().await?;
     if status.get("wpa_state").map(String::as_str) != Some("COMPLETED") {
@@ -539,6 +549,7 @@ async fn current(cmd: &Client) -> Result<Option<CurrentAp>, WpaError> {
 
 /// Runs a WiFi session until the supplicant goes away or stops answering: reports scan
 /// results, the current AP, AP-mode stations and notable events; serves commands.
+#[cfg(feature = "daemon")]
 pub async fn session(
     ctrl: PathBuf,
     local_dir: PathBuf,
