@@ -352,6 +352,16 @@ fn fat_err(call: &Call, e: FatError) -> Error {
     }
 }
 
+/// Argument `i` (a block count or offset) in bytes.
+fn bytes(call: &Call, i: usize) -> Result<u64, Error> {
+    num(call, i)?.checked_mul(BLOCK).ok_or_else(|| {
+        task_err(
+            call,
+            format!("argument {i} ('{}') is too large", call.arg(i)),
+        )
+    })
+}
+
 fn num(call: &Call, i: usize) -> Result<u64, Error> {
     parse_c_uint(call.arg(i)).ok_or_else(|| {
         task_err(
@@ -478,7 +488,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 Ctx::Resource(r) => r.total_len(),
                 _ => 0,
             },
-            "raw_memset" => num(call, 2)? * BLOCK,
+            "raw_memset" => num(call, 2)?.saturating_mul(BLOCK),
             "trim" => num(call, 2)? / 256,
             "gpt_write" => 2 * 33 * BLOCK,
             "uboot_clearenv" | "uboot_recover" | "uboot_setenv" | "uboot_unsetenv" => self
@@ -695,7 +705,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                         "raw_write with encryption options is not supported by myelin-fw".into(),
                     ));
                 }
-                let dest = num(call, 1)? * BLOCK;
+                let dest = bytes(call, 1)?;
                 let stream = stream.ok_or_else(|| task_err(call, "no resource to write"))?;
                 self.raw_write(call, res, stream, dest)?;
                 return Ok(());
@@ -710,8 +720,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 return Ok(());
             }
             "raw_memset" => {
-                let dest = num(call, 1)? * BLOCK;
-                let count = num(call, 2)? * BLOCK;
+                let dest = bytes(call, 1)?;
+                let count = bytes(call, 2)?;
+                if dest.checked_add(count).is_none() {
+                    return Err(task_err(call, "range out of bounds"));
+                }
                 let value = parse_c_int(call.arg(3))
                     .filter(|v| (0..=255).contains(v))
                     .ok_or_else(|| task_err(call, "value must be between 0 and 255"))?;
@@ -728,9 +741,9 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 return Ok(());
             }
             "trim" => {
-                let off = num(call, 1)? * BLOCK;
-                let count = num(call, 2)? * BLOCK;
-                if self.enable_trim {
+                let off = bytes(call, 1)?;
+                let count = bytes(call, 2)?;
+                if self.enable_trim && off.checked_add(count).is_some() {
                     self.out
                         .discard(off, count)
                         .map_err(|e| Error::io("trim", e))?;
@@ -790,7 +803,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                     "partition-table",
                     sectors
                         .into_iter()
-                        .map(|(b, s)| (b * BLOCK, s.to_vec()))
+                        .map(|(b, s)| (b.saturating_mul(BLOCK), s.to_vec()))
                         .collect(),
                 );
             }
@@ -854,8 +867,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         } else {
             res.length.clone()
         };
-        let data_len: u64 = map.iter().step_by(2).sum();
-        let total: u64 = map.iter().sum();
+        let data_len: u64 = map
+            .iter()
+            .step_by(2)
+            .fold(0u64, |a, &b| a.saturating_add(b));
+        let total: u64 = map.iter().fold(0u64, |a, &b| a.saturating_add(b));
         let ending_hole = if map.len() % 2 == 0 {
             map[map.len() - 1]
         } else {
@@ -917,7 +933,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                     seg += 1;
                     in_seg = 0;
                     if seg < map.len() {
-                        actual += map[seg];
+                        actual = actual.saturating_add(map[seg]);
                         seg += 1;
                     }
                 }
@@ -925,6 +941,12 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         }
         if ending_hole > 0 && count_holes {
             self.tracker.report(ending_hole);
+        }
+        if map.len() > 1 && total > (1u64 << 52) {
+            return Err(Error::Resource {
+                resource: res.name.clone(),
+                message: "sparse map in meta.conf is too large".into(),
+            });
         }
         if read_total != data_len {
             return Err(Error::Resource {
@@ -964,7 +986,10 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 Ok(())
             };
         let (total, ending_hole) = self.stream(call, res, stream, false, |eng, offset, data| {
-            let abs = dest + offset;
+            let abs = dest
+                .checked_add(offset)
+                .filter(|a| a.checked_add(data.len() as u64 + 2 * BLOCK).is_some())
+                .ok_or_else(|| task_err(call, "offset out of range"))?;
             let end = start + buf.len() as u64;
             if !buf.is_empty() && abs != end {
                 let block_end = end.div_ceil(BLOCK) * BLOCK;
@@ -993,7 +1018,10 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             // A regular file must grow to the resource's full size: write its last block.
             let n = ending_hole.min(BLOCK);
             let zeros = vec![0u8; n as usize];
-            self.write_direct(&zeros, dest + total - n)?;
+            let at = dest
+                .checked_add(total - n)
+                .ok_or_else(|| task_err(call, "offset out of range"))?;
+            self.write_direct(&zeros, at)?;
         }
         Ok(())
     }

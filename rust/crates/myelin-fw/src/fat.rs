@@ -186,6 +186,12 @@ fn st32(b: &mut [u8], i: usize, v: u32) {
 
 /// Creates a file system on `count` blocks at block `offset`.
 pub fn mkfs(out: &mut Output<'_>, offset: u64, count: u64) -> Result<()> {
+    if offset
+        .checked_add(count)
+        .is_none_or(|end| end > u64::MAX / 1024)
+    {
+        return Err(FatError::MkfsAborted(count));
+    }
     if count > 0 {
         out.write_sector(offset + count - 1, &[0xFF; 512])?;
     }
@@ -555,6 +561,11 @@ const RUN_LIMIT: usize = 1 << 20;
 impl<'a, 'o> Fat<'a, 'o> {
     /// Opens the FAT volume at block `offset`, reusing (or starting) its mount state.
     pub fn open(out: &'a mut Output<'o>, offset: u64, st: &'a mut VolState) -> Result<Self> {
+        if offset > u64::MAX / 1024 {
+            return Err(FatError::NoFilesystem(format!(
+                "block {offset} is out of range"
+            )));
+        }
         let bs = out.sector(offset)?;
         let bad = |m: &str| FatError::NoFilesystem(format!("{m} at block {offset}"));
         if ld16(&bs, 510) != 0xAA55 || !matches!(bs[0], 0xEB | 0xE9 | 0xE8) {

@@ -279,6 +279,11 @@ pub fn encode(cfg: &Gpt, device_blocks: u64) -> Result<Vec<(u64, Vec<u8>)>, GptE
     } else {
         device_blocks.min(u64::from(u32::MAX))
     };
+    if num_blocks < 2 * GPT_BLOCKS + 2 {
+        return Err(GptError(format!(
+            "the device ({num_blocks} blocks) is too small for a GPT"
+        )));
+    }
     let table = entries(&parts, num_blocks);
     let table_crc = crc32fast::hash(&table);
     let mut primary = vec![0u8; 512 * (1 + GPT_BLOCKS as usize)];

@@ -25,6 +25,9 @@ use std::io;
 pub const CACHE_LIMIT: usize = 16 * 1024 * 1024;
 /// Clean sectors kept for reading before they are dropped.
 const CLEAN_LIMIT: usize = 16 * 1024;
+/// Dirty sectors (zero or not) kept before the cache is written back early: every entry
+/// costs memory, so a `fat_mkfs` of a huge partition must not pile them up.
+const DIRTY_LIMIT: usize = 64 * 1024;
 
 const SECTOR: u64 = 512;
 
@@ -260,7 +263,9 @@ impl<'t> Output<'t> {
             }
         }
         self.cached_bytes += added;
-        if self.cached_bytes > CACHE_LIMIT {
+        if self.cached_bytes > CACHE_LIMIT
+            || self.cache.len().saturating_sub(self.clean) > DIRTY_LIMIT
+        {
             self.flush_cache()?;
         }
         Ok(())

@@ -72,7 +72,7 @@ impl<'a> Tracker<'a> {
 
     /// Adds `units` and reports the new percentage if it grew (never 100 before the end).
     pub fn report(&mut self, units: u64) {
-        self.current = (self.current + units).min(self.total);
+        self.current = self.current.saturating_add(units).min(self.total);
         let mut pct = self.low;
         if self.total > 0 {
             let amt =

@@ -54,6 +54,9 @@ impl Location {
             None => None,
             Some(s) => Some(parse_c_uint(s).ok_or("block-offset-redund must be an integer")?),
         };
+        if offset > u64::MAX / 1024 || redund.is_some_and(|r| r > u64::MAX / 1024) {
+            return Err("block-offset is too large".into());
+        }
         if let Some(r) = redund {
             let (l, rr) = (r, r + count as u64);
             let (a, b) = (offset, offset + count as u64);

@@ -114,12 +114,15 @@ pub struct FileResource {
 impl FileResource {
     /// Bytes stored in the archive (data runs only).
     pub fn data_len(&self) -> u64 {
-        self.length.iter().step_by(2).sum()
+        self.length
+            .iter()
+            .step_by(2)
+            .fold(0u64, |a, &b| a.saturating_add(b))
     }
 
     /// Bytes the resource spans once holes are put back.
     pub fn total_len(&self) -> u64 {
-        self.length.iter().sum()
+        self.length.iter().fold(0u64, |a, &b| a.saturating_add(b))
     }
 }
 
