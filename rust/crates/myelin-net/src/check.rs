@@ -95,6 +95,18 @@ impl CheckLogic {
         }
     }
 
+    /// The check targets changed: a verdict reached with the old ones proves nothing about the
+    /// new ones, so `internet` drops to `lan` until a new check succeeds (soon).
+    pub fn retarget(&mut self) {
+        if self.connection == Connection::Internet {
+            self.connection = Connection::Lan;
+        }
+        self.strikes = 0;
+        if self.connection == Connection::Lan {
+            self.interval = Some(self.min);
+        }
+    }
+
     /// A check succeeded.
     pub fn success(&mut self) {
         if self.connection == Connection::Disconnected {

@@ -741,8 +741,10 @@ impl Manager {
                 self.check_hosts = hosts;
                 let names: Vec<String> = self.ifaces.keys().cloned().collect();
                 for n in names {
-                    if let Some(i) = self.ifaces.get_mut(&n) {
-                        i.check.kick();
+                    if let Some(i) = self.ifaces.get_mut(&n)
+                        && i.config.as_ref().is_some_and(|c| c.check_hosts.is_none())
+                    {
+                        i.check.retarget();
                     }
                     self.schedule_check(&n);
                 }
@@ -810,8 +812,10 @@ impl Manager {
         });
         if in_place {
             if let Some(i) = self.ifaces.get_mut(ifname) {
+                if i.config.as_ref().map(|c| &c.check_hosts) != Some(&config.check_hosts) {
+                    i.check.retarget();
+                }
                 i.config = Some(config);
-                i.check.kick();
             }
             self.schedule_check(ifname);
             return;

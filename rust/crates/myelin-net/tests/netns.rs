@@ -212,6 +212,20 @@ type = "ethernet"
     until_connection(&conn, "eth0", "internet").await;
     assert!(leased_address(&net.dev).is_some());
 
+    // New check targets void the old verdict at once (not after three strikes): only the
+    // on-subnet router is left, which proves nothing about the internet.
+    net1.set_check_hosts(&[&format!("192.168.77.1:{port}")], false)
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_millis(300),
+        "lan right after new check targets",
+        || async { (iface_prop(&conn, "eth0", "connection").await == "lan").then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(iface_prop(&conn, "eth0", "connection").await, "lan");
+
     drop(target);
     daemon.stop();
 }
