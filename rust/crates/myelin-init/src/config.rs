@@ -410,7 +410,7 @@ pub struct BootConfig {
     pub pseudo_fs: bool,
     /// /tmp and /run.
     pub tmpfs: bool,
-    /// /dev/rootdisk0[pN] links.
+    /// `/dev/rootdisk0[pN]` links.
     pub rootdisk_links: bool,
     /// Console device for stdin/out/err (`ttyS0` or `/dev/ttyS0`).
     pub console: Option<String>,
@@ -554,7 +554,7 @@ pub struct SupervisorSpec {
 pub struct ServiceSpec {
     /// argv; `argv[0]` is what the program sees.
     pub argv: Vec<String>,
-    /// Executable actually run (argv[0] resolved through PATH by `check_environment`).
+    /// Executable actually run (`argv[0]` resolved through PATH by `check_environment`).
     pub program: PathBuf,
     /// Environment (complete: nothing is inherited from PID 1).
     pub env: BTreeMap<String, String>,
@@ -1107,7 +1107,7 @@ impl Config {
     }
 
     /// Checks what only the running system can tell, once the boot duties have mounted
-    /// everything: executables exist (argv[0] resolved through the service's PATH), users and
+    /// everything: executables exist (`argv[0]` resolved through the service's PATH), users and
     /// groups exist (resolved to ids, HOME set from the user's entry), working directories exist.
     /// `etc` is the directory holding `passwd` and `group` (normally `/etc`).
     pub fn check_environment(&mut self, etc: &Path) -> Result<(), ConfigError> {

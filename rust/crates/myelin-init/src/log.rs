@@ -1,7 +1,7 @@
 //! Log capture: service output split into lines, kept in a bounded in-memory ring and copied to
 //! the kernel log (`/dev/kmsg`) under a rate limit.
 //!
-//! * The ring holds at most `ring_bytes` (text, service name and a fixed per-entry overhead);
+//! * The ring holds at most `ring_bytes` (text, service name, the entry and allocator overhead);
 //!   the oldest lines go first, so a crash loop costs a bounded amount of memory.
 //! * A line longer than `line_max` bytes is cut there (the rest becomes further lines).
 //! * A line starting with an sd-daemon priority prefix (`<0>` … `<7>`) gets that priority and
@@ -101,7 +101,9 @@ pub struct Entry {
     pub text: String,
 }
 
-const ENTRY_OVERHEAD: usize = 64;
+/// What a line costs besides its text and service name: the entry itself and the allocator's
+/// share of its two strings.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 32;
 
 fn entry_cost(e: &Entry) -> usize {
     e.text.len() + e.service.len() + ENTRY_OVERHEAD

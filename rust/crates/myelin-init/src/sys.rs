@@ -1,6 +1,6 @@
 //! The edge between PID 1's boot and shutdown logic and the kernel: every side effect goes
 //! through [`Sys`], so the sequences in [`crate::boot`] and [`crate::shutdown`] can be checked
-//! against golden traces of the calls they make (see [`fake::FakeSys`]), and [`LinuxSys`] does
+//! against golden traces of the calls they make (see the test-only `fake::FakeSys`), and [`LinuxSys`] does
 //! the real thing.
 
 use std::ffi::CString;

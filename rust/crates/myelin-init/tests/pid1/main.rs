@@ -64,6 +64,7 @@ const TESTS: &[Test] = &[
         invalid_config_is_reported_then_reboots,
     ),
     ("missing_binary_is_reported", missing_binary_is_reported),
+    ("missing_config_is_reported", missing_config_is_reported),
     (
         "hang_action_keeps_pid1_serving",
         hang_action_keeps_pid1_serving,
@@ -990,4 +991,19 @@ fn a_stuck_console_never_stalls_pid1() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(ns.node("flap").restarts > r1, "the loop keeps running");
     drop(master);
+}
+
+fn missing_config_is_reported() {
+    let mut s = Setup::new("noconfig");
+    let missing = s.dir.join("nowhere/init.toml");
+    s.config_file = Some(missing.clone());
+    let mut ns = s.start();
+    // Nothing readable: defaults (reboot, no shell), after saying why on console and kmsg.
+    assert_eq!(ns.wait(20 * SEC), Outcome::Reboot);
+    let expect = format!(
+        "{}: cannot read: No such file or directory",
+        missing.display()
+    );
+    assert!(ns.console().contains(&expect), "{}", ns.console());
+    assert!(ns.kmsg().contains(&expect), "{}", ns.kmsg());
 }

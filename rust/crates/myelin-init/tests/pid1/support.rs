@@ -226,6 +226,8 @@ pub struct Setup {
     pub init_bin: PathBuf,
     /// PID 1's stdout and stderr (default: the `console` file).
     pub console: Option<fs::File>,
+    /// Pass this path as the configuration instead of the one written.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Setup {
@@ -240,6 +242,7 @@ impl Setup {
             unshare: Vec::new(),
             init_bin: PathBuf::from(env!("CARGO_BIN_EXE_myelin-init")),
             console: None,
+            config_file: None,
         }
     }
 
@@ -276,6 +279,7 @@ impl Setup {
     pub fn start(self) -> Ns {
         let cfg = self.dir.join("init.toml");
         fs::write(&cfg, self.config()).expect("write config");
+        let cfg = self.config_file.clone().unwrap_or(cfg);
         fs::write(self.dir.join("kmsg"), "").expect("kmsg");
         let out = match self.console {
             Some(f) => f,
@@ -295,6 +299,9 @@ impl Setup {
         .arg(&self.init_bin)
         .arg("--config")
         .arg(&cfg)
+        // Even when the configuration is unreadable: never the host's kernel log.
+        .arg("--kmsg")
+        .arg(self.dir.join("kmsg"))
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out);
