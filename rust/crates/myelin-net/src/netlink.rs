@@ -283,15 +283,24 @@ impl NetOps for Rtnl {
                 .map_err(|e| NetError::new("list routes", e))?;
             let ours = crate::route::TABLE_BASE..crate::route::TABLE_BASE + 64;
             for r in routes {
+                use netlink_packet_route::route::RouteAttribute;
                 let table = r
                     .attributes
                     .iter()
                     .find_map(|a| match a {
-                        netlink_packet_route::route::RouteAttribute::Table(t) => Some(*t),
+                        RouteAttribute::Table(t) => Some(*t),
                         _ => None,
                     })
                     .unwrap_or(u32::from(r.header.table));
-                if ours.contains(&table) {
+                let metric = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Priority(p) => Some(*p),
+                    _ => None,
+                });
+                // Main-table routes in the calculator's metric range, made by an earlier run.
+                let old_main = table == crate::route::MAIN_TABLE
+                    && r.header.protocol == RouteProtocol::Static
+                    && metric.is_some_and(|m| crate::route::METRIC_RANGE.contains(&m));
+                if ours.contains(&table) || old_main {
                     let _ = self.handle.route().del(r).execute().await;
                 }
             }

@@ -81,6 +81,9 @@ pub enum Entry {
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
 
+/// Every metric [`metric`] can return.
+pub const METRIC_RANGE: std::ops::Range<u32> = 100..700;
+
 impl std::fmt::Display for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -261,6 +264,7 @@ mod tests {
         for k in [Kind::Ethernet, Kind::Wifi, Kind::Direct] {
             for c in [Lan, Internet] {
                 for w in 0..100 {
+                    assert!(METRIC_RANGE.contains(&m(k, c, w)));
                     assert!(seen.insert(m(k, c, w)));
                 }
             }

@@ -446,9 +446,60 @@ async fn interfaces_appear_and_disappear() {
         dir.path(),
         "[interface.eth1]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.99.0.2/24\" }\n",
     );
+    // Leftovers of an earlier run (a crash): its rule, its table, its main-table route; and a
+    // route that is not myelin-net's.
+    dev.ip(&[
+        "rule",
+        "add",
+        "from",
+        "198.51.100.7",
+        "lookup",
+        "105",
+        "priority",
+        "10000",
+    ]);
+    dev.ip(&[
+        "route",
+        "add",
+        "198.51.100.0/24",
+        "dev",
+        "lo",
+        "table",
+        "105",
+    ]);
+    dev.ip(&[
+        "route",
+        "add",
+        "198.51.100.0/24",
+        "dev",
+        "lo",
+        "proto",
+        "static",
+        "metric",
+        "300",
+    ]);
+    dev.ip(&[
+        "route",
+        "add",
+        "198.51.101.0/24",
+        "dev",
+        "lo",
+        "proto",
+        "static",
+        "metric",
+        "1000",
+    ]);
     let bus = Bus::start();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&dev, &bus, &cfg);
+    assert!(!dev.ip(&["-4", "rule"]).contains("198.51.100.7"));
+    assert!(dev.ip(&["-4", "route", "show", "table", "105"]).is_empty());
+    let main = dev.ip(&["-4", "route", "show"]);
+    assert!(!main.contains("198.51.100.0/24"), "{main}");
+    assert!(
+        main.contains("198.51.101.0/24"),
+        "not ours, must stay: {main}"
+    );
     wait_for(LIMIT, "eth1 waiting", || async {
         (iface_prop(&conn, "eth1", "state").await == "waiting").then_some(())
     })
