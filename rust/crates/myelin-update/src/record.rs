@@ -12,6 +12,9 @@
 //! back". The file is replaced atomically (temporary file, fsync, rename, fsync of the
 //! directory): after a power cut it holds the old record or the new one, never a mix.
 //!
+//! `<state_dir>/revert-requested` holds the boot id of a boot during which `Revert` ran, so a
+//! daemon restarted before the reboot does not validate the reverted firmware again.
+//!
 //! [`assess`] is pure: given the record, the running slot, the environment and the boot id it
 //! says what became of the install, e.g. [`Outcome::Reverted`] when the slot it wrote is neither
 //! running nor validated (the trial failed and the bootloader went back).
@@ -173,6 +176,21 @@ pub fn store(dir: &Path, record: &Record) -> io::Result<()> {
     write_atomically(&dir.join(FILE_NAME), &bytes)
 }
 
+/// File (in the state directory) naming the boot during which a revert was asked for.
+pub const REVERT_FILE: &str = "revert-requested";
+
+/// Notes that a revert was asked for during boot `boot_id`: until the reboot, the firmware
+/// still running must not be validated again, even by a restarted daemon (on some boards a
+/// reverted firmware and one on trial look the same in the environment).
+pub fn note_revert(dir: &Path, boot_id: &str) -> io::Result<()> {
+    write_atomically(&dir.join(REVERT_FILE), format!("{boot_id}\n").as_bytes())
+}
+
+/// Whether a revert was asked for during boot `boot_id`.
+pub fn reverted_during(dir: &Path, boot_id: &str) -> bool {
+    fs::read_to_string(dir.join(REVERT_FILE)).is_ok_and(|s| s.trim() == boot_id)
+}
+
 /// Writes `bytes` to `path` so that a power cut leaves either the old or the new contents:
 /// temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -307,6 +325,15 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+    }
+
+    #[test]
+    fn a_revert_is_remembered_for_its_boot_only() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!reverted_during(dir.path(), "boot1"));
+        note_revert(dir.path(), "boot1").unwrap();
+        assert!(reverted_during(dir.path(), "boot1"));
+        assert!(!reverted_during(dir.path(), "boot2"));
     }
 
     #[test]

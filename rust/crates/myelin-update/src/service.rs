@@ -667,6 +667,9 @@ impl Update {
     async fn revert(&self, reboot: bool) -> Result<Vec<String>, BusError> {
         let messages = self.run_ops("revert").await?;
         self.trial_ended().await;
+        if let Err(e) = record::note_revert(&self.shared.config.state_dir, &self.shared.boot_id) {
+            eprintln!("myelin-update: cannot note the revert: {e}");
+        }
         if reboot {
             self.machine_event(machine::Event::Reboot).await?;
         }
@@ -846,7 +849,14 @@ async fn serve(
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         eprintln!("myelin-update: cannot notify readiness: {e}");
     }
-    let trial = update.shared.lock().snapshot.trial;
+    let mut trial = update.shared.lock().snapshot.trial;
+    let shared = &update.shared;
+    if trial && record::reverted_during(&shared.config.state_dir, &shared.boot_id) {
+        eprintln!(
+            "myelin-update: a revert was asked for during this boot: the firmware is not validated again"
+        );
+        trial = false;
+    }
     update.guard_event(guard::Event::Started { trial }).await;
     let guard_loop = {
         let update = update.clone();

@@ -492,6 +492,18 @@ async fn revert_prevent_revert_and_factory_reset() {
         reboots,
         "revert(false) must not reboot"
     );
+    // Nor by a restarted daemon before the reboot (on this layout, as on the Raspberry Pi, a
+    // reverted slot and a trial look alike in the environment).
+    daemon.stop();
+    let daemon = Daemon::start(&bus, &device, &config);
+    let update = bus.proxy().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(device.env()["b.nerves_fw_validated"], "0");
+    assert!(
+        daemon.log().contains("revert was asked for"),
+        "{}",
+        daemon.log()
+    );
 
     // Changed our mind: prevent-revert commits b and wipes a.
     update.prevent_revert().await.unwrap();
