@@ -448,6 +448,11 @@ impl Manager {
     /// Prepares the run directory and the hook, starts the kernel monitor, waits for its first
     /// dump, loads persisted configs and brings every configured interface up (or waits for it).
     pub async fn start(&mut self) -> Result<(), String> {
+        self.start_with(true).await
+    }
+
+    /// [`Manager::start`]; without `monitor` the kernel events come from the caller (tests).
+    async fn start_with(&mut self, monitor: bool) -> Result<(), String> {
         let run = self.opts.config.daemon.run_dir.clone();
         std::fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
         std::fs::create_dir_all(self.ctx.wpa_ctrl_dir.parent().unwrap_or(&run))
@@ -477,10 +482,16 @@ impl Manager {
         if let Err(e) = self.net.cleanup().await {
             eprintln!("myelin-net: cleaning up old routes: {e}");
         }
+        if !monitor {
+            let _ = self.tx.send(Msg::NetReady);
+        }
         let (ntx, mut nrx) = mpsc::unbounded_channel();
         let (dumped_tx, mut dumped) = oneshot::channel();
         let tx = self.tx.clone();
         tokio::spawn(async move {
+            if !monitor {
+                return;
+            }
             let mon = crate::netlink::monitor(ntx, dumped_tx);
             tokio::pin!(mon);
             let mut waiting = true;
@@ -1441,5 +1452,229 @@ impl Manager {
             check_hosts: self.check_hosts.iter().map(ToString::to_string).collect(),
             interfaces,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::NetError;
+    use futures_util::future::BoxFuture;
+    use std::sync::Mutex;
+
+    /// Records what the manager asks of the kernel.
+    #[derive(Default)]
+    struct Trace(Mutex<Vec<String>>);
+
+    impl Trace {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+        fn push(&self, s: String) -> BoxFuture<'_, Result<(), NetError>> {
+            self.0.lock().unwrap().push(s);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    impl NetOps for Trace {
+        fn set_link(&self, index: u32, up: bool) -> BoxFuture<'_, Result<(), NetError>> {
+            self.push(format!("link #{index} {}", if up { "up" } else { "down" }))
+        }
+        fn add_address(&self, index: u32, net: Ipv4Net) -> BoxFuture<'_, Result<(), NetError>> {
+            self.push(format!("add address {net} #{index}"))
+        }
+        fn del_address(&self, index: u32, net: Ipv4Net) -> BoxFuture<'_, Result<(), NetError>> {
+            self.push(format!("delete address {net} #{index}"))
+        }
+        fn apply(&self, entry: Entry, add: bool) -> BoxFuture<'_, Result<(), NetError>> {
+            self.push(format!("{} {entry}", if add { "add" } else { "delete" }))
+        }
+        fn cleanup(&self) -> BoxFuture<'_, Result<(), NetError>> {
+            self.push("cleanup".into())
+        }
+    }
+
+    fn link(index: u32, name: &str, lower_up: bool) -> Msg {
+        Msg::Net(NetEvent::Link(LinkState {
+            index,
+            name: name.into(),
+            up: true,
+            lower_up,
+            mac: Some("02:00:00:00:00:01".into()),
+            loopback: false,
+        }))
+    }
+
+    async fn manager(dir: &std::path::Path, toml: &str) -> (Manager, Handle, Arc<Trace>) {
+        let text = format!(
+            "[daemon]\nrun_dir = \"{0}/run\"\npersist_dir = \"{0}/data\"\nresolv_conf = \"{0}/resolv.conf\"\n\
+             [mdns]\nenabled = false\n{toml}",
+            dir.display()
+        );
+        let config = NetConfig::parse(&text).unwrap();
+        let trace = Arc::new(Trace::default());
+        let (mut m, h) = Manager::new(
+            Options {
+                config,
+                hostname: "testdev".into(),
+                hook_program: "/bin/true".into(),
+            },
+            trace.clone(),
+        );
+        m.start_with(false).await.unwrap();
+        (m, h, trace)
+    }
+
+    #[tokio::test]
+    async fn golden_trace_of_a_static_interface() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut m, h, trace) = manager(
+            dir.path(),
+            "[interface.eth0]\ntype = \"ethernet\"\n\
+             ipv4 = { method = \"static\", address = \"192.168.1.10/24\", gateway = \"192.168.1.1\", name_servers = [\"192.168.1.1\"] }\n",
+        )
+        .await;
+        assert_eq!(trace.take(), ["cleanup"]);
+        assert_eq!(h.snapshot().interfaces["eth0"].state, "waiting");
+
+        // The interface appears with its cable in: configured, lan until a check succeeds.
+        m.handle(link(2, "eth0", true)).await;
+        assert_eq!(
+            trace.take(),
+            [
+                "link #2 up",
+                "add address 192.168.1.10/24 #2",
+                "add rule from 192.168.1.10 lookup 100 priority 10000",
+                "add route table 100 192.168.1.0/24 dev #2 src 192.168.1.10 metric 0",
+                "add route table 254 192.168.1.0/24 dev #2 src 192.168.1.10 metric 400",
+                "add route table 100 0.0.0.0/0 via 192.168.1.1 dev #2 src 192.168.1.10 metric 0",
+                "add route table 254 0.0.0.0/0 via 192.168.1.1 dev #2 src 192.168.1.10 metric 400",
+            ]
+        );
+        let s = h.snapshot();
+        assert_eq!(
+            (s.interfaces["eth0"].state.as_str(), s.connection.as_str()),
+            ("configured", "lan")
+        );
+        assert_eq!(s.available_interfaces, ["eth0"]);
+        let resolv = std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap();
+        assert!(resolv.contains("nameserver 192.168.1.1 # eth0"), "{resolv}");
+
+        // A successful check promotes the routes: only the main-table ones change.
+        let seq = m.ifaces["eth0"].check_seq;
+        m.handle(Msg::CheckDone {
+            ifname: "eth0".into(),
+            seq,
+            ok: true,
+        })
+        .await;
+        assert_eq!(
+            trace.take(),
+            [
+                "delete route table 254 0.0.0.0/0 via 192.168.1.1 dev #2 src 192.168.1.10 metric 400",
+                "delete route table 254 192.168.1.0/24 dev #2 src 192.168.1.10 metric 400",
+                "add route table 254 192.168.1.0/24 dev #2 src 192.168.1.10 metric 100",
+                "add route table 254 0.0.0.0/0 via 192.168.1.1 dev #2 src 192.168.1.10 metric 100",
+            ]
+        );
+        assert_eq!(h.snapshot().connection, "internet");
+        // A stale check result (an older schedule) changes nothing.
+        m.handle(Msg::CheckDone {
+            ifname: "eth0".into(),
+            seq: seq - 1,
+            ok: false,
+        })
+        .await;
+        assert!(trace.take().is_empty());
+
+        // Cable out: disconnected, every route and rule goes; the static address stays.
+        m.handle(link(2, "eth0", false)).await;
+        let t = trace.take();
+        assert_eq!(t.len(), 5, "{t:?}");
+        assert!(t.iter().all(|l| l.starts_with("delete r")), "{t:?}");
+        assert_eq!(h.snapshot().connection, "disconnected");
+
+        // A rejected configuration changes nothing at all.
+        let bad: InterfaceConfig =
+            serde_json::from_str(r#"{"type":"ethernet","ipv4":{"method":"static"}}"#).unwrap();
+        let (reply, rx) = oneshot::channel();
+        m.handle(Msg::Request(Request::Configure {
+            ifname: "eth0".into(),
+            config: Box::new(bad),
+            persist: true,
+            reply,
+        }))
+        .await;
+        let err = rx.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("ipv4.address"), "{err}");
+        assert!(trace.take().is_empty());
+        assert!(!dir.path().join("data/interfaces/eth0.json").exists());
+
+        // The interface disappears: waiting, its address forgotten.
+        m.handle(Msg::Net(NetEvent::LinkGone {
+            index: 2,
+            name: "eth0".into(),
+        }))
+        .await;
+        assert_eq!(h.snapshot().interfaces["eth0"].state, "waiting");
+    }
+
+    #[tokio::test]
+    async fn dhcp_reports_with_a_stale_token_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut m, h, trace) =
+            manager(dir.path(), "[interface.eth0]\ntype = \"ethernet\"\n").await;
+        // No busybox in unit tests: a stand-in udhcpc that idles; the test plays its hook.
+        m.ctx.udhcpc = vec!["sh".into(), "-c".into(), "sleep 60".into(), "--".into()];
+        m.handle(link(3, "eth0", true)).await;
+        trace.take();
+        let token = m.ifaces["eth0"].dhcp_token.unwrap();
+        let report = |t: u64, ip: &str| {
+            let vars = [
+                ("interface", "eth0"),
+                ("ip", ip),
+                ("subnet", "255.255.255.0"),
+                ("router", "10.1.0.1"),
+                ("dns", "10.1.0.53"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain([(HOOK_TOKEN_ENV.to_owned(), t.to_string())])
+            .collect();
+            Msg::Hook(Report {
+                event: "bound".into(),
+                vars,
+            })
+        };
+        m.handle(report(token + 100, "10.1.0.66")).await;
+        assert!(
+            trace.take().is_empty(),
+            "a report from another udhcpc run was applied"
+        );
+        m.handle(report(token, "10.1.0.5")).await;
+        let t = trace.take();
+        assert_eq!(t[0], "add address 10.1.0.5/24 #3");
+        assert!(
+            t.contains(
+                &"add route table 254 0.0.0.0/0 via 10.1.0.1 dev #3 src 10.1.0.5 metric 400"
+                    .to_owned()
+            ),
+            "{t:?}"
+        );
+        assert_eq!(
+            h.snapshot().interfaces["eth0"].dhcp_options["router"],
+            "10.1.0.1"
+        );
+        // A renewal with a new address replaces the old one.
+        m.handle(report(token, "10.1.0.6")).await;
+        let t = trace.take();
+        assert_eq!(
+            t[..2],
+            [
+                "delete address 10.1.0.5/24 #3",
+                "add address 10.1.0.6/24 #3"
+            ]
+        );
+        m.shutdown().await;
     }
 }
