@@ -226,6 +226,12 @@ type = "ethernet"
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(iface_prop(&conn, "eth0", "connection").await, "lan");
 
+    // A target that refuses the connection still proves the path: internet.
+    net1.set_check_hosts(&["203.0.113.1:9"], false)
+        .await
+        .unwrap();
+    until_connection(&conn, "eth0", "internet").await;
+
     drop(target);
     daemon.stop();
 }

@@ -104,7 +104,12 @@ impl Drop for Netns {
             .output()
             .map(|o| {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-9", pid]).status();
+                    if let Ok(pid) = pid.parse() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
                 }
             });
         let _ = Command::new("ip")
