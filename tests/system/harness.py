@@ -38,7 +38,9 @@ SCENARIOS = []
 
 # What a booted Myelin device prints on its console once every service is up; myelin-init logs it
 # to the kernel log, which the console shows.
-READY = re.compile(rb"myelin-init: all services ready")
+READY = re.compile(rb"init: all services ready")
+# Size of the virtual disk: the board's layout needs 785 MiB (fwup.conf), a disk has some more.
+DISK_SIZE = "1G"
 # The first kernel line of a boot: how a reboot is recognised.
 KERNEL_START = re.compile(rb"Linux version \d+\.\d+")
 
@@ -133,8 +135,10 @@ class Run:
         """A new device with a private copy of image (default: the base image)."""
         src = image or self.images.base_image()
         disk = os.path.join(self.dir, f"{name}.img")
-        # The image is sparse (785 MiB, a few MiB of data): copy it as such.
+        # The image is sparse and ends where its last write ended: copy it as such, onto a
+        # "disk" big enough for the whole layout (/data ends at 785 MiB), as a real one is.
         subprocess.run(["cp", "--sparse=always", src, disk], check=True)
+        subprocess.run(["truncate", "-s", DISK_SIZE, disk], check=True)
         dev = Device(self, name, disk)
         self.devices.append(dev)
         return dev
