@@ -374,6 +374,95 @@ fn num(call: &Call, i: usize) -> Result<u64, Error> {
     })
 }
 
+/// Resources at least this large are hashed on a helper thread.
+const THREADED_HASH: u64 = 8 << 20;
+/// Chunks in flight to the hashing thread.
+const HASH_QUEUE: usize = 8;
+
+/// BLAKE2b-256 of a resource. Large resources are hashed on a helper thread, so that hashing
+/// (the most expensive step on cores without BLAKE2 acceleration) overlaps decompression and
+/// writing; at most [`HASH_QUEUE`] chunks are in flight, so memory stays bounded.
+enum Hasher {
+    Inline(Blake2b256),
+    Thread {
+        tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        back: std::sync::mpsc::Receiver<Vec<u8>>,
+        allocated: usize,
+        handle: Option<std::thread::JoinHandle<Vec<u8>>>,
+    },
+}
+
+impl Hasher {
+    fn new(len: u64) -> Hasher {
+        if len < THREADED_HASH {
+            return Hasher::Inline(Blake2b256::new());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
+        let spawned = std::thread::Builder::new()
+            .name("blake2b".into())
+            .spawn(move || {
+                let mut h = Blake2b256::new();
+                for buf in rx {
+                    h.update(&buf);
+                    let _ = back_tx.send(buf);
+                }
+                h.finalize().to_vec()
+            });
+        match spawned {
+            Ok(handle) => Hasher::Thread {
+                tx: Some(tx),
+                back,
+                allocated: 0,
+                handle: Some(handle),
+            },
+            Err(_) => Hasher::Inline(Blake2b256::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Inline(h) => h.update(data),
+            Hasher::Thread {
+                tx,
+                back,
+                allocated,
+                ..
+            } => {
+                let mut buf = match back.try_recv() {
+                    Ok(b) => b,
+                    Err(_) if *allocated < HASH_QUEUE + 2 => {
+                        *allocated += 1;
+                        Vec::with_capacity(MAX_CHUNK)
+                    }
+                    Err(_) => back.recv().unwrap_or_default(),
+                };
+                buf.clear();
+                buf.extend_from_slice(data);
+                if let Some(tx) = tx {
+                    let _ = tx.send(buf);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Vec<u8>, Error> {
+        match self {
+            Hasher::Inline(h) => Ok(h.finalize().to_vec()),
+            Hasher::Thread {
+                mut tx, mut handle, ..
+            } => {
+                tx.take();
+                handle
+                    .take()
+                    .ok_or_else(|| Error::Task("hashing thread lost".into()))?
+                    .join()
+                    .map_err(|_| Error::Task("hashing thread failed".into()))
+            }
+        }
+    }
+}
+
 /// A resource's stream, consumed by the first function that writes it.
 struct Stream<'s, R: Read> {
     zip: &'s mut ZipReader<R>,
@@ -887,7 +976,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             ));
         }
         stream.consumed = true;
-        let mut h = Blake2b256::new();
+        let mut h = Hasher::new(data_len);
         let mut seg = 0usize;
         let mut in_seg = 0u64;
         let mut actual = 0u64;
@@ -957,7 +1046,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 ),
             });
         }
-        check_hash(res, &h.finalize())?;
+        check_hash(res, &h.finish()?)?;
         Ok((total, ending_hole))
     }
 
