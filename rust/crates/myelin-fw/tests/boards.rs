@@ -1,0 +1,597 @@
+//! The five board layouts (board/<board>/fwup.conf): each creates a signed .fw from small
+//! generated stand-ins for Buildroot's images, applies `complete` to an image file, then an
+//! `upgrade` while "running" slot A, then the ops tasks (from an ops-only archive made without
+//! any host file) while running slot B. After each step the image is inspected with real tools:
+//! sfdisk (partition table), fsck.vfat and mtools (boot partitions), unsquashfs (root file
+//! systems) and fw_printenv (environment).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use myelin_fw::config::model::parse_c_uint;
+use myelin_fw::progress::Event;
+use myelin_fw::{ApplyOptions, Config, CreateOptions, FileTarget, Fixed, PrivateKey, Vars};
+use std::path::{Path, PathBuf};
+
+const BOARDS: [&str; 5] = ["rpi0", "rpi3", "rpi4", "bbb", "x86_64"];
+
+fn board_dir(board: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../board")
+        .join(board)
+        .canonicalize()
+        .unwrap()
+}
+
+fn is_rpi(board: &str) -> bool {
+    board.starts_with("rpi")
+}
+
+/// Partition numbers (MBR titles) of rootfs A and B.
+fn rootfs_partitions(board: &str) -> (&'static str, &'static str) {
+    if is_rpi(board) {
+        ("4", "5")
+    } else {
+        ("1", "2")
+    }
+}
+
+struct Layout {
+    cfg: Config,
+}
+
+impl Layout {
+    fn part(&self, title: &str) -> (u64, u64) {
+        let p = self
+            .cfg
+            .mbr("mbr")
+            .unwrap()
+            .partitions
+            .iter()
+            .find(|p| p.title == title)
+            .unwrap();
+        (
+            parse_c_uint(p.block_offset.as_deref().unwrap()).unwrap(),
+            p.block_count as u64,
+        )
+    }
+    fn env(&self) -> [(u64, u64); 2] {
+        let loc = myelin_fw::uboot::Location::from_config(self.cfg.uboot_env("uboot-env").unwrap())
+            .unwrap();
+        [
+            (loc.offset, loc.size as u64),
+            (loc.redund.unwrap(), loc.size as u64),
+        ]
+    }
+    fn end_blocks(&self) -> u64 {
+        self.cfg
+            .mbr("mbr")
+            .unwrap()
+            .partitions
+            .iter()
+            .filter(|p| p.block_count < i64::from(i32::MAX))
+            .map(|p| {
+                parse_c_uint(p.block_offset.as_deref().unwrap()).unwrap() + p.block_count as u64
+            })
+            .max()
+            .unwrap()
+    }
+}
+
+fn vars(board: &str, binaries: &Path, version: &str) -> Vars {
+    Vars::from_pairs([
+        ("BINARIES_DIR", binaries.to_str().unwrap().to_owned()),
+        (
+            "MYELIN_BOARD_DIR",
+            board_dir(board).to_str().unwrap().to_owned(),
+        ),
+        ("MYELIN_FW_VERSION", version.to_owned()),
+        ("SOURCE_DATE_EPOCH", "1767225600".to_owned()),
+    ])
+}
+
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn mtools(args: &[&str]) {
+    let out = std::process::Command::new(args[0])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stand-ins for what Buildroot and post-image.sh put in BINARIES_DIR.
+fn make_inputs(board: &str, layout: &Layout, dir: &Path, version: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tree = dir.join("rootfs-tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/version"), format!("{board} {version}\n")).unwrap();
+    std::fs::write(
+        tree.join("etc/blob"),
+        pseudo_random(50_000, version.len() as u32),
+    )
+    .unwrap();
+    let squash = dir.join("rootfs.squashfs");
+    let _ = std::fs::remove_file(&squash);
+    run(
+        "mksquashfs",
+        &[
+            tree.to_str().unwrap(),
+            squash.to_str().unwrap(),
+            "-noappend",
+            "-quiet",
+            "-all-root",
+        ],
+    );
+    let env_size = layout.env()[0].1;
+    run(
+        "mkenvimage",
+        &[
+            "-r",
+            "-s",
+            &format!("{env_size:#x}"),
+            "-o",
+            dir.join("uboot-env.img").to_str().unwrap(),
+            board_dir(board).join("uboot-env.txt").to_str().unwrap(),
+        ],
+    );
+    match board {
+        "bbb" => {
+            for (name, len) in [
+                ("MLO", 100_000),
+                ("u-boot.img", 400_000),
+                ("zImage", 600_000),
+                ("am335x-boneblack.dtb", 60_000),
+                ("am335x-bone.dtb", 60_000),
+                ("am335x-bonegreen.dtb", 60_000),
+                ("am335x-bonegreen-wireless.dtb", 60_000),
+                ("am335x-boneblack-wireless.dtb", 60_000),
+            ] {
+                let seed = name.len() as u32 + version.len() as u32 * 7;
+                std::fs::write(dir.join(name), pseudo_random(len, seed)).unwrap();
+            }
+        }
+        "x86_64" => {
+            std::fs::write(dir.join("boot.img"), pseudo_random(512, 3)).unwrap();
+            std::fs::write(dir.join("grub.img"), pseudo_random(200_000, 4)).unwrap();
+        }
+        _ => {
+            // As post-image.sh builds them: mkfs.vfat images filled with mtools (smaller than
+            // the partitions, which assert-size-lte allows, to keep the test quick).
+            for (name, label, title) in [
+                ("autoboot.vfat", "AUTOBOOT", "0"),
+                ("boot.vfat", "BOOT", "1"),
+            ] {
+                let img = dir.join(name);
+                let _ = std::fs::remove_file(&img);
+                let f = std::fs::File::create(&img).unwrap();
+                f.set_len(layout.part(title).1.min(4096) * 512).unwrap();
+                run(
+                    "mkfs.vfat",
+                    &["-n", label, "--invariant", img.to_str().unwrap()],
+                );
+            }
+            for (slot, boot, try_) in [("a", 2, 3), ("b", 3, 2)] {
+                std::fs::write(
+                    dir.join(format!("autoboot-{slot}.txt")),
+                    format!("[all]\ntryboot_a_b=1\nboot_partition={boot}\n[tryboot]\nboot_partition={try_}\n"),
+                )
+                .unwrap();
+            }
+            std::fs::copy(dir.join("autoboot-a.txt"), dir.join("autoboot.txt")).unwrap();
+            let auto = dir.join("autoboot.vfat");
+            let i = auto.to_str().unwrap();
+            for f in ["autoboot.txt", "autoboot-a.txt", "autoboot-b.txt"] {
+                mtools(&["mcopy", "-o", "-i", i, dir.join(f).to_str().unwrap(), "::"]);
+            }
+            std::fs::write(dir.join("kernel.img"), pseudo_random(900_000, 9)).unwrap();
+            let boot = dir.join("boot.vfat");
+            let b = boot.to_str().unwrap();
+            for f in [board_dir(board).join("config.txt"), dir.join("kernel.img")] {
+                mtools(&["mcopy", "-o", "-i", b, f.to_str().unwrap(), "::"]);
+            }
+        }
+    }
+}
+
+fn create(
+    board: &str,
+    binaries: &Path,
+    version: &str,
+    key: &PrivateKey,
+    ops: bool,
+    out: &Path,
+) -> String {
+    let opts = CreateOptions {
+        config: board_dir(board).join("fwup.conf"),
+        vars: vars(board, binaries, version),
+        signing_key: Some(PrivateKey::from_fwup(key.to_fwup().as_bytes()).unwrap()),
+        level: 6,
+        ops_only: ops,
+    };
+    myelin_fw::create_file(&opts, out)
+        .unwrap_or_else(|e| panic!("{board}: creating {} failed: {e}", out.display()))
+        .uuid
+}
+
+/// Applies `task` of `fw` to `image` as a device running `running` would (Some(block offset
+/// of its root partition)). Returns the task that ran and the info() messages.
+fn apply(
+    fw: &Path,
+    image: &Path,
+    task: &str,
+    key: &myelin_fw::PublicKey,
+    running: Option<u64>,
+    reboot_param: &Path,
+) -> Result<(String, Vec<String>), myelin_fw::Error> {
+    let sys = Fixed {
+        at_offset: running
+            .map(|o| vec![("/".to_owned(), o)])
+            .unwrap_or_default(),
+        reboot_param_file: Some(reboot_param.to_path_buf()),
+        ..Fixed::default()
+    };
+    let keys = [key.clone()];
+    let opts = ApplyOptions {
+        task,
+        public_keys: &keys,
+        vars: Vars::default(),
+        system: &sys,
+        enable_trim: false,
+        progress_range: (0, 100),
+    };
+    let mut infos = Vec::new();
+    let mut cb = |e: Event| {
+        if let Event::Info(m) = e {
+            infos.push(m)
+        }
+    };
+    let mut target = FileTarget::open(image).unwrap();
+    let applied = myelin_fw::apply(
+        std::io::BufReader::new(std::fs::File::open(fw).unwrap()),
+        &mut target,
+        &opts,
+        Some(&mut cb),
+    )?;
+    Ok((applied.task, infos))
+}
+
+fn squashfs_file(work: &Path, image: &Path, part: (u64, u64), file: &str) -> String {
+    let slot = work.join("slot.squashfs");
+    extract(image, part.0 * 512, part.1 * 512, &slot);
+    let out = run("unsquashfs", &["-cat", slot.to_str().unwrap(), file]);
+    std::fs::remove_file(slot).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn read_range(image: &Path, offset: u64, len: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(image).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut v = vec![0u8; len as usize];
+    f.read_exact(&mut v).unwrap();
+    v
+}
+
+/// The boot FAT partitions that hold a file system after `complete`.
+fn fat_partitions(board: &str) -> Vec<&'static str> {
+    if is_rpi(board) {
+        vec!["0", "1"]
+    } else {
+        vec!["0"]
+    }
+}
+
+fn check_board(board: &str) {
+    let work = scratch_dir();
+    let w = work.path();
+    let key = PrivateKey::generate().unwrap();
+    let public = key.public();
+    let cfg = myelin_fw::create::load_config(
+        &board_dir(board).join("fwup.conf"),
+        &vars(board, &w.join("none"), "1.0.0"),
+    )
+    .unwrap();
+    let layout = Layout { cfg };
+    let (ra, rb) = rootfs_partitions(board);
+    let (slot_a, slot_b) = (layout.part(ra), layout.part(rb));
+
+    // Firmware v1 and v2, and the ops archive made without any input file.
+    let (bin1, bin2) = (w.join("bin1"), w.join("bin2"));
+    make_inputs(board, &layout, &bin1, "1.0.0");
+    make_inputs(board, &layout, &bin2, "2.0.0");
+    let (fw1, fw2, ops) = (w.join("v1.fw"), w.join("v2.fw"), w.join("ops.fw"));
+    let uuid1 = create(board, &bin1, "1.0.0", &key, false, &fw1);
+    let uuid2 = create(board, &bin2, "2.0.0", &key, false, &fw2);
+    let empty = w.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    create(board, &empty, "1.0.0", &key, true, &ops);
+    let ops_tasks = myelin_fw::list(
+        std::fs::File::open(&ops).unwrap(),
+        std::slice::from_ref(&public),
+    )
+    .unwrap();
+    // Tasks that write resources are left out; resource-less ones (even error-only ones) stay.
+    for t in ["complete", "upgrade.a", "upgrade.b"] {
+        assert!(
+            !ops_tasks.iter().any(|x| x == t),
+            "{board}: ops.fw has {t}: {ops_tasks:?}"
+        );
+    }
+    for t in [
+        "validate.a",
+        "validate.b",
+        "factory-reset",
+        "status.fail",
+        "revert.fail",
+    ] {
+        assert!(
+            ops_tasks.iter().any(|x| x == t),
+            "{board}: ops.fw lacks {t}: {ops_tasks:?}"
+        );
+    }
+
+    // complete, onto a sparse image file as large as the layout.
+    let image = w.join(format!("{board}.img"));
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(layout.end_blocks() * 512)
+        .unwrap();
+    let rp = w.join("reboot-param");
+    let (task, _) = apply(&fw1, &image, "complete", &public, None, &rp).unwrap();
+    assert_eq!(task, "complete");
+
+    let table = sfdisk(&image);
+    for title in ["0", ra, rb] {
+        let (start, size) = layout.part(title);
+        assert!(
+            table.contains(&format!("start={start:>12}, size={size:>12}")),
+            "{board}: partition {title} ({start}+{size}) not in\n{table}"
+        );
+    }
+    let env_cfg = fw_env_config(w, &image, &layout.env());
+    let env = |name: &str| fw_printenv_value(&env_cfg, name);
+    assert_eq!(
+        env("a.nerves_fw_version").as_deref(),
+        Some("1.0.0"),
+        "{board}"
+    );
+    assert_eq!(
+        env("a.nerves_fw_uuid").as_deref(),
+        Some(uuid1.as_str()),
+        "{board}"
+    );
+    assert_eq!(
+        env("a.nerves_fw_validated").as_deref(),
+        Some("1"),
+        "{board}"
+    );
+    assert_eq!(env("nerves_fw_active").as_deref(), Some("a"), "{board}");
+    assert_eq!(
+        env("nerves_fw_devpath").as_deref(),
+        Some("/dev/rootdisk0"),
+        "{board}"
+    );
+    assert_eq!(
+        squashfs_file(w, &image, slot_a, "etc/version"),
+        format!("{board} 1.0.0\n")
+    );
+    for p in fat_partitions(board) {
+        let (o, c) = layout.part(p);
+        fsck_vfat(w, &image, o * 512, c * 512);
+    }
+    let boot = layout.part(if is_rpi(board) { "1" } else { "0" }).0 * 512;
+    match board {
+        "bbb" => {
+            assert_eq!(
+                mtype(&image, boot, "a/zImage"),
+                std::fs::read(bin1.join("zImage")).unwrap()
+            );
+            assert_eq!(
+                mtype(&image, boot, "MLO"),
+                std::fs::read(bin1.join("MLO")).unwrap()
+            );
+            assert!(mdir(&image, boot, "/").contains("BOOT"));
+        }
+        "x86_64" => {
+            let grubenv = mtype(&image, boot, "boot/grub/grubenv");
+            assert_eq!(
+                grubenv,
+                std::fs::read(board_dir(board).join("grubenv/a")).unwrap()
+            );
+            // GRUB's boot.img is in the MBR with the disk signature.
+            let mbr = read_range(&image, 0, 512);
+            assert_eq!(
+                &mbr[..440],
+                &std::fs::read(bin1.join("boot.img")).unwrap()[..440]
+            );
+            assert_eq!(&mbr[440..444], &[1, 2, 3, 4]);
+        }
+        _ => {
+            assert_eq!(
+                mtype(&image, boot, "cmdline.txt"),
+                std::fs::read(board_dir(board).join("cmdline-a.txt")).unwrap()
+            );
+            let auto = layout.part("0").0 * 512;
+            assert_eq!(
+                mtype(&image, auto, "autoboot.txt"),
+                std::fs::read(bin1.join("autoboot-a.txt")).unwrap()
+            );
+        }
+    }
+
+    // upgrade while running A: slot B gets v2, A is untouched, the switch is armed.
+    let a_before = read_range(&image, slot_a.0 * 512, slot_a.1 * 512);
+    let (task, infos) = apply(&fw2, &image, "upgrade", &public, Some(slot_a.0), &rp).unwrap();
+    assert_eq!(task, "upgrade.b", "{board}");
+    assert!(
+        infos.iter().any(|m| m.contains("B") || m.contains("b")),
+        "{board}: {infos:?}"
+    );
+    assert!(
+        read_range(&image, slot_a.0 * 512, slot_a.1 * 512) == a_before,
+        "{board}: slot A changed"
+    );
+    assert_eq!(
+        squashfs_file(w, &image, slot_b, "etc/version"),
+        format!("{board} 2.0.0\n")
+    );
+    assert_eq!(
+        env("b.nerves_fw_version").as_deref(),
+        Some("2.0.0"),
+        "{board}"
+    );
+    assert_eq!(
+        env("b.nerves_fw_uuid").as_deref(),
+        Some(uuid2.as_str()),
+        "{board}"
+    );
+    assert_eq!(
+        env("b.nerves_fw_validated").as_deref(),
+        Some("0"),
+        "{board}"
+    );
+    assert_eq!(
+        env("a.nerves_fw_version").as_deref(),
+        Some("1.0.0"),
+        "{board}"
+    );
+    match board {
+        "bbb" => {
+            assert_eq!(env("nerves_fw_active").as_deref(), Some("b"));
+            assert_eq!(env("upgrade_available").as_deref(), Some("1"));
+            assert_eq!(
+                mtype(&image, boot, "b/zImage"),
+                std::fs::read(bin2.join("zImage")).unwrap()
+            );
+            assert_eq!(
+                mtype(&image, boot, "a/zImage"),
+                std::fs::read(bin1.join("zImage")).unwrap()
+            );
+        }
+        "x86_64" => {
+            assert_eq!(env("nerves_fw_active").as_deref(), Some("b"));
+            assert_eq!(
+                mtype(&image, boot, "boot/grub/grubenv"),
+                std::fs::read(board_dir(board).join("grubenv/a-try-b")).unwrap()
+            );
+        }
+        _ => {
+            assert_eq!(std::fs::read_to_string(&rp).unwrap(), "0 tryboot");
+            let boot_b = layout.part("2").0 * 512;
+            assert_eq!(
+                mtype(&image, boot_b, "cmdline.txt"),
+                std::fs::read(board_dir(board).join("cmdline-b.txt")).unwrap()
+            );
+            fsck_vfat(w, &image, boot_b, layout.part("2").1 * 512);
+        }
+    }
+    for p in fat_partitions(board) {
+        let (o, c) = layout.part(p);
+        fsck_vfat(w, &image, o * 512, c * 512);
+    }
+    // A second upgrade from A would overwrite the pending slot B: the same task runs again.
+    // Running the trial (slot B, not validated) no upgrade is allowed.
+    let err = apply(&fw2, &image, "upgrade", &public, Some(slot_b.0), &rp).unwrap_err();
+    assert!(matches!(err, myelin_fw::Error::Task(_)), "{board}: {err}");
+
+    // Ops tasks, running the trial in slot B.
+    let status = |image: &Path| {
+        let (_, infos) = apply(&ops, image, "status", &public, Some(slot_b.0), &rp).unwrap();
+        infos.last().cloned().unwrap_or_default()
+    };
+    assert_eq!(status(&image), "b->a", "{board}");
+    let (task, _) = apply(&ops, &image, "validate", &public, Some(slot_b.0), &rp).unwrap();
+    assert_eq!(task, "validate.b", "{board}");
+    assert_eq!(
+        env("b.nerves_fw_validated").as_deref(),
+        Some("1"),
+        "{board}"
+    );
+    assert_eq!(status(&image), "b", "{board}");
+    match board {
+        "x86_64" => assert_eq!(
+            mtype(&image, boot, "boot/grub/grubenv"),
+            std::fs::read(board_dir(board).join("grubenv/b")).unwrap()
+        ),
+        "bbb" => assert_eq!(env("upgrade_available").as_deref(), Some("0")),
+        _ => {
+            let auto = layout.part("0").0 * 512;
+            assert_eq!(
+                mtype(&image, auto, "autoboot.txt"),
+                std::fs::read(bin1.join("autoboot-b.txt")).unwrap()
+            );
+        }
+    }
+    let (task, _) = apply(&ops, &image, "revert", &public, Some(slot_b.0), &rp).unwrap();
+    assert_eq!(task, "revert.b", "{board}");
+    assert_eq!(env("nerves_fw_active").as_deref(), Some("a"), "{board}");
+    for p in fat_partitions(board) {
+        let (o, c) = layout.part(p);
+        fsck_vfat(w, &image, o * 512, c * 512);
+    }
+    // factory-reset wipes the start of /data.
+    let app = layout.cfg.mbr("mbr").unwrap().partitions.last().unwrap();
+    let app_off = parse_c_uint(app.block_offset.as_deref().unwrap()).unwrap() * 512;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&image)
+            .unwrap();
+        f.write_all_at(b"ext4 superblock stand-in", app_off + 1024)
+            .unwrap();
+    }
+    let (task, _) = apply(&ops, &image, "factory-reset", &public, Some(slot_b.0), &rp).unwrap();
+    assert_eq!(task, "factory-reset");
+    assert!(
+        read_range(&image, app_off, 256 * 512)
+            .iter()
+            .all(|&b| b == 0xff),
+        "{board}"
+    );
+    // Running from neither slot, status says so.
+    let err = apply(&ops, &image, "status", &public, Some(12345), &rp).unwrap_err();
+    assert!(err.to_string().contains("neither slot"), "{board}: {err}");
+}
+
+#[test]
+fn rpi0() {
+    check_board(BOARDS[0]);
+}
+
+#[test]
+fn rpi3() {
+    check_board(BOARDS[1]);
+}
+
+#[test]
+fn rpi4() {
+    check_board(BOARDS[2]);
+}
+
+#[test]
+fn bbb() {
+    check_board(BOARDS[3]);
+}
+
+#[test]
+fn x86_64() {
+    check_board(BOARDS[4]);
+}
