@@ -24,6 +24,13 @@ use zbus::{Connection, OwnedVariant};
 pub trait Network1 {
     /// Validates, optionally persists, and applies an interface configuration (JSON).
     fn configure(&self, ifname: &str, config: &str, persist: bool) -> zbus::Result<()>;
+    /// The same, with the configuration as a dictionary.
+    fn configure_dict(
+        &self,
+        ifname: &str,
+        config: HashMap<&str, zbus::Variant<'_>>,
+        persist: bool,
+    ) -> zbus::Result<()>;
     /// The running configuration of an interface, as JSON.
     fn get_configuration(&self, ifname: &str) -> zbus::Result<String>;
     /// Takes an interface down and forgets its persisted configuration.

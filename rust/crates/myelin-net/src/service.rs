@@ -12,6 +12,7 @@
 //! | `CheckHosts` | property `as` | global internet check targets, `host:port` |
 //! | `Interfaces` | property `as` | every configured or present interface |
 //! | `Configure(s ifname, s config, b persist)` | method | `config` is JSON (see [`crate::config`]) |
+//! | `ConfigureDict(s ifname, a{sv} config, b persist)` | method | the same as a dictionary |
 //! | `GetConfiguration(s ifname) -> s` | method | the running configuration, JSON |
 //! | `Deconfigure(s ifname)` | method | down now; the persisted config is forgotten |
 //! | `SetCheckHosts(as hosts, b persist)` | method | replaces the global check targets |
@@ -121,6 +122,23 @@ impl Network {
         Ok(self.handle.configure(&ifname, parsed, persist).await?)
     }
 
+    /// [`Network::configure`] with the configuration as a dictionary (nested dictionaries,
+    /// string arrays, numbers and booleans, as the JSON form has them).
+    async fn configure_dict(
+        &self,
+        ifname: String,
+        config: HashMap<String, OwnedVariant>,
+        persist: bool,
+    ) -> Result<(), BusError> {
+        let json = serde_json::Value::Object(
+            config
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), variant_to_json(v)?)))
+                .collect::<Result<_, BusError>>()?,
+        );
+        self.configure(ifname, json.to_string(), persist).await
+    }
+
     /// The running configuration of an interface, as JSON.
     #[zbus(out_args("config"))]
     async fn get_configuration(&self, ifname: String) -> Result<String, BusError> {
@@ -186,6 +204,60 @@ impl Network {
     async fn interfaces(&self) -> Vec<String> {
         read(&self.shared, |s| s.interfaces.keys().cloned().collect())
     }
+}
+
+/// A D-Bus value as the JSON the configuration parser reads.
+fn variant_to_json(v: &Variant<'_>) -> Result<serde_json::Value, BusError> {
+    use serde_json::Value as J;
+    Ok(match v {
+        Variant::U8(n) => J::from(*n),
+        Variant::Bool(b) => J::from(*b),
+        Variant::I16(n) => J::from(*n),
+        Variant::U16(n) => J::from(*n),
+        Variant::I32(n) => J::from(*n),
+        Variant::U32(n) => J::from(*n),
+        Variant::I64(n) => J::from(*n),
+        Variant::U64(n) => J::from(*n),
+        Variant::F64(n) => J::from(*n),
+        Variant::Str(s) => J::from(s.as_str()),
+        Variant::ObjectPath(p) => J::from(p.as_str()),
+        Variant::Signature(s) => J::from(s.to_string()),
+        Variant::Variant(inner) => variant_to_json(inner)?,
+        Variant::Array(a) => J::Array(
+            a.inner()
+                .iter()
+                .map(variant_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Variant::Dict(d) => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in d.iter() {
+                let key = match k {
+                    Variant::Str(s) => s.as_str().to_owned(),
+                    other => {
+                        return Err(BusError::InvalidConfig(format!(
+                            "config: dictionary keys must be strings, not {}",
+                            other.value_signature()
+                        )));
+                    }
+                };
+                map.insert(key, variant_to_json(v)?);
+            }
+            J::Object(map)
+        }
+        Variant::Structure(s) => J::Array(
+            s.fields()
+                .iter()
+                .map(variant_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        #[cfg(unix)]
+        Variant::Fd(_) => {
+            return Err(BusError::InvalidConfig(
+                "config: file descriptors are not configuration".into(),
+            ));
+        }
+    })
 }
 
 fn name_servers(s: &Snapshot) -> Vec<(String, Vec<String>)> {

@@ -293,6 +293,37 @@ async fn the_command_line_client() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
 
+    // The same through ConfigureDict (a{sv}, nested), the form Python and C clients prefer.
+    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    let ipv4 = std::collections::HashMap::from([
+        ("method", zbus::Variant::from("static")),
+        ("address", zbus::Variant::from("10.79.0.4/24")),
+        ("name_servers", zbus::Variant::from(vec!["10.79.0.1"])),
+    ]);
+    let cfg = std::collections::HashMap::from([
+        ("type", zbus::Variant::from("ethernet")),
+        ("ipv4", zbus::Variant::from(ipv4)),
+        ("mdns", zbus::Variant::from(false)),
+    ]);
+    net1.configure_dict("eth9", cfg, false).await.unwrap();
+    let running: serde_json::Value =
+        serde_json::from_str(&net1.get_configuration("eth9").await.unwrap()).unwrap();
+    assert_eq!(running["ipv4"]["address"], "10.79.0.4/24");
+    assert_eq!(running["ipv4"]["name_servers"][0], "10.79.0.1");
+    assert_eq!(running["mdns"], false);
+    let bad = std::collections::HashMap::from([
+        ("type", zbus::Variant::from("ethernet")),
+        (
+            "ipv4",
+            zbus::Variant::from(std::collections::HashMap::from([(
+                "method",
+                zbus::Variant::from(7u32),
+            )])),
+        ),
+    ]);
+    let err = net1.configure_dict("eth9", bad, false).await.unwrap_err();
+    assert!(err.to_string().contains("ipv4.method"), "{err}");
+
     // check-config needs no daemon.
     let shipped = concat!(
         env!("CARGO_MANIFEST_DIR"),
