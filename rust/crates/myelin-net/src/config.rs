@@ -19,6 +19,7 @@
 //! udhcpc = ["udhcpc"]                  # argv prefixes of the programs myelin-net runs
 //! udhcpd = ["udhcpd"]                  # (Debian: ["busybox", "udhcpd"])
 //! wpa_supplicant = ["wpa_supplicant"]  # [] = use a supplicant someone else runs
+//! wpa_ctrl_dir = "/run/myelin-net/wpa_supplicant"  # its control sockets (default: run_dir/...)
 //! wpa_request_timeout = "4s"           # control-socket request timeout
 //! wpa_keepalive = "60s"                # PING interval; a missing PONG restarts WiFi
 //!

@@ -28,6 +28,9 @@
 //! `channel u`, `band`, `signal_dbm i`, `signal_percent y`, `flags as`), `CurrentAccessPoint
 //! a{sv}` (empty when not associated), `Stations as` (AP mode), and `Scan()`.
 //!
+//! `/org/myelin/Network1` also implements `org.freedesktop.DBus.ObjectManager`, so clients can
+//! list the interface objects and follow them appearing and disappearing.
+//!
 //! Every property emits `PropertiesChanged` (one signal per object and change, carrying all
 //! its changed properties). Errors: `org.myelin.Network1.Error.{InvalidConfig, NotFound,
 //! NotSupported, Failed}`; `InvalidConfig` messages start with the field at fault.
@@ -638,6 +641,10 @@ async fn sync(conn: &Connection, handle: &Handle, shared: &Shared, old: &Snapsho
 /// and keeps the bus in step with every published snapshot, until the manager stops.
 pub async fn serve(conn: Connection, handle: Handle) -> zbus::Result<tokio::task::JoinHandle<()>> {
     let shared: Shared = Arc::new(Mutex::new(Snapshot::default()));
+    // GetManagedObjects and InterfacesAdded/Removed for the per-interface objects below.
+    conn.object_server()
+        .at(OBJECT_PATH, zbus::fdo::ObjectManager)
+        .await?;
     conn.object_server()
         .at(
             OBJECT_PATH,

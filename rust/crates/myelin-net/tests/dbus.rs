@@ -195,6 +195,13 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
             let status = net.get_status().await;
             let eth9 = client::interface(&conn, "eth9").await.unwrap();
             let state = eth9.state().await;
+            let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
+                .destination("org.myelin.Network1")
+                .path("/org/myelin/Network1")
+                .build()
+                .await
+                .unwrap();
+            assert!(om.get_managed_objects().await.unwrap().len() >= 1);
             let configure = net.configure("eth9", r#"{"type":"ethernet"}"#, true).await;
             let hosts = net.set_check_hosts(&["1.2.3.4:80"], false).await;
             (status, state, configure, hosts)
@@ -292,6 +299,24 @@ async fn the_command_line_client() {
     let out = cli(&["status", "nope0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
+
+    // The interface objects are listed by the ObjectManager.
+    let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
+        .destination("org.myelin.Network1")
+        .path("/org/myelin/Network1")
+        .build()
+        .await
+        .unwrap();
+    let objects = om.get_managed_objects().await.unwrap();
+    let eth9 = objects
+        .iter()
+        .find(|(p, _)| p.as_str() == "/org/myelin/Network1/Interface/eth9")
+        .map(|(_, i)| i)
+        .expect("eth9 is not a managed object");
+    assert!(
+        eth9.keys()
+            .any(|i| i.as_str() == "org.myelin.Network1.Interface")
+    );
 
     // The same through ConfigureDict (a{sv}, nested), the form Python and C clients prefer.
     let net1 = Network1Proxy::new(&conn).await.unwrap();
