@@ -16,15 +16,25 @@
 //! * [`service`]: the D-Bus service and the daemon.
 //! * [`client`]: the D-Bus client API (the CLI and `myelinctl fw` use it).
 //! * [`cli`]: the command line.
+//!
+//! Feature `daemon` (default) builds the daemon, the command line and the modules with side
+//! effects (`fw`, `source`, `system`, `service`, `cli`). Without it (`default-features = false`)
+//! the library is [`client`] and the pure core, with no HTTP, TLS, myelin-fw or myelin-init
+//! inside: what `myelinctl fw ...` needs.
 
+#[cfg(feature = "daemon")]
 pub mod cli;
 pub mod client;
 pub mod config;
+#[cfg(feature = "daemon")]
 pub mod fw;
 pub mod guard;
 pub mod machine;
 pub mod record;
+#[cfg(feature = "daemon")]
 pub mod service;
 pub mod slot;
+#[cfg(feature = "daemon")]
 pub mod source;
+#[cfg(feature = "daemon")]
 pub mod system;
