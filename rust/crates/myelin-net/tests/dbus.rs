@@ -201,7 +201,7 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
                 .build()
                 .await
                 .unwrap();
-            assert!(om.get_managed_objects().await.unwrap().len() >= 1);
+            assert!(!om.get_managed_objects().await.unwrap().is_empty());
             let configure = net.configure("eth9", r#"{"type":"ethernet"}"#, true).await;
             let hosts = net.set_check_hosts(&["1.2.3.4:80"], false).await;
             (status, state, configure, hosts)
