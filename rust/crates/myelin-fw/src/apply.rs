@@ -381,11 +381,13 @@ const HASH_QUEUE: usize = 8;
 
 /// BLAKE2b-256 of a resource. Large resources are hashed on a helper thread, so that hashing
 /// (the most expensive step on cores without BLAKE2 acceleration) overlaps decompression and
-/// writing; at most [`HASH_QUEUE`] chunks are in flight, so memory stays bounded.
+/// writing. The buffers the archive inflates into come from the hasher's pool
+/// ([`Hasher::buffer`]) and are handed to the thread once written ([`Hasher::submit`]), so no
+/// byte is copied for hashing; at most `HASH_QUEUE + 2` buffers exist, so memory stays bounded.
 enum Hasher {
-    Inline(Blake2b256),
+    Inline(Blake2b256, Vec<u8>),
     Thread {
-        tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        tx: Option<std::sync::mpsc::SyncSender<(Vec<u8>, usize)>>,
         back: std::sync::mpsc::Receiver<Vec<u8>>,
         allocated: usize,
         handle: Option<std::thread::JoinHandle<Vec<u8>>>,
@@ -395,16 +397,20 @@ enum Hasher {
 impl Hasher {
     fn new(len: u64) -> Hasher {
         if len < THREADED_HASH {
-            return Hasher::Inline(Blake2b256::new());
+            return Hasher::Inline(Blake2b256::new(), Vec::new());
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        Hasher::threaded()
+    }
+
+    fn threaded() -> Hasher {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(HASH_QUEUE);
         let (back_tx, back) = std::sync::mpsc::channel::<Vec<u8>>();
         let spawned = std::thread::Builder::new()
             .name("blake2b".into())
             .spawn(move || {
                 let mut h = Blake2b256::new();
-                for buf in rx {
-                    h.update(&buf);
+                for (buf, n) in rx {
+                    h.update(&buf[..n]);
                     let _ = back_tx.send(buf);
                 }
                 h.finalize().to_vec()
@@ -416,31 +422,39 @@ impl Hasher {
                 allocated: 0,
                 handle: Some(handle),
             },
-            Err(_) => Hasher::Inline(Blake2b256::new()),
+            Err(_) => Hasher::Inline(Blake2b256::new(), Vec::new()),
         }
     }
 
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Inline(h) => h.update(data),
+    /// A buffer of [`MAX_CHUNK`] bytes to read the next chunk into.
+    fn buffer(&mut self) -> Vec<u8> {
+        let mut buf = match self {
+            Hasher::Inline(_, spare) => std::mem::take(spare),
             Hasher::Thread {
-                tx,
-                back,
-                allocated,
-                ..
-            } => {
-                let mut buf = match back.try_recv() {
-                    Ok(b) => b,
-                    Err(_) if *allocated < HASH_QUEUE + 2 => {
-                        *allocated += 1;
-                        Vec::with_capacity(MAX_CHUNK)
-                    }
-                    Err(_) => back.recv().unwrap_or_default(),
-                };
-                buf.clear();
-                buf.extend_from_slice(data);
+                back, allocated, ..
+            } => match back.try_recv() {
+                Ok(b) => b,
+                Err(_) if *allocated < HASH_QUEUE + 2 => {
+                    *allocated += 1;
+                    Vec::new()
+                }
+                Err(_) => back.recv().unwrap_or_default(),
+            },
+        };
+        buf.resize(MAX_CHUNK, 0);
+        buf
+    }
+
+    /// Hashes `buf[..n]` and takes the buffer back into the pool.
+    fn submit(&mut self, buf: Vec<u8>, n: usize) {
+        match self {
+            Hasher::Inline(h, spare) => {
+                h.update(&buf[..n]);
+                *spare = buf;
+            }
+            Hasher::Thread { tx, .. } => {
                 if let Some(tx) = tx {
-                    let _ = tx.send(buf);
+                    let _ = tx.send((buf, n));
                 }
             }
         }
@@ -448,7 +462,7 @@ impl Hasher {
 
     fn finish(self) -> Result<Vec<u8>, Error> {
         match self {
-            Hasher::Inline(h) => Ok(h.finalize().to_vec()),
+            Hasher::Inline(h, _) => Ok(h.finalize().to_vec()),
             Hasher::Thread {
                 mut tx, mut handle, ..
             } => {
@@ -990,13 +1004,12 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         }
         let mut read_total = 0u64;
         let mut last_offset = 0u64;
-        let mut chunk = vec![0u8; MAX_CHUNK];
         loop {
+            let mut chunk = h.buffer();
             let n = stream.zip.read_chunk(&mut chunk)?;
             if n == 0 {
                 break;
             }
-            h.update(&chunk[..n]);
             let mut data = &chunk[..n];
             while !data.is_empty() {
                 if seg >= map.len() {
@@ -1027,6 +1040,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                     }
                 }
             }
+            h.submit(chunk, n);
         }
         if ending_hole > 0 && count_holes {
             self.tracker.report(ending_hole);
@@ -1157,4 +1171,31 @@ fn write_zeros(
         n -= k as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(mut h: Hasher, data: &[u8]) -> Vec<u8> {
+        for piece in data.chunks(MAX_CHUNK - 7) {
+            let mut buf = h.buffer();
+            assert_eq!(buf.len(), MAX_CHUNK);
+            buf[..piece.len()].copy_from_slice(piece);
+            h.submit(buf, piece.len());
+        }
+        h.finish().unwrap()
+    }
+
+    #[test]
+    fn threaded_and_inline_hashes_agree() {
+        // More chunks than the pool holds, so buffers are recycled while the thread hashes.
+        let data: Vec<u8> = (0..(HASH_QUEUE + 4) * MAX_CHUNK + 12345)
+            .map(|i| (i * 7 + i / 4099) as u8)
+            .collect();
+        let want = Blake2b256::digest(&data).to_vec();
+        assert_eq!(digest(Hasher::new(0), &data), want);
+        assert_eq!(digest(Hasher::threaded(), &data), want);
+        assert!(matches!(Hasher::new(THREADED_HASH), Hasher::Thread { .. }));
+    }
 }
