@@ -73,6 +73,18 @@ struct Opts {
     /// Generate signing keys (fwup-key.pub and fwup-key.priv, or the -o prefix)
     #[arg(short = 'g', long = "gen-keys")]
     gen_keys: bool,
+    /// List the removable memory cards `burn` would consider, as "device,bytes" lines
+    #[arg(short = 'D', long = "detect")]
+    detect: bool,
+    /// Print the firmware UUID of an archive
+    #[arg(short = 'z')]
+    print_uuid: bool,
+    /// Accepted for fwup compatibility (cards are not ejected)
+    #[arg(short = 'E', long = "eject")]
+    eject: bool,
+    /// Accepted for fwup compatibility
+    #[arg(long = "no-eject")]
+    no_eject: bool,
     /// Device or image file to write
     #[arg(short = 'd', value_name = "DEVICE")]
     device: Option<PathBuf>,
@@ -255,6 +267,8 @@ enum Mode {
     Sign,
     GenKeys,
     Burn,
+    Detect,
+    Uuid,
 }
 
 /// Where output goes: plain text or fwup's frames on stdout.
@@ -323,6 +337,20 @@ fn run(mode: Mode, o: &Opts, rep: &Reporter) -> Result<()> {
         Mode::List => {
             let tasks = myelin_fw::list(open_input(o.input().as_deref(), o.framing)?, &o.keys()?)?;
             rep.success(&tasks.iter().map(|t| format!("{t}\n")).collect::<String>())
+        }
+        Mode::Detect => {
+            let text: String = Disks::default()
+                .candidates()
+                .iter()
+                .map(|d| format!("{},{}\n", d.path.display(), d.size))
+                .collect();
+            rep.success(&text)
+        }
+        Mode::Uuid => {
+            let cfg =
+                myelin_fw::metadata(open_input(o.input().as_deref(), o.framing)?, &o.keys()?)?;
+            let uuid = myelin_fw::meta::metadata_value(&cfg, "meta-uuid").unwrap_or_default();
+            rep.success(&format!("{uuid}\n"))
         }
         Mode::Metadata => {
             let cfg =
@@ -605,6 +633,10 @@ fn main() -> ExitCode {
                 Some(Mode::Sign)
             } else if o.gen_keys {
                 Some(Mode::GenKeys)
+            } else if o.detect {
+                Some(Mode::Detect)
+            } else if o.print_uuid {
+                Some(Mode::Uuid)
             } else if o.file.is_some() {
                 // fwup's easy mode: `myelin-fw x.fw` writes x.fw to an SD card.
                 Some(Mode::Burn)
@@ -624,7 +656,7 @@ fn main() -> ExitCode {
     let result = match mode {
         Some(m) => run(m, &opts, &rep),
         None => Err(anyhow!(
-            "specify a command (create, apply, list, metadata, verify, sign, gen-keys, burn) or one of -a, -c, -l, -m, -S, -V, -g"
+            "specify a command (create, apply, list, metadata, verify, sign, gen-keys, burn) or one of -a, -c, -l, -m, -S, -V, -g, -D, -z"
         )),
     };
     let code = match result {

@@ -185,6 +185,14 @@ fn fwup_flags_and_subcommands_agree() {
         .output()
         .unwrap());
     assert_eq!(v.stdout, b"Valid archive with a good signature\n");
+    let uuid = ok(fw().args(["-z", "-i", s(&a)]).output().unwrap());
+    let meta = String::from_utf8(read_golden("v1.metadata.txt")).unwrap();
+    let want = meta
+        .lines()
+        .find_map(|l| l.strip_prefix("meta-uuid=\""))
+        .unwrap()
+        .trim_end_matches('"');
+    assert_eq!(String::from_utf8(uuid.stdout).unwrap(), format!("{want}\n"));
 }
 
 #[test]
