@@ -240,6 +240,19 @@ fn apply(
     running: Option<u64>,
     reboot_param: &Path,
 ) -> Result<(String, Vec<String>), myelin_fw::Error> {
+    apply_with(fw, image, task, key, running, reboot_param, Vars::default())
+}
+
+/// [`apply`] with environment variables for `\${...}` escapes evaluated at apply time.
+fn apply_with(
+    fw: &Path,
+    image: &Path,
+    task: &str,
+    key: &myelin_fw::PublicKey,
+    running: Option<u64>,
+    reboot_param: &Path,
+    vars: Vars,
+) -> Result<(String, Vec<String>), myelin_fw::Error> {
     let sys = Fixed {
         at_offset: running
             .map(|o| vec![("/".to_owned(), o)])
@@ -251,7 +264,7 @@ fn apply(
     let opts = ApplyOptions {
         task,
         public_keys: &keys,
-        vars: Vars::default(),
+        vars,
         system: &sys,
         enable_trim: false,
         progress_range: (0, 100),
@@ -564,6 +577,50 @@ fn check_board(board: &str) {
         read_range(&image, app_off, 256 * 512)
             .iter()
             .all(|&b| b == 0xff),
+        "{board}"
+    );
+    // prevent-revert running A (after the revert): B can no longer be booted.
+    let (task, _) = apply(&ops, &image, "prevent-revert", &public, Some(slot_a.0), &rp).unwrap();
+    assert_eq!(task, "prevent-revert.a", "{board}");
+    assert_eq!(env("nerves_fw_active").as_deref(), Some("a"), "{board}");
+    if board == "bbb" {
+        assert_eq!(env("upgrade_available").as_deref(), Some("0"));
+    } else {
+        assert_eq!(
+            env("b.nerves_fw_validated").as_deref(),
+            Some("0"),
+            "{board}"
+        );
+    }
+    assert_eq!(env("b.nerves_fw_version"), None, "{board}");
+    assert!(
+        read_range(&image, slot_b.0 * 512, 256 * 512)
+            .iter()
+            .all(|&b| b == 0xff),
+        "{board}: slot B still looks like a file system"
+    );
+    let (_, infos) = apply(&ops, &image, "status", &public, Some(slot_a.0), &rp).unwrap();
+    assert_eq!(infos.last().map(String::as_str), Some("a"), "{board}");
+    for p in fat_partitions(board) {
+        let (o, c) = layout.part(p);
+        fsck_vfat(w, &image, o * 512, c * 512);
+    }
+    // provision reads the serial number from the environment at apply time.
+    let serial = Vars::from_pairs([("MYELIN_SERIAL_NUMBER", "SN-0042")]);
+    let (task, _) = apply_with(
+        &ops,
+        &image,
+        "provision",
+        &public,
+        Some(slot_a.0),
+        &rp,
+        serial,
+    )
+    .unwrap();
+    assert_eq!(task, "provision");
+    assert_eq!(
+        env("nerves_serial_number").as_deref(),
+        Some("SN-0042"),
         "{board}"
     );
     // Running from neither slot, status says so.
