@@ -157,7 +157,7 @@ img=$BINARIES_DIR/$BOARD.img
 rm -f "$fw" "$img"
 if [ -n "$private_key" ]; then
 	[ -f "$private_key" ] || die "firmware signing key $private_key does not exist"
-	myelin-fw create -f "$FWUP_CONF" -o "$fw" --private-key "$private_key"
+	myelin-fw create -f "$FWUP_CONF" -o "$fw" -s "$private_key"
 else
 	echo "post-image: warning: no signing key (BR2_MYELIN_FW_PRIVATE_KEY); $BOARD.fw is unsigned" >&2
 	myelin-fw create -f "$FWUP_CONF" -o "$fw"
