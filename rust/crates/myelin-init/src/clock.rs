@@ -48,10 +48,16 @@ impl Clock for SystemClock {
     }
 
     fn realtime(&self) -> i64 {
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
-            .map(|ts| ts.tv_sec())
-            .unwrap_or(0)
+        unix_millis() / 1000
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 before 1970).
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Formats a duration the way the configuration writes them (`250ms`, `5s`, `2m`, `1h`).

@@ -384,9 +384,7 @@ impl Logger {
             }
             text.truncate(cut);
         }
-        let time_ms = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
-            .map(|t| t.tv_sec() * 1000 + t.tv_nsec() / 1_000_000)
-            .unwrap_or(0);
+        let time_ms = crate::clock::unix_millis();
         self.kmsg_write(now, service, pid, level, &text);
         self.ring.push(Entry {
             seq: 0,

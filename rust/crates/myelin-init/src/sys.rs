@@ -19,9 +19,9 @@ use crate::watchdog::Watchdog;
 
 /// mount(2) flags, named the way mount(8) names them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MountFlags(pub u64);
+pub struct MountFlags(pub libc::c_ulong);
 
-const FLAG_NAMES: &[(&str, u64)] = &[
+const FLAG_NAMES: &[(&str, libc::c_ulong)] = &[
     ("ro", libc::MS_RDONLY),
     ("nosuid", libc::MS_NOSUID),
     ("nodev", libc::MS_NODEV),
@@ -71,7 +71,7 @@ impl fmt::Display for MountFlags {
 
 /// Splits mount(8)-style options into flags and filesystem data (`mode=755,size=10%`).
 pub fn parse_mount_options(opts: &str) -> Result<(MountFlags, String), String> {
-    let mut flags = 0u64;
+    let mut flags: libc::c_ulong = 0;
     let mut data: Vec<&str> = Vec::new();
     let (mut ro, mut rw) = (false, false);
     for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -298,7 +298,7 @@ impl Sys for LinuxSys<'_> {
                 s.as_ptr(),
                 t.as_ptr(),
                 f.as_ptr(),
-                flags.0 as libc::c_ulong,
+                flags.0,
                 if data.is_empty() {
                     std::ptr::null()
                 } else {
@@ -399,9 +399,7 @@ impl Sys for LinuxSys<'_> {
     }
 
     fn realtime(&mut self) -> i64 {
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
-            .map(|t| t.tv_sec())
-            .unwrap_or(0)
+        crate::clock::unix_millis() / 1000
     }
 
     fn set_realtime(&mut self, secs: i64) -> io::Result<()> {

@@ -943,10 +943,19 @@ fn all_services_ready_is_announced() {
         "{}",
         ns.kmsg()
     );
-    let ev = ns.events();
+    // Only once a was ready and b, after it, had started.
+    let k = ns.kmsg();
+    let at = |needle: &str| {
+        k.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{k}"))
+    };
     assert!(
-        ev.iter().any(|e| e.0 == "b" && e.1 == "start"),
-        "b started before the announcement"
+        at("myelin-init: a ready") < at("myelin-init: all services ready"),
+        "{k}"
+    );
+    assert!(
+        at("myelin-init: b started") < at("myelin-init: all services ready"),
+        "{k}"
     );
     assert_eq!(ns.console().matches("all services ready").count(), 1);
 }
