@@ -167,15 +167,5 @@ mod tests {
         let t = std::time::Instant::now();
         r.stop().await;
         assert!(t.elapsed() < Duration::from_secs(3));
-
-        assert!(
-            spawn(
-                "x",
-                &spec(&["/nonexistent/prog"]),
-                Duration::from_secs(1),
-                |_| {}
-            )
-            .is_err()
-        );
     }
 }
