@@ -119,6 +119,71 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
     let running = wlan0.configuration().await.unwrap();
     assert!(!running.contains("correct horse"), "{running}");
     assert!(running.contains("\"psk\""), "{running}");
+
+    // A setup wizard's access point, temporary: static address and a DHCP server for the
+    // stations, nothing persisted.
+    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    net1.configure(
+        "wlan0",
+        r#"{"type":"wifi","ipv4":{"method":"static","address":"192.168.24.1/24"},
+            "dhcpd":{"start":"192.168.24.10","end":"192.168.24.20"},
+            "wifi":{"networks":[{"ssid":"setup","passphrase":"setup1234","mode":"ap"}]}}"#,
+        false,
+    )
+    .await
+    .unwrap();
+    wait_for(LIMIT, "the access point's address", || async {
+        let a = wlan0.addresses().await.unwrap_or_default();
+        (a == ["192.168.24.1/24"] && wlan0.state().await.ok()? == "configured").then_some(())
+    })
+    .await;
+    assert_eq!(wlan0.connection().await.unwrap(), "lan");
+    let udhcpd = std::fs::read_to_string(dir.path().join("run/udhcpd.wlan0.conf")).unwrap();
+    assert!(
+        udhcpd.contains("start 192.168.24.10\nend 192.168.24.20\n"),
+        "{udhcpd}"
+    );
+    // A station on the other end gets an address from it.
+    let script = dir.path().join("print-lease");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip\"\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut station = ns.cmd("busybox");
+    station
+        .args([
+            "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", "wlan0p", "-s",
+        ])
+        .arg(&script);
+    // Off the runtime thread: the fake supplicant must keep answering meanwhile.
+    let out = tokio::task::spawn_blocking(move || station.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("LEASE 192.168.24.1"),
+        "{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    assert!(!dir.path().join("data/interfaces/wlan0.json").exists());
+
+    // A reboot (here: a restart) brings back the client configuration, not the AP.
+    daemon.stop();
+    let daemon = Daemon::start(&ns, &bus, &cfg);
+    wait_for(LIMIT, "the client configuration again", || async {
+        let a = wlan0.addresses().await.unwrap_or_default();
+        (a == ["10.77.0.2/24"]).then_some(())
+    })
+    .await;
+    // A fresh proxy: the old one's property cache belongs to the previous daemon.
+    let wlan0 = client::interface(&conn, "wlan0").await.unwrap();
+    let running = wlan0.configuration().await.unwrap();
+    assert!(
+        running.contains("MyelinHome") && !running.contains("\"ap\""),
+        "{running}"
+    );
     daemon.stop();
 }
 
