@@ -115,9 +115,23 @@ pub fn main_entry(args: impl IntoIterator<Item = String>) -> i32 {
         return 1;
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    ensure_stdio();
     match Config::load(&path) {
         Ok(cfg) => run_pid1(cfg, &opts),
         Err(e) => safe_mode(&path, e, &opts),
+    }
+}
+
+/// Makes sure descriptors 0, 1 and 2 are open (on /dev/null if the kernel gave none), so no
+/// pipe or socket of PID 1 can ever land on them and be mistaken for stdio by a child.
+fn ensure_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only inspects the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            let path = c"/dev/null";
+            // SAFETY: open(2) with a valid C string; the lowest free descriptor is `fd`.
+            unsafe { libc::open(path.as_ptr(), libc::O_RDWR) };
+        }
     }
 }
 
@@ -209,6 +223,7 @@ fn run_pid1(mut cfg: Config, opts: &Options) -> i32 {
     }
     run_boot(&cfg, &mut log, &mut wd);
     log.reopen_kmsg();
+    ensure_stdio();
     if let Some(w) = &cfg.watchdog {
         if wd.is_none() {
             match open_watchdog(w) {
@@ -518,6 +533,9 @@ impl Io {
                 )?;
             }
         }
+        if spec.uid.is_none() && spec.gid.is_none() && !spec.console {
+            return self.spawn_fast(id, spec, &notify_path);
+        }
         let mut cmd = Command::new(&spec.program);
         cmd.arg0(&spec.argv[0])
             .args(&spec.argv[1..])
@@ -576,6 +594,87 @@ impl Io {
             self.add_pipe(out_r, id, pid, Stream::Stdout)?;
             self.add_pipe(err_r, id, pid, Stream::Stderr)?;
         }
+        Ok(pid)
+    }
+
+    /// The common case (no user switch, no terminal) with posix_spawn: glibc's vfork-style
+    /// clone does not copy PID 1's page tables, about three times faster than fork+exec here.
+    fn spawn_fast(&mut self, id: NodeId, spec: &ServiceSpec, notify: &Path) -> io::Result<u32> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let cstr =
+            |b: &[u8]| CString::new(b).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+        let program = cstr(spec.program.as_os_str().as_bytes())?;
+        let cwd = cstr(spec.cwd.as_os_str().as_bytes())?;
+        let argv: Vec<CString> = spec
+            .argv
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 2);
+        for (k, v) in &spec.env {
+            if k != "NOTIFY_SOCKET" && k != "WATCHDOG_USEC" {
+                env.push(cstr(format!("{k}={v}").as_bytes())?);
+            }
+        }
+        let mut ns = b"NOTIFY_SOCKET=".to_vec();
+        ns.extend_from_slice(notify.as_os_str().as_bytes());
+        env.push(cstr(&ns)?);
+        if let Some(w) = spec.watchdog {
+            env.push(cstr(format!("WATCHDOG_USEC={}", w.as_micros()).as_bytes())?);
+        }
+        let null = fs::File::open("/dev/null")?;
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut argv_p: Vec<*mut libc::c_char> =
+            argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
+        argv_p.push(std::ptr::null_mut());
+        let mut env_p: Vec<*mut libc::c_char> = env.iter().map(|a| a.as_ptr().cast_mut()).collect();
+        env_p.push(std::ptr::null_mut());
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: the attribute and file-action objects are initialised before use and destroyed
+        // after; every pointer passed (program, argv, envp, cwd) is a NUL-terminated string that
+        // outlives the call, and the argv/envp arrays are NULL-terminated.
+        let rc = unsafe {
+            let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+            let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            libc::posix_spawnattr_init(&mut attr);
+            libc::posix_spawn_file_actions_init(&mut fa);
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::posix_spawnattr_setsigmask(&mut attr, &empty);
+            // PID 1 ignores SIGPIPE (Rust's runtime does); services get the default.
+            let mut dfl: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut dfl);
+            libc::sigaddset(&mut dfl, libc::SIGPIPE);
+            libc::posix_spawnattr_setsigdefault(&mut attr, &dfl);
+            let flags = libc::c_int::from(libc::POSIX_SPAWN_SETSID)
+                | libc::c_int::from(libc::POSIX_SPAWN_SETSIGMASK)
+                | libc::c_int::from(libc::POSIX_SPAWN_SETSIGDEF);
+            libc::posix_spawnattr_setflags(&mut attr, flags as libc::c_short);
+            libc::posix_spawn_file_actions_adddup2(&mut fa, null.as_raw_fd(), 0);
+            libc::posix_spawn_file_actions_adddup2(&mut fa, out_w.as_raw_fd(), 1);
+            libc::posix_spawn_file_actions_adddup2(&mut fa, err_w.as_raw_fd(), 2);
+            libc::posix_spawn_file_actions_addchdir_np(&mut fa, cwd.as_ptr());
+            let rc = libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                &fa,
+                &attr,
+                argv_p.as_ptr(),
+                env_p.as_ptr(),
+            );
+            libc::posix_spawn_file_actions_destroy(&mut fa);
+            libc::posix_spawnattr_destroy(&mut attr);
+            rc
+        };
+        drop((null, out_w, err_w));
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let pid = pid as u32;
+        self.add_pipe(out_r, id, pid, Stream::Stdout)?;
+        self.add_pipe(err_r, id, pid, Stream::Stderr)?;
         Ok(pid)
     }
 

@@ -66,6 +66,10 @@ const TESTS: &[Test] = &[
     ("missing_binary_is_reported", missing_binary_is_reported),
     ("missing_config_is_reported", missing_config_is_reported),
     (
+        "services_get_a_clean_session_and_leave_nothing_behind",
+        services_get_a_clean_session_and_leave_nothing_behind,
+    ),
+    (
         "hang_action_keeps_pid1_serving",
         hang_action_keeps_pid1_serving,
     ),
@@ -1015,4 +1019,77 @@ fn missing_config_is_reported() {
     );
     assert!(ns.console().contains(&expect), "{}", ns.console());
     assert!(ns.kmsg().contains(&expect), "{}", ns.kmsg());
+}
+
+fn services_get_a_clean_session_and_leave_nothing_behind() {
+    // Both spawn paths: posix_spawn (no user switch) and fork+exec (`user = 0`).
+    let mut s = Setup::new("session");
+    let work = s.dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let probe = format!(
+        "set -- $(cat /proc/self/stat); echo pid=$$ sid=$6 \
+         blk=$(grep SigBlk /proc/self/status | cut -f2) ign=$(grep SigIgn /proc/self/status | cut -f2) \
+         cwd=$(pwd) env=$(env | cut -d= -f1 | sort | tr '\\n' ,); (trap '' TERM; exec sleep 300) & echo $! > {}/$0.child; exec sleep 300",
+        s.dir.display()
+    );
+    s.body = format!(
+        "[[service]]\nname = \"fast\"\nargv = [\"/bin/sh\", \"-c\", {probe:?}, \"fast\"]\ncwd = \"{w}\"\nenv = {{ ONLY = \"this\" }}\n\
+         [[service]]\nname = \"forked\"\nargv = [\"/bin/sh\", \"-c\", {probe:?}, \"forked\"]\ncwd = \"{w}\"\nenv = {{ ONLY = \"this\" }}\nuser = 0\n",
+        w = work.display()
+    );
+    let ns = s.start();
+    let mut c = ns.client();
+    for name in ["fast", "forked"] {
+        let pid = ns.running(name);
+        let mut line = String::new();
+        ns.wait_for("probe output", 10 * SEC, || {
+            c.send(Op::Log {
+                service: Some(name.into()),
+                lines: None,
+                follow: false,
+            })
+            .unwrap();
+            while let Some(Body::Log(e)) = c.receive().unwrap() {
+                line = e.text;
+            }
+            line.starts_with("pid=")
+        });
+        // No signal blocked; none of the standard ones ignored (glibc's posix_spawn leaves its
+        // two internal real-time signals, 32 and 33, ignored, as for any posix_spawn child).
+        let ign = line
+            .split(" ign=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap();
+        let ign = u64::from_str_radix(ign, 16).unwrap();
+        assert_eq!(ign & 0x7fff_ffff, 0, "{name}: {line}");
+        let line = line.replace(&format!(" ign={:016x}", ign), "");
+        assert_eq!(
+            line,
+            format!(
+                "pid={pid} sid={pid} blk=0000000000000000 cwd={} env=HOME,NOTIFY_SOCKET,ONLY,PATH,PWD,",
+                work.display()
+            ),
+            "{name}"
+        );
+    }
+    // A background child left in the service's process group goes when the service goes, even
+    // one that ignores SIGTERM.
+    let child: u32 = support::read(&ns.dir.join("fast.child"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ns.alive_inside(child), "the background sleep runs");
+    ns.client()
+        .call(Op::Stop {
+            name: "fast".into(),
+        })
+        .unwrap();
+    ns.wait_for("fast stopped", 10 * SEC, || {
+        ns.node("fast").state == "stopped"
+    });
+    ns.wait_for("its background child gone", 10 * SEC, || {
+        !ns.alive_inside(child)
+    });
+    assert_eq!(ns.zombies(), 0);
 }

@@ -524,6 +524,45 @@ impl Ns {
         None
     }
 
+    /// Whether a process with pid `ns_pid` inside this namespace exists (and is not a zombie).
+    pub fn alive_inside(&self, ns_pid: u32) -> bool {
+        let Some(init) = self.init_pid() else {
+            return false;
+        };
+        let status = |pid: i32| fs::read_to_string(format!("/proc/{pid}/status")).ok();
+        let field = |st: &str, k: &str| {
+            st.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+        };
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Some(st) = status(pid) else { continue };
+            let inner =
+                field(&st, "NSpid:").and_then(|v| v.split_whitespace().last()?.parse::<u32>().ok());
+            if inner != Some(ns_pid) || field(&st, "State:").is_some_and(|s| s.starts_with('Z')) {
+                continue;
+            }
+            // One of ours only if init is an ancestor.
+            let mut cur = pid;
+            for _ in 0..64 {
+                let Some(ppid) = status(cur).and_then(|s| field(&s, "PPid:")?.parse::<i32>().ok())
+                else {
+                    break;
+                };
+                if ppid == init {
+                    return true;
+                }
+                if ppid <= 1 {
+                    break;
+                }
+                cur = ppid;
+            }
+        }
+        false
+    }
+
     /// Processes whose parent is the init and that are zombies.
     pub fn zombies(&self) -> usize {
         let Some(init) = self.init_pid() else {
