@@ -82,6 +82,8 @@ pub struct Guard {
     started: Duration,
     asking: bool,
     last_problem: Option<String>,
+    /// A reboot request failed; the next tick asks again.
+    retry_reboot: bool,
 }
 
 impl Guard {
@@ -93,6 +95,7 @@ impl Guard {
             started: Duration::ZERO,
             asking: false,
             last_problem: None,
+            retry_reboot: false,
         }
     }
 
@@ -121,10 +124,7 @@ impl Guard {
             "the trial firmware was not validated within {}: rebooting, the bootloader returns to the previous firmware",
             humantime::format_duration(self.policy.timeout)
         );
-        vec![
-            Action::Log(reason.clone()),
-            Action::RequestReboot { reason },
-        ]
+        vec![Action::RequestReboot { reason }]
     }
 
     /// Handles one event at time `now`.
@@ -210,13 +210,19 @@ impl Guard {
                 vec![]
             }
             (Phase::Rebooting, Event::RebootFailed(why)) => {
+                self.retry_reboot = true;
                 vec![Action::Log(format!(
                     "asking myelin-init for a reboot failed: {why}; retrying"
                 ))]
             }
-            (Phase::Rebooting, Event::Tick) => vec![Action::RequestReboot {
-                reason: "retrying the reboot of the unvalidated trial firmware".into(),
-            }],
+            // PID 1 accepted the request: it stops this daemon soon. Ask again only after a
+            // failure.
+            (Phase::Rebooting, Event::Tick) if self.retry_reboot => {
+                self.retry_reboot = false;
+                vec![Action::RequestReboot {
+                    reason: "retrying the reboot of the unvalidated trial firmware".into(),
+                }]
+            }
             // Late answers and events that do not apply to the current phase.
             _ => vec![],
         }
@@ -301,8 +307,10 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(g.phase(), Phase::Rebooting);
-        // A late readiness answer changes nothing; a failed reboot is retried at the next tick.
+        // A late readiness answer changes nothing; an accepted reboot is not asked again; a
+        // failed one is retried at the next tick.
         assert_eq!(act(&mut g, s(71), Event::Readiness(Ok(true))), vec![]);
+        assert_eq!(act(&mut g, s(71), Event::Tick), vec![]);
         assert_eq!(
             act(&mut g, s(71), Event::RebootFailed("refused".into())),
             vec![]
