@@ -228,6 +228,8 @@ pub struct Setup {
     pub console: Option<fs::File>,
     /// Pass this path as the configuration instead of the one written.
     pub config_file: Option<PathBuf>,
+    /// No kernel log at all (not even the scratch file).
+    pub kmsg_off: bool,
 }
 
 impl Setup {
@@ -243,6 +245,7 @@ impl Setup {
             init_bin: PathBuf::from(env!("CARGO_BIN_EXE_myelin-init")),
             console: None,
             config_file: None,
+            kmsg_off: false,
         }
     }
 
@@ -301,7 +304,11 @@ impl Setup {
         .arg(&cfg)
         // Even when the configuration is unreadable: never the host's kernel log.
         .arg("--kmsg")
-        .arg(self.dir.join("kmsg"))
+        .arg(if self.kmsg_off {
+            PathBuf::new()
+        } else {
+            self.dir.join("kmsg")
+        })
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out);
