@@ -243,6 +243,11 @@ mod tests {
         assert_eq!(Action::from_signal(libc::SIGUSR1), Some(Action::Halt));
         assert_eq!(Action::from_signal(libc::SIGPWR), Some(Action::Halt));
         assert_eq!(Action::from_signal(libc::SIGUSR2), Some(Action::Poweroff));
+        // Ctrl-Alt-Del, once the kernel is told to signal PID 1 instead of rebooting.
+        assert_eq!(
+            Action::from_signal(libc::SIGINT),
+            Some(Action::Reboot(None))
+        );
         assert_eq!(Action::from_signal(libc::SIGHUP), None);
     }
 

@@ -66,6 +66,10 @@ const TESTS: &[Test] = &[
     ("missing_binary_is_reported", missing_binary_is_reported),
     ("missing_config_is_reported", missing_config_is_reported),
     (
+        "safe_mode_offers_the_console_shell",
+        safe_mode_offers_the_console_shell,
+    ),
+    (
         "services_get_a_clean_session_and_leave_nothing_behind",
         services_get_a_clean_session_and_leave_nothing_behind,
     ),
@@ -1092,4 +1096,59 @@ fn services_get_a_clean_session_and_leave_nothing_behind() {
         !ns.alive_inside(child)
     });
     assert_eq!(ns.zombies(), 0);
+}
+
+fn open_pty() -> (std::fs::File, String) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc pty calls; the master descriptor is owned by the File from here on.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0);
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let name = std::ffi::CStr::from_ptr(libc::ptsname(m))
+            .to_string_lossy()
+            .into_owned();
+        libc::fcntl(m, libc::F_SETFL, libc::O_NONBLOCK);
+        (std::fs::File::from_raw_fd(m), name)
+    }
+}
+
+fn read_until(master: &mut std::fs::File, needle: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline && !String::from_utf8_lossy(&got).contains(needle) {
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn safe_mode_offers_the_console_shell() {
+    use std::io::Write;
+    let (mut master, slave) = open_pty();
+    let mut s = Setup::new("safe_shell");
+    s.init = "shell = \"/bin/sh\"\n".into();
+    s.boot = format!("[boot]\nenabled = false\nconsole = \"{slave}\"\n");
+    s.body = "[[service]]\nname = \"x\"\nargv = [\"/bin/true\"]\nshutdown = \"someday\"\n".into();
+    let mut ns = s.start();
+    // The error is on the console, and a shell there to look into it.
+    ns.wait_for("safe mode", 10 * SEC, || ns.kmsg().contains("safe mode"));
+    assert!(
+        ns.kmsg().contains("invalid shutdown \"someday\""),
+        "{}",
+        ns.kmsg()
+    );
+    master.write_all(b"echo safe-$((2+3))\n").unwrap();
+    let out = read_until(&mut master, "safe-5", 10 * SEC);
+    assert!(out.contains("safe-5"), "console: {out}");
+    assert!(ns.alive(), "PID 1 waits for the shell");
+    // Leaving the shell: the fatal action (reboot by default).
+    master.write_all(b"exit\n").unwrap();
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    assert!(ns.kmsg().contains("console shell exited"), "{}", ns.kmsg());
 }
