@@ -225,6 +225,9 @@ pub struct Options {
     pub hook_program: PathBuf,
 }
 
+/// Where a request's outcome goes.
+type Reply = oneshot::Sender<Result<(), ManagerError>>;
+
 /// A client's handle on a running manager.
 #[derive(Clone)]
 pub struct Handle {
@@ -403,6 +406,8 @@ pub struct Manager {
     slots: BTreeMap<String, u32>,
     next_token: u64,
     mdns: Option<crate::mdns::Responder>,
+    /// Replies sent once the change they report is published.
+    replies: Vec<(Reply, Result<(), ManagerError>)>,
 }
 
 impl Manager {
@@ -435,6 +440,7 @@ impl Manager {
                 slots: BTreeMap::new(),
                 next_token: 1,
                 mdns: None,
+                replies: Vec::new(),
             },
             handle,
         )
@@ -673,6 +679,18 @@ impl Manager {
             }
         }
         self.refresh().await;
+        // A client that hears "done" finds the change in the published state.
+        for (reply, result) in self.replies.drain(..) {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn reply_later(
+        &mut self,
+        reply: oneshot::Sender<Result<(), ManagerError>>,
+        result: Result<(), ManagerError>,
+    ) {
+        self.replies.push((reply, result));
     }
 
     async fn on_request(&mut self, r: Request) {
@@ -686,34 +704,43 @@ impl Manager {
                 let config = match config.normalize(&ifname) {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = reply.send(Err(e.into()));
+                        self.reply_later(reply, Err(e.into()));
                         return;
                     }
                 };
                 if persist {
                     if let Err(e) = self.store.save(&ifname, &config) {
-                        let _ = reply.send(Err(ManagerError::Failed(format!(
-                            "cannot persist the configuration: {e}"
-                        ))));
+                        self.reply_later(
+                            reply,
+                            Err(ManagerError::Failed(format!(
+                                "cannot persist the configuration: {e}"
+                            ))),
+                        );
                         return;
                     }
                     self.persisted.insert(ifname.clone(), config.clone());
                 }
                 self.set_config(&ifname, config).await;
-                let _ = reply.send(Ok(()));
+                self.reply_later(reply, Ok(()));
             }
             Request::Deconfigure { ifname, reply } => {
                 let known = self.ifaces.get(&ifname).is_some_and(|i| i.config.is_some());
                 if !known {
-                    let _ = reply.send(Err(ManagerError::NotFound(format!(
-                        "{ifname} is not configured"
-                    ))));
+                    self.reply_later(
+                        reply,
+                        Err(ManagerError::NotFound(format!(
+                            "{ifname} is not configured"
+                        ))),
+                    );
                     return;
                 }
                 if let Err(e) = self.store.clear(&ifname) {
-                    let _ = reply.send(Err(ManagerError::Failed(format!(
-                        "cannot remove the persisted configuration: {e}"
-                    ))));
+                    self.reply_later(
+                        reply,
+                        Err(ManagerError::Failed(format!(
+                            "cannot remove the persisted configuration: {e}"
+                        ))),
+                    );
                     return;
                 }
                 self.persisted.remove(&ifname);
@@ -729,7 +756,7 @@ impl Manager {
                 if !present {
                     self.ifaces.remove(&ifname);
                 }
-                let _ = reply.send(Ok(()));
+                self.reply_later(reply, Ok(()));
             }
             Request::SetCheckHosts {
                 hosts,
@@ -737,16 +764,22 @@ impl Manager {
                 reply,
             } => {
                 if hosts.is_empty() {
-                    let _ = reply.send(Err(ManagerError::Invalid(ConfigError::new(
-                        "hosts",
-                        "an empty list could never find the internet",
-                    ))));
+                    self.reply_later(
+                        reply,
+                        Err(ManagerError::Invalid(ConfigError::new(
+                            "hosts",
+                            "an empty list could never find the internet",
+                        ))),
+                    );
                     return;
                 }
                 if persist && let Err(e) = self.store.save_hosts(&hosts) {
-                    let _ = reply.send(Err(ManagerError::Failed(format!(
-                        "cannot persist the check targets: {e}"
-                    ))));
+                    self.reply_later(
+                        reply,
+                        Err(ManagerError::Failed(format!(
+                            "cannot persist the check targets: {e}"
+                        ))),
+                    );
                     return;
                 }
                 self.check_hosts = hosts;
@@ -759,7 +792,7 @@ impl Manager {
                     }
                     self.schedule_check(&n);
                 }
-                let _ = reply.send(Ok(()));
+                self.reply_later(reply, Ok(()));
             }
             Request::Scan { ifname, reply } => {
                 let Some(i) = self.ifaces.get(&ifname) else {

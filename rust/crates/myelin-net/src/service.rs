@@ -36,7 +36,6 @@
 //! NotSupported, Failed}`; `InvalidConfig` messages start with the field at fault.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use zbus::fdo::Properties;
 use zbus::names::InterfaceName;
@@ -99,10 +98,12 @@ impl From<ManagerError> for BusError {
     }
 }
 
-type Shared = Arc<Mutex<Snapshot>>;
+/// The manager's latest published state: property reads are never behind the manager, and
+/// a method that returned has its change visible (the manager replies after publishing).
+type Shared = tokio::sync::watch::Receiver<Snapshot>;
 
 fn read<R>(shared: &Shared, f: impl FnOnce(&Snapshot) -> R) -> R {
-    f(&shared.lock().unwrap_or_else(|e| e.into_inner()))
+    f(&shared.borrow())
 }
 
 /// The manager object.
@@ -581,8 +582,6 @@ fn is_wifi(i: &IfaceSnapshot) -> bool {
 /// Adds or removes objects so the bus matches `new`, and announces every change since `old`.
 async fn sync(conn: &Connection, handle: &Handle, shared: &Shared, old: &Snapshot, new: &Snapshot) {
     let server = conn.object_server();
-    *shared.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
-    emit(conn, OBJECT_PATH, INTERFACE, manager_changes(old, new)).await;
     for name in old
         .interfaces
         .keys()
@@ -635,12 +634,14 @@ async fn sync(conn: &Connection, handle: &Handle, shared: &Shared, old: &Snapsho
             .await;
         }
     }
+    // Last, so a client that follows `Interfaces` finds the new objects already there.
+    emit(conn, OBJECT_PATH, INTERFACE, manager_changes(old, new)).await;
 }
 
 /// Serves the manager behind `handle` on `conn` (which must own [`BUS_NAME`] or be about to)
 /// and keeps the bus in step with every published snapshot, until the manager stops.
 pub async fn serve(conn: Connection, handle: Handle) -> zbus::Result<tokio::task::JoinHandle<()>> {
-    let shared: Shared = Arc::new(Mutex::new(Snapshot::default()));
+    let shared: Shared = handle.subscribe();
     // GetManagedObjects and InterfacesAdded/Removed for the per-interface objects below.
     conn.object_server()
         .at(OBJECT_PATH, zbus::fdo::ObjectManager)

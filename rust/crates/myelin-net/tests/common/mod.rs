@@ -349,7 +349,7 @@ retry_interval = "500ms"
 udhcpc = ["busybox", "udhcpc"]
 udhcpd = ["busybox", "udhcpd"]
 wpa_supplicant = []
-wpa_request_timeout = "500ms"
+wpa_request_timeout = "2s"
 wpa_keepalive = "1s"
 
 {mdns}
