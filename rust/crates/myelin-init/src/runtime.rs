@@ -12,6 +12,12 @@
 //! environment only what the configuration gives them plus `NOTIFY_SOCKET` (and
 //! `WATCHDOG_USEC`); the signal mask PID 1 blocks is cleared before exec. When a service's main
 //! process ends, whatever is left of its process group is killed.
+//!
+//! Safe mode (a configuration that cannot be used) does not run the loop: it reports the
+//! problems on the console and kmsg, runs the configured console shell if any, then takes the
+//! fatal action. It does not pet a hardware watchdog that boot already opened, so a device
+//! without a usable configuration resets (and a firmware on trial reverts). After a shutdown
+//! that ends in `hang` the loop goes on serving `myelinctl` and petting the watchdog.
 
 use std::collections::HashMap;
 use std::fs;
@@ -914,7 +920,12 @@ impl Runtime {
     }
 
     fn pet(&mut self, now: Instant) {
-        let healthy = matches!(self.phase, Phase::Running) && self.sup.critical_alive();
+        let healthy = match self.phase {
+            Phase::Running => self.sup.critical_alive(),
+            // Hung on purpose (`hang`): the loop still runs and there is nothing to supervise.
+            Phase::Hung => true,
+            Phase::Stopping { .. } => false,
+        };
         if let Some((w, p)) = &mut self.wd {
             if p.due(now, healthy) {
                 if let Err(e) = w.pet() {
@@ -1008,8 +1019,15 @@ impl Runtime {
             let mut sys = LinuxSys::new(&mut logf, None);
             shutdown::finish(&plan, &mut sys);
         }
-        // Only `hang` (or a failed reboot(2)) returns here.
+        // Only `hang` (or a failed reboot(2)) returns here. A deliberate hang keeps the device
+        // up for inspection, so the watchdog is petted again; after a failed reboot(2) it stays
+        // disarmed and the hardware resets the device, the only way left.
         self.phase = Phase::Hung;
+        if action == Action::Hang {
+            if let Some((_, p)) = &mut self.wd {
+                p.rearm();
+            }
+        }
         if let Some(shell) = self.init.shell.clone() {
             let console = console_device(&self.boot).display().to_string();
             let _ = spawn_detached_shell(&shell, &console);

@@ -225,6 +225,11 @@ impl PetPolicy {
         self.disarmed = true;
     }
 
+    /// Petting again after a shutdown that deliberately ended in `hang`.
+    pub fn rearm(&mut self) {
+        self.disarmed = false;
+    }
+
     /// Status for `myelinctl`.
     pub fn status(&self, now: Instant, healthy: bool) -> PolicyStatus {
         PolicyStatus {
@@ -291,6 +296,9 @@ mod tests {
         assert!(!p.due(Instant(62_000), true));
         assert_eq!(p.next_deadline(Instant(62_000)), None);
         let s = p.status(Instant(62_000), true);
+        let mut q = p.clone();
+        q.rearm();
+        assert!(q.due(Instant(62_000), true));
         assert!(s.disarmed);
         assert_eq!(s.interval_ms, 2000);
         assert_eq!(s.last_pet_ms_ago, Some(62_000));

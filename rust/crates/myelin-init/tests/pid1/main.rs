@@ -534,12 +534,24 @@ fn missing_binary_is_reported() {
 fn hang_action_keeps_pid1_serving() {
     let mut s = Setup::new("hang");
     s.init = "fatal_action = \"hang\"\n".into();
-    s.body = "[root]\nintensity = 0\n".to_string() + &s.svc("a", &[], "");
+    let wd = s.dir.join("wd");
+    s.body = format!(
+        "[watchdog]\nfake = true\ndevice = \"{}\"\ntimeout = \"1s\"\ngrace = \"0s\"\n[root]\nintensity = 0\n",
+        wd.display()
+    ) + &s.svc("a", &[], "critical = true");
     let mut ns = s.start();
     ns.up("a");
     ns.tell("a", "crash");
     ns.wait_for("hung", 10 * SEC, || ns.status().phase == "hung");
     assert!(ns.alive());
+    // Hung on purpose: the hardware watchdog keeps being petted, the device stays up.
+    let hung_at = support::mono_us() / 1000;
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        pets(&ns).iter().filter(|&&t| t > hung_at).count() >= 2,
+        "{:?}",
+        pets(&ns)
+    );
     assert_eq!(ns.node("a").state, "waiting");
     let err = ns
         .client()
