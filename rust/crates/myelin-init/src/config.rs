@@ -99,6 +99,12 @@
 //! optional = false               # true: skipped when the executable is not installed
 //! ```
 //!
+//! Services run in the foreground: the process started is the service, and when it ends the
+//! service has ended (a daemon that forks into the background looks like a crash; run it with
+//! its "don't fork" flag, e.g. `dbus-daemon --nofork`, `dropbear -F`). Its stdout and stderr
+//! are logged line by line, stdin is /dev/null, the environment is only `PATH`, `HOME`,
+//! `[init] env`, its own `env` and `NOTIFY_SOCKET`.
+//!
 //! The tree: `[root]` is the top supervisor; every `[[supervisor]]` and `[[service]]` names its
 //! parent with `supervisor` (default `root`). A supervisor's children start in the order they
 //! appear in the file, each after the previous one is ready, and stop in reverse order.
