@@ -651,3 +651,41 @@ check_hosts = ["203.0.113.11:{p1}"]
     assert_eq!(net1.connection().await.unwrap(), "internet");
     daemon.stop();
 }
+
+/// The QEMU system test's situation: the only reachable host is the gateway, inside the
+/// interface's subnet; `check_local = true` lets the check use it.
+#[tokio::test]
+async fn check_local_uses_the_gateway_itself() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let net = lan(dir.path());
+    let gateway = net.peer.listen("192.168.77.1:0");
+    let port = gateway.local_addr().unwrap().port();
+    gateway.set_nonblocking(true).unwrap();
+    let cfg = config(
+        dir.path(),
+        r#"[connectivity]
+check_local = true
+min_interval = "100ms"
+max_interval = "400ms"
+timeout = "300ms"
+
+[interface.eth0]
+type = "ethernet"
+"#,
+    );
+    let bus = Bus::start();
+    let conn = bus.connect().await;
+    let daemon = Daemon::start(&net.dev, &bus, &cfg);
+    until_connection(&conn, "eth0", "lan").await;
+    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    net1.set_check_hosts(&[&format!("192.168.77.1:{port}")], false)
+        .await
+        .unwrap();
+    until_connection(&conn, "eth0", "internet").await;
+    assert!(
+        gateway.accept().is_ok(),
+        "the check never connected to the gateway"
+    );
+    daemon.stop();
+}
