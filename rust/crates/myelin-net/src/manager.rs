@@ -388,7 +388,8 @@ impl Iface {
     }
 }
 
-/// The manager; create with [`Manager::new`], then [`Manager::start`] and [`Manager::run`].
+/// The manager; create with [`Manager::new`], then [`Manager::start`] and
+/// [`Manager::run_until_stopped`].
 pub struct Manager {
     opts: Options,
     ctx: tech::Context,
