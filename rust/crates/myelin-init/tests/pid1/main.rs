@@ -920,7 +920,9 @@ fn console_service_gets_the_terminal() {
     s.body = "[[service]]\nname = \"shell\"\nargv = [\"/bin/sh\", \"-i\"]\nconsole = true\n".into();
     let ns = s.start();
     ns.running("shell");
-    master.write_all(b"echo tty=$(tty) answer=$((6*7));\n").unwrap();
+    master
+        .write_all(b"echo tty=$(tty) answer=$((6*7));\n")
+        .unwrap();
     let mut got = Vec::new();
     let deadline = Instant::now() + 10 * SEC;
     let mut buf = [0u8; 1024];
