@@ -322,7 +322,9 @@ def squashfs_digest(path):
           needs=["myelin-init", "myelin-kv", "myelin-fw"])
 def power_cut(run):
     """`myelin-fw apply -t upgrade` of a newer .fw runs on the device (the capability under
-    myelin-update) and QEMU is killed at 20 random moments while it writes. After every cut the
+    myelin-update) and QEMU is killed at 20 random moments while it writes, one in each
+    twentieth of the time an uninterrupted upgrade takes (itself followed by a cut the moment it
+    finishes, which must keep the new firmware). After every cut the
     device boots a complete firmware, old or new: the slot GRUB chose holds, byte for byte, the
     root filesystem of the version its environment metadata names, and the KV environment reads
     cleanly with a variable set before the first cut intact.
@@ -385,29 +387,46 @@ def power_cut(run):
         slot, version = check_complete("after the uninterrupted upgrade")
         if version != new_version:
             raise Failure("the uninterrupted upgrade did not boot the new firmware")
-        ops(dev, "validate")
     print(f"    an upgrade takes {full:.2f}s; {cuts} cuts at random points of it (seed {seed})",
           flush=True)
+
+    services = {svc["name"] for svc in init_config(run).get("service", [])}
+
+    def validated(slot):
+        """Waits until the running slot is validated: by myelin-update, which validates a trial
+        once the critical services are ready, or, in an image without it, by the ops task."""
+        if "myelin-update" not in services:
+            ops(dev, "validate")
+        deadline = time.monotonic() + 60
+        while kv(dev, f"{slot}.nerves_fw_validated") != "1":
+            if time.monotonic() > deadline:
+                raise Failure(f"slot {slot} was not validated within 60s of being ready")
+            time.sleep(1)
 
     outcomes = {"old": 0, "new": 0}
     for i in range(1, cuts + 1):
         with run.step(f"cut {i}/{cuts}", timeout=300):
+            t_cut = time.monotonic()
             before = running_slot(dev)
-            if kv(dev, f"{before}.nerves_fw_validated") != "1":
-                ops(dev, "validate")
-            delay = rng.uniform(0, full * 1.05)
+            validated(before)
+            # Stratified: cut i falls at a random point of the i-th of `cuts` equal parts of the
+            # upgrade, so the cuts cover all of it, the final writes included.
+            delay = full * (i - 1 + rng.random()) / cuts
             dev.machine.send(apply + "\n")
             dev.machine.wait_for(b"__APPLY_START", 30)
             time.sleep(delay)
             dev.machine.note(f"power cut {delay:.2f}s into the upgrade")
             dev.power_cut()
+            t_boot = time.monotonic()
             dev.power_on()
             dev.wait_up(150)
+            t_up = time.monotonic()
             slot, version = check_complete(f"cut {i} at {delay:.2f}s")
             outcome = "old" if slot == before else "new"
             outcomes[outcome] += 1
             print(f"    cut {i}: {delay:.2f}s into the upgrade; booted the {outcome} slot "
-                  f"{slot} ({version})", flush=True)
+                  f"{slot} ({version}) [{t_up - t_boot:.0f}s to ready, "
+                  f"{time.monotonic() - t_cut:.0f}s in all]", flush=True)
     print(f"    {outcomes['old']} cuts came back on the old slot, {outcomes['new']} on the new one",
           flush=True)
 
