@@ -16,11 +16,15 @@ import os
 import random
 import re
 import shutil
+import subprocess
 import time
 import tomllib
 
 from harness import READY, Failure, TcpListener, scenario
 
+# The host's myelin-fw (signing, keys).
+BIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "rust", "target", "release")
 # board/x86_64/fwup.conf: where /data starts on the disk (512-byte blocks).
 APP_PART_OFFSET = 1083904
 OPS_FW = "/usr/share/myelin/ops.fw"
@@ -207,15 +211,35 @@ def update_status(dev):
 @scenario("update", "an update over HTTP boots the other slot, validates, reports the new version",
           needs=["myelin-init", "myelin-kv", "myelin-fw", "myelin-update"])
 def update(run):
-    """myelin-update installs a newer .fw that the host serves over HTTP; the next boot runs it
-    from slot b on trial, myelin-update validates it once the critical services are ready, and
-    the device reports the new version, and stays on it across a reboot."""
+    """myelin-update refuses a .fw signed by a key the device does not have, changing nothing;
+    then it installs the properly signed newer .fw that the host serves over HTTP; the next
+    boot runs it from slot b on trial, myelin-update validates it once the critical services
+    are ready, and the device reports the new version, and stays on it across a reboot."""
     new_version = "2.0.0"
-    url = run.serve(run.images.firmware("update", new_version))
+    fw = run.images.firmware("update", new_version)
+    url = run.serve(fw)
+    # The same firmware signed by a key the device does not know.
+    forged = os.path.join(run.dir, "forged.fw")
+    other_key = os.path.join(run.dir, "other")
+    subprocess.run([os.path.join(BIN_DIR, "myelin-fw"), "gen-keys", "-o", other_key],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([os.path.join(BIN_DIR, "myelin-fw"), "sign", "-i", fw, "-o", forged,
+                    "-s", other_key + ".priv"], check=True)
+    forged_url = run.serve(forged)
     dev = run.device()
     with run.step("boot", timeout=120):
         dev.boot()
         wait_network(dev)
+    with run.step("an update signed by an unknown key is refused, nothing changes", timeout=120):
+        status, out = dev.sh(f"myelin-update install --quiet {forged_url}", timeout=110,
+                             check=False)
+        if status == 0:
+            raise Failure(f"myelin-update installed a firmware with a foreign signature: {out}")
+        if "signature" not in out.lower():
+            raise Failure(f"the install failed, but not for the signature: {out}")
+        st = update_status(dev)
+        if st["status"] != "a" or st["slots"].get("b", {}).get("version"):
+            raise Failure(f"the refused update changed the device: {st}")
     with run.step("install the update from the host", timeout=180):
         dev.sh(f"myelin-update install --quiet {url}", timeout=170)
         st = update_status(dev)
