@@ -1,8 +1,8 @@
 //! Myelinctl: the one command line over Myelin's services.
 //!
-//! One clap CLI, one module per service: [`init`] talks to PID 1 (status, readiness, logs,
-//! start/stop/restart, reboot, watchdog). Later modules (kv, net, fw) add their subcommands to
-//! [`Command`] the same way: a `#[command(flatten)]` enum of their own, and a `run` function.
+//! One clap CLI, one module per service: [`init`] talks to PID 1 over its control socket
+//! (status, readiness, logs, start/stop/restart, reboot, watchdog); [`kv`], [`net`] and [`fw`]
+//! talk to myelin-kv, myelin-net and myelin-update over D-Bus (the system bus, or `--bus`).
 //!
 //! ```text
 //! myelinctl status                 the supervision tree: states, pids, restarts, uptime
@@ -11,6 +11,9 @@
 //! myelinctl start|stop|restart NAME
 //! myelinctl reboot [ARG] | poweroff | halt
 //! myelinctl watchdog snooze
+//! myelinctl kv get NAME | list | set NAME=VALUE... | unset NAME...
+//! myelinctl net status [IFNAME] | configure IFNAME JSON | get-config IFNAME | check-hosts H:P...
+//! myelinctl fw status | install PATH|URL|- [--reboot] | validate | revert | factory-reset
 //! ```
 
 use std::io::Write;
@@ -18,7 +21,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod bus;
+pub mod fw;
 pub mod init;
+pub mod kv;
+pub mod net;
 
 /// `myelinctl` command line.
 #[derive(Debug, Parser)]
@@ -30,6 +37,9 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// D-Bus address of the bus the daemons are on (default: the system bus).
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    pub bus: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -41,12 +51,24 @@ pub enum Command {
     /// PID 1: services, logs, power.
     #[command(flatten)]
     Init(init::Command),
+    /// The key/value store (U-Boot environment), through myelin-kv.
+    #[command(subcommand)]
+    Kv(kv::Command),
+    /// Network interfaces, through myelin-net.
+    #[command(subcommand)]
+    Net(net::Command),
+    /// Firmware: status, install, validate, revert, through myelin-update.
+    #[command(subcommand)]
+    Fw(fw::Command),
 }
 
 /// Runs a parsed command line, writing to `out`; the process exit code.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Init(c) => init::run(c, cli, out),
+        Command::Kv(c) => kv::run(c, cli, out),
+        Command::Net(c) => net::run(c, cli, out),
+        Command::Fw(c) => fw::run(c, cli, out),
     }
 }
 
@@ -93,5 +115,38 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/x"));
         assert!(Cli::try_parse_from(["myelinctl", "restart"]).is_err());
         assert!(Cli::try_parse_from(["myelinctl", "watchdog", "snooze"]).is_ok());
+    }
+
+    #[test]
+    fn parses_service_commands() {
+        let c = Cli::try_parse_from(["myelinctl", "kv", "set", "a=1", "b=2"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Kv(kv::Command::Set { ref pairs }) if pairs.len() == 2)
+        );
+        assert!(Cli::try_parse_from(["myelinctl", "kv", "set"]).is_err());
+        let c = Cli::try_parse_from([
+            "myelinctl",
+            "--bus",
+            "unix:path=/b",
+            "fw",
+            "install",
+            "-",
+            "--reboot",
+        ])
+        .unwrap();
+        assert_eq!(c.bus.as_deref(), Some("unix:path=/b"));
+        assert!(matches!(
+            c.command,
+            Command::Fw(fw::Command::Install { reboot: true, .. })
+        ));
+        let c = Cli::try_parse_from(["myelinctl", "net", "configure", "eth0", "{}", "--temporary"])
+            .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Net(net::Command::Configure {
+                temporary: true,
+                ..
+            })
+        ));
     }
 }

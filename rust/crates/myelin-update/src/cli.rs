@@ -15,15 +15,14 @@
 //! the metadata) and `last_install` (`outcome`, `slot`, `version`, `uuid`, `installed_at`).
 
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::client::{self, ClientError, InstallSource, Status};
+use crate::client::{self, ClientError, InstallSource, human};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::fw::FwApplier;
 use crate::service::{self, Backends, DaemonOptions};
@@ -193,25 +192,7 @@ async fn client_command(command: Command, address: Option<&str>) -> Result<ExitC
             reboot,
             quiet,
         } => {
-            let source = if source == "-" {
-                if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                    bail!("`install -` reads the .fw from standard input: pipe or redirect it");
-                }
-                let fd = std::io::stdin()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .context("standard input")?;
-                InstallSource::Stream(fd)
-            } else if source.contains("://") {
-                InstallSource::Location(source)
-            } else {
-                let path = std::path::absolute(&source)
-                    .with_context(|| format!("cannot make {source} absolute"))?;
-                if !path.exists() {
-                    bail!("{} does not exist", path.display());
-                }
-                InstallSource::Location(path.display().to_string())
-            };
+            let source = InstallSource::from_argument(&source)?;
             // Every 5% is enough on a serial console.
             let mut last = None;
             let result = client::install(&proxy, source, |p| {
@@ -278,51 +259,4 @@ async fn client_command(command: Command, address: Option<&str>) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The human-readable status.
-pub fn human(s: &Status) -> String {
-    let mut out = String::new();
-    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<14}{v}\n"));
-    let running = match (s.running_slot.as_str(), s.trial) {
-        ("", _) => "unknown".to_owned(),
-        (slot, true) => format!("{slot} (on trial: not validated yet)"),
-        (slot, false) => slot.to_owned(),
-    };
-    line("state:", &s.state);
-    if s.state == "installing" {
-        line("progress:", &format!("{}%", s.progress));
-    }
-    line("status:", &s.status);
-    line("running slot:", &running);
-    line("version:", &s.version);
-    for (name, slot) in &s.slots {
-        let mut desc = String::from(if slot.validated {
-            "validated"
-        } else {
-            "not validated"
-        });
-        for key in ["version", "product", "uuid"] {
-            if let Some(v) = slot.metadata.get(key) {
-                desc.push_str(&format!(", {key} {v}"));
-            }
-        }
-        line(&format!("slot {name}:"), &desc);
-    }
-    let li = &s.last_install;
-    if li.outcome != "none" {
-        let mut desc = li.outcome.clone();
-        if let Some(slot) = &li.slot {
-            desc.push_str(&format!(" (slot {slot}"));
-            if let Some(v) = &li.version {
-                desc.push_str(&format!(", version {v}"));
-            }
-            desc.push(')');
-        }
-        line("last install:", &desc);
-    }
-    if !s.last_error.is_empty() {
-        line("last error:", &s.last_error);
-    }
-    out
 }

@@ -161,6 +161,37 @@ pub enum InstallSource {
     Stream(OwnedFd),
 }
 
+impl InstallSource {
+    /// What a command-line argument names: `-` is standard input (which must not be a
+    /// terminal), `scheme://...` a URL, anything else a file, made absolute for the daemon.
+    pub fn from_argument(arg: &str) -> Result<InstallSource, ClientError> {
+        if arg == "-" {
+            let stdin = std::io::stdin();
+            if std::io::IsTerminal::is_terminal(&stdin) {
+                return Err(ClientError::Bus(
+                    "`install -` reads the .fw from standard input: pipe or redirect it".into(),
+                ));
+            }
+            let fd = std::os::fd::AsFd::as_fd(&stdin)
+                .try_clone_to_owned()
+                .map_err(|e| ClientError::Bus(format!("standard input: {e}")))?;
+            Ok(InstallSource::Stream(fd))
+        } else if arg.contains("://") {
+            Ok(InstallSource::Location(arg.to_owned()))
+        } else {
+            let path = std::path::absolute(arg)
+                .map_err(|e| ClientError::Bus(format!("cannot make {arg} absolute: {e}")))?;
+            if !path.exists() {
+                return Err(ClientError::Bus(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            Ok(InstallSource::Location(path.display().to_string()))
+        }
+    }
+}
+
 /// Installs and waits for the end; `progress` gets every new percentage. `Err(Failed)` carries
 /// the daemon's `LastError`.
 pub async fn install(
@@ -306,4 +337,51 @@ pub async fn status(proxy: &Update1Proxy<'_>) -> Result<Status, ClientError> {
         slots,
         last_install,
     })
+}
+
+/// The human-readable status, as `myelin-update status` and `myelinctl fw status` print it.
+pub fn human(s: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<14}{v}\n"));
+    let running = match (s.running_slot.as_str(), s.trial) {
+        ("", _) => "unknown".to_owned(),
+        (slot, true) => format!("{slot} (on trial: not validated yet)"),
+        (slot, false) => slot.to_owned(),
+    };
+    line("state:", &s.state);
+    if s.state == "installing" {
+        line("progress:", &format!("{}%", s.progress));
+    }
+    line("status:", &s.status);
+    line("running slot:", &running);
+    line("version:", &s.version);
+    for (name, slot) in &s.slots {
+        let mut desc = String::from(if slot.validated {
+            "validated"
+        } else {
+            "not validated"
+        });
+        for key in ["version", "product", "uuid"] {
+            if let Some(v) = slot.metadata.get(key) {
+                desc.push_str(&format!(", {key} {v}"));
+            }
+        }
+        line(&format!("slot {name}:"), &desc);
+    }
+    let li = &s.last_install;
+    if li.outcome != "none" {
+        let mut desc = li.outcome.clone();
+        if let Some(slot) = &li.slot {
+            desc.push_str(&format!(" (slot {slot}"));
+            if let Some(v) = &li.version {
+                desc.push_str(&format!(", version {v}"));
+            }
+            desc.push(')');
+        }
+        line("last install:", &desc);
+    }
+    if !s.last_error.is_empty() {
+        line("last error:", &s.last_error);
+    }
+    out
 }

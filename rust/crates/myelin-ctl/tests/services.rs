@@ -1,0 +1,225 @@
+//! `myelinctl kv|fw|net` against the real daemons' D-Bus interfaces on a private dbus-daemon.
+//!
+//! myelin-kv's service runs in this process (its library entry point, the same code as
+//! `myelin-kv daemon`) on an environment image in a temp dir; the real `myelinctl` binary talks
+//! to it through `--bus`, and what it changes is read back with the library, from the image.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use myelin_ubootenv::{EnvConfig, read_vars};
+
+struct Bus {
+    dir: tempfile::TempDir,
+    child: Child,
+    address: String,
+}
+
+impl Bus {
+    /// A session-style bus that lets anyone own names: this test is about myelinctl, not policy.
+    fn start() -> Bus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().join("bus.sock").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nosyslog", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start dbus-daemon: install the dbus package (scripts/deps/apt.txt)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
+        Bus {
+            dir,
+            child,
+            address: line.trim().to_owned(),
+        }
+    }
+
+    fn myelinctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_myelinctl"))
+            .arg("--bus")
+            .arg(&self.address)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `myelin-kv daemon`'s options, parsed the way its command line parses them.
+#[derive(Parser)]
+struct KvDaemon {
+    #[command(flatten)]
+    args: myelin_kv::cli::DaemonArgs,
+}
+
+/// A redundant environment image holding `initial`, and the fw_env.config describing it.
+fn environment(dir: &Path, initial: &str) -> (PathBuf, EnvConfig) {
+    let image = dir.join("env.img");
+    let mut bytes = Vec::new();
+    let vars: myelin_ubootenv::Vars = initial
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    bytes.extend(
+        myelin_ubootenv::format::encode(&vars, 0x2000, myelin_ubootenv::Layout::Redundant, 1)
+            .unwrap(),
+    );
+    bytes.extend(vec![0xFF; 0x2000]);
+    std::fs::write(&image, bytes).unwrap();
+    let config = dir.join("fw_env.config");
+    std::fs::write(
+        &config,
+        format!(
+            "{img} 0x0 0x2000\n{img} 0x2000 0x2000\n",
+            img = image.display()
+        ),
+    )
+    .unwrap();
+    let env = EnvConfig::from_file(&config)
+        .unwrap()
+        .with_lock_path(dir.join("env.lock"));
+    (config, env)
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn errors(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn kv_commands_go_through_the_daemon_in_one_write_each() {
+    let bus = Bus::start();
+    let (config, env) = environment(bus.dir.path(), "nerves_fw_active=a\nserial=MYL1");
+    let lock = bus.dir.path().join("env.lock");
+    let daemon = KvDaemon::parse_from([
+        "myelin-kv",
+        "-c",
+        config.to_str().unwrap(),
+        "--lock",
+        lock.to_str().unwrap(),
+        "--address",
+        &bus.address,
+    ]);
+    std::thread::spawn(move || myelin_kv::service::run_daemon(daemon.args));
+
+    // The daemon owns its name once `get` answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = bus.myelinctl(&["kv", "get", "serial"]);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(out.status.success(), "{}", errors(&out));
+    assert_eq!(text(&out), "MYL1\n");
+
+    let out = bus.myelinctl(&["kv", "set", "a.nerves_fw_version=2.0.0", "note=x=y"]);
+    assert!(out.status.success(), "{}", errors(&out));
+    let vars = read_vars(&env).unwrap();
+    assert_eq!(
+        vars.get("a.nerves_fw_version").map(String::as_str),
+        Some("2.0.0")
+    );
+    assert_eq!(vars.get("note").map(String::as_str), Some("x=y"));
+
+    let out = bus.myelinctl(&["--json", "kv", "list"]);
+    assert!(out.status.success(), "{}", errors(&out));
+    let all: serde_json::Value = serde_json::from_str(&text(&out)).unwrap();
+    assert_eq!(all["note"], "x=y");
+    assert_eq!(all["nerves_fw_active"], "a");
+
+    let out = bus.myelinctl(&["kv", "unset", "note", "serial"]);
+    assert!(out.status.success(), "{}", errors(&out));
+    let vars = read_vars(&env).unwrap();
+    assert!(!vars.contains_key("note") && !vars.contains_key("serial"));
+
+    // A missing variable: exit 1 and say so; a bad name: the daemon's refusal, nothing written.
+    let out = bus.myelinctl(&["kv", "get", "serial"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        errors(&out).contains("serial is not set"),
+        "{}",
+        errors(&out)
+    );
+    let before = std::fs::read(bus.dir.path().join("env.img")).unwrap();
+    let out = bus.myelinctl(&["kv", "set", "bad name=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(errors(&out).contains("refused"), "{}", errors(&out));
+    assert_eq!(
+        std::fs::read(bus.dir.path().join("env.img")).unwrap(),
+        before
+    );
+    let out = bus.myelinctl(&["kv", "set", "novalue"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        errors(&out).contains("is not NAME=VALUE"),
+        "{}",
+        errors(&out)
+    );
+}
+
+#[test]
+fn fw_and_net_say_which_daemon_is_missing() {
+    let bus = Bus::start();
+    let out = bus.myelinctl(&["fw", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        errors(&out).contains("org.myelin.Update1"),
+        "{}",
+        errors(&out)
+    );
+    let out = bus.myelinctl(&["net", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        errors(&out).contains("org.myelin.Network1"),
+        "{}",
+        errors(&out)
+    );
+    // Hand-written JSON is checked before the bus is asked.
+    let out = bus.myelinctl(&["net", "configure", "eth0", "{\"type\": "]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(errors(&out).contains("not JSON"), "{}", errors(&out));
+}
