@@ -52,7 +52,12 @@ pub enum Command {
     /// Stop all services cleanly and reboot.
     Reboot {
         /// reboot(2) argument, e.g. "0 tryboot" on a Raspberry Pi.
+        #[arg(conflicts_with = "now")]
         arg: Option<String>,
+        /// Reboot at once: stop no service and unmount nothing (after erasing a partition
+        /// that a clean unmount could write back).
+        #[arg(long)]
+        now: bool,
     },
     /// Stop all services cleanly and power off.
     Poweroff,
@@ -152,7 +157,8 @@ pub fn run(cmd: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32>
         Command::Start { name } => simple(cli, out, Op::Start { name: name.clone() }),
         Command::Stop { name } => simple(cli, out, Op::Stop { name: name.clone() }),
         Command::Restart { name } => simple(cli, out, Op::Restart { name: name.clone() }),
-        Command::Reboot { arg } => power(cli, out, Op::Reboot { arg: arg.clone() }),
+        Command::Reboot { now: true, .. } => simple(cli, out, Op::RebootNow),
+        Command::Reboot { arg, now: false } => power(cli, out, Op::Reboot { arg: arg.clone() }),
         Command::Poweroff => power(cli, out, Op::Poweroff),
         Command::Halt => power(cli, out, Op::Halt),
         Command::Watchdog(WatchdogCommand::Snooze) => simple(cli, out, Op::WatchdogSnooze),

@@ -9,7 +9,7 @@
 //! myelinctl ready [--critical] [--wait 60]
 //! myelinctl log [-f] [-n 100] [SERVICE]
 //! myelinctl start|stop|restart NAME
-//! myelinctl reboot [ARG] | poweroff | halt
+//! myelinctl reboot [ARG] | reboot --now | poweroff | halt
 //! myelinctl watchdog snooze
 //! myelinctl kv get NAME | list | set NAME=VALUE... | unset NAME...
 //! myelinctl net status [IFNAME] | configure IFNAME JSON | get-config IFNAME | check-hosts H:P...
@@ -100,7 +100,7 @@ mod tests {
         let c = Cli::try_parse_from(["myelinctl", "--json", "reboot", "0 tryboot"]).unwrap();
         assert!(c.json);
         assert!(
-            matches!(c.command, Command::Init(init::Command::Reboot { arg: Some(ref a) }) if a == "0 tryboot")
+            matches!(c.command, Command::Init(init::Command::Reboot { arg: Some(ref a), now: false }) if a == "0 tryboot")
         );
         let c = Cli::try_parse_from([
             "myelinctl",

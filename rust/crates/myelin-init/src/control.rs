@@ -93,6 +93,9 @@ pub enum Op {
         #[serde(default)]
         arg: Option<String>,
     },
+    /// Reboot at once: no service stopped, nothing unmounted, no seed saved. For a factory
+    /// reset, whose freshly erased blocks a clean unmount could write back.
+    RebootNow,
     /// Clean shutdown and power off.
     Poweroff,
     /// Clean shutdown and halt.

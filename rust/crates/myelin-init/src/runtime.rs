@@ -1005,6 +1005,30 @@ impl Runtime {
         }
     }
 
+    /// The guarded immediate reboot: one last pet, then reboot(2) without the clean sequence.
+    /// If reboot(2) fails the watchdog stays disarmed, so the hardware resets the device.
+    fn reboot_now(&mut self) {
+        let now = self.now();
+        self.io.log.init(
+            now,
+            Level::Notice,
+            "immediate reboot requested (control socket): no service stopped, nothing unmounted",
+        );
+        if let Some((w, p)) = &mut self.wd {
+            let _ = w.pet();
+            p.petted(now);
+            p.disarm();
+        }
+        let clock = self.clock;
+        {
+            let log = &mut self.io.log;
+            let mut logf = |level: Level, msg: &str| log.init(clock.now(), level, msg);
+            let mut sys = LinuxSys::new(&mut logf, None);
+            shutdown::immediate(&mut sys);
+        }
+        self.phase = Phase::Hung;
+    }
+
     fn finish(&mut self, action: Action) {
         // Drain what services wrote last.
         let tokens: Vec<u64> = self.io.pipes.keys().copied().collect();
@@ -1305,6 +1329,13 @@ impl Runtime {
                     arg.as_ref().map(|a| format!(" ({a})")).unwrap_or_default()
                 ));
                 self.reply_then_shutdown(client, msg, Action::Reboot(arg))
+            }
+            Op::RebootNow => {
+                for b in &ok("rebooting now, without stopping services".into()) {
+                    self.send(client, b);
+                }
+                self.reboot_now();
+                Vec::new()
             }
             Op::Poweroff => {
                 self.reply_then_shutdown(client, ok("powering off".into()), Action::Poweroff)

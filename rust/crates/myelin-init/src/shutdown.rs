@@ -170,6 +170,17 @@ pub fn finish(f: &Finish, sys: &mut dyn Sys) {
     }
 }
 
+/// Reboots at once, skipping the clean sequence: sync what is in flight, then reboot(2)
+/// RESTART. Returns only if reboot(2) failed.
+pub fn immediate(sys: &mut dyn Sys) {
+    sys.sync();
+    let cmd = RebootCmd::Restart;
+    sys.log(Level::Notice, &format!("immediate reboot: reboot(2) {cmd}"));
+    sys.close_stdio();
+    let e = sys.reboot(&cmd);
+    sys.log(Level::Emerg, &format!("reboot(2) {cmd} failed: {e}"));
+}
+
 fn unmount_all(sys: &mut dyn Sys) {
     let mounts = sys.mounts().unwrap_or_default();
     for m in mounts.iter().rev() {
@@ -289,6 +300,26 @@ mod tests {
                 "close stdio",
                 "reboot RESTART2 \"0 tryboot\"",
                 "log emerg: reboot(2) RESTART2 \"0 tryboot\" failed: Operation not permitted (os error 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn golden_immediate_reboot_touches_no_filesystem() {
+        // A factory reset has just erased /data's first blocks under the mounted filesystem:
+        // killing, saving the seed or unmounting could write them back.
+        let mut s = FakeSys::default();
+        mounted(&mut s, "/dev/mmcblk0p4", "/data", "ext4");
+        s.file("/run/reboot-param", "0 tryboot\n");
+        immediate(&mut s);
+        assert_eq!(
+            s.take(),
+            [
+                "sync",
+                "log notice: immediate reboot: reboot(2) RESTART",
+                "close stdio",
+                "reboot RESTART",
+                "log emerg: reboot(2) RESTART failed: Operation not permitted (os error 1)",
             ]
         );
     }

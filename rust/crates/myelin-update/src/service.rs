@@ -10,7 +10,7 @@
 //! | `Validate() -> as` | method | runs the ops `validate` task (commits a trial) |
 //! | `Revert(b reboot) -> as` | method | runs `revert`; reboots if asked |
 //! | `PreventRevert() -> as` | method | runs `prevent-revert` |
-//! | `FactoryReset(b reboot) -> as` | method | runs `factory-reset`; reboots if asked |
+//! | `FactoryReset(b reboot) -> as` | method | runs `factory-reset`; reboots at once if asked |
 //! | `Reboot()` | method | asks myelin-init for a clean reboot |
 //! | `Refresh()` | method | re-reads the status, the environment and the last-install record |
 //! | `InstallProgress(u percent, t bytes_read, t bytes_total)` | signal | while installing; `bytes_total` is the `Content-Length` or file size, 0 if unknown |
@@ -687,9 +687,18 @@ impl Update {
     /// Erases the application data partition; reboots if asked.
     #[zbus(out_args("messages"))]
     async fn factory_reset(&self, reboot: bool) -> Result<Vec<String>, BusError> {
-        let messages = self.run_ops("factory-reset").await?;
+        let mut messages = self.run_ops("factory-reset").await?;
         if reboot {
-            self.machine_event(machine::Event::Reboot).await?;
+            // Not a clean reboot: unmounting the erased /data could write its blocks back.
+            eprintln!(
+                "myelin-update: factory reset done, asking myelin-init for an immediate reboot"
+            );
+            let init = self.shared.backends.init.clone();
+            tokio::task::spawn_blocking(move || init.reboot_now())
+                .await
+                .map_err(|e| BusError::Failed(e.to_string()))?
+                .map_err(|e| BusError::Failed(format!("immediate reboot refused: {e}")))?;
+            messages.push("rebooting now".into());
         }
         Ok(messages)
     }

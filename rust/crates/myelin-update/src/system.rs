@@ -46,6 +46,9 @@ pub trait Init: Send + Sync {
     /// A clean reboot. PID 1 passes the first line of `/run/reboot-param` (written by the
     /// firmware task, e.g. RPi's `0 tryboot`) to reboot(2).
     fn reboot(&self) -> io::Result<()>;
+    /// An immediate reboot: no service stopped, nothing unmounted (after a factory reset, a
+    /// clean unmount could write the erased filesystem blocks back).
+    fn reboot_now(&self) -> io::Result<()>;
 }
 
 /// myelin-init's control socket.
@@ -61,6 +64,16 @@ impl InitSocket {
     pub fn new(path: &Path) -> InitSocket {
         InitSocket {
             path: path.to_owned(),
+        }
+    }
+
+    fn expect_ok(&self, op: Op, what: &str) -> io::Result<()> {
+        match self.call(op)? {
+            Body::Ok { .. } => Ok(()),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to {what}: {other:?}"),
+            )),
         }
     }
 
@@ -88,13 +101,11 @@ impl Init for InitSocket {
     }
 
     fn reboot(&self) -> io::Result<()> {
-        match self.call(Op::Reboot { arg: None })? {
-            Body::Ok { .. } => Ok(()),
-            other => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected answer to reboot: {other:?}"),
-            )),
-        }
+        self.expect_ok(Op::Reboot { arg: None }, "reboot")
+    }
+
+    fn reboot_now(&self) -> io::Result<()> {
+        self.expect_ok(Op::RebootNow, "reboot_now")
     }
 }
 

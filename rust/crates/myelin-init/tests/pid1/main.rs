@@ -78,6 +78,10 @@ const TESTS: &[Test] = &[
         hang_action_keeps_pid1_serving,
     ),
     ("control_socket_operations", control_socket_operations),
+    (
+        "reboot_now_skips_the_clean_shutdown",
+        reboot_now_skips_the_clean_shutdown,
+    ),
     ("log_capture_and_follow", log_capture_and_follow),
     ("log_flood_stays_bounded", log_flood_stays_bounded),
     (
@@ -617,6 +621,27 @@ fn control_socket_operations() {
     assert_eq!(st.phase, "running");
     assert!(st.uptime_ms > 0);
     assert_eq!(st.tree.children.len(), 2);
+}
+
+fn reboot_now_skips_the_clean_shutdown() {
+    // A service that would hold a clean shutdown for 30 s: the immediate reboot does not wait.
+    let mut s = Setup::new("rebootnow");
+    s.body = s.svc("stubborn", &[("IGNORE_TERM", "1")], "shutdown = \"30s\"");
+    let mut ns = s.start();
+    ns.running("stubborn");
+    let t0 = Instant::now();
+    assert!(matches!(
+        ns.client().call(Op::RebootNow).unwrap(),
+        Body::Ok { .. }
+    ));
+    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
+    assert!(t0.elapsed() < 5 * SEC, "took {:?}", t0.elapsed());
+    let kmsg = ns.kmsg();
+    assert!(
+        kmsg.contains("immediate reboot: reboot(2) RESTART"),
+        "{kmsg}"
+    );
+    assert!(!kmsg.contains("stopping services"), "{kmsg}");
 }
 
 fn log_capture_and_follow() {

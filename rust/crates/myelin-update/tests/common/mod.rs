@@ -359,11 +359,13 @@ impl Drop for Bus {
 }
 
 /// Stands in for PID 1's control socket: answers `readiness` with a switchable flag and records
-/// `reboot` requests (the real PID 1 would reboot the machine).
+/// `reboot` (clean, with its argument) and `reboot_now` requests (the real PID 1 would reboot
+/// the machine).
 pub struct FakeInit {
     pub path: PathBuf,
     pub ready: Arc<AtomicBool>,
     pub reboots: Arc<Mutex<Vec<Option<String>>>>,
+    pub immediate_reboots: Arc<Mutex<u32>>,
     pub readiness_asked: Arc<Mutex<u32>>,
     stop: Arc<AtomicBool>,
 }
@@ -376,11 +378,13 @@ impl FakeInit {
         listener.set_nonblocking(true).unwrap();
         let ready = Arc::new(AtomicBool::new(false));
         let reboots = Arc::new(Mutex::new(Vec::new()));
+        let immediate_reboots = Arc::new(Mutex::new(0));
         let readiness_asked = Arc::new(Mutex::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, rb, asked, st) = (
+        let (r, rb, now, asked, st) = (
             ready.clone(),
             reboots.clone(),
+            immediate_reboots.clone(),
             readiness_asked.clone(),
             stop.clone(),
         );
@@ -415,6 +419,12 @@ impl FakeInit {
                                     message: "rebooting".into(),
                                 }
                             }
+                            Op::RebootNow => {
+                                *now.lock().unwrap() += 1;
+                                Body::Ok {
+                                    message: "rebooting now".into(),
+                                }
+                            }
                             other => Body::Error {
                                 message: format!("not expected in this test: {other:?}"),
                             },
@@ -431,6 +441,7 @@ impl FakeInit {
             path,
             ready,
             reboots,
+            immediate_reboots,
             readiness_asked,
             stop,
         }
@@ -442,6 +453,10 @@ impl FakeInit {
 
     pub fn reboot_count(&self) -> usize {
         self.reboots.lock().unwrap().len()
+    }
+
+    pub fn immediate_reboot_count(&self) -> u32 {
+        *self.immediate_reboots.lock().unwrap()
     }
 }
 
