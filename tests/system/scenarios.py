@@ -350,8 +350,10 @@ def power_cut(run):
     twentieth of the time an uninterrupted upgrade takes (itself followed by a cut the moment it
     finishes, which must keep the new firmware). After every cut the
     device boots a complete firmware, old or new: the slot GRUB chose holds, byte for byte, the
-    root filesystem of the version its environment metadata names, and the KV environment reads
-    cleanly with a variable set before the first cut intact.
+    root filesystem of the version its environment metadata names; the other slot, if the
+    environment still calls it valid, holds what it names too (revert and GRUB's fallback would
+    boot it); and the KV environment reads cleanly with a variable set before the first cut
+    intact.
 
     MYELIN_POWER_CUTS sets the number of cuts, MYELIN_POWER_CUT_SEED the random seed."""
     cuts = int(os.environ.get("MYELIN_POWER_CUTS", "20"))
@@ -388,12 +390,23 @@ def power_cut(run):
         if env.get(f"{slot}.nerves_fw_version") != version:
             raise Failure(f"{label}: slot {slot} runs {version} but the environment says "
                           f"{env.get(slot + '.nerves_fw_version')!r}")
-        size, digest = rootfs[version]
-        part = {"a": 2, "b": 3}[slot]
-        got = dev.sh(f"head -c {size} /dev/rootdisk0p{part} | sha256sum", timeout=60).split()[0]
-        if got != digest:
+        if slot_digest(slot, version) != rootfs[version][1]:
             raise Failure(f"{label}: slot {slot} does not hold the {version} root filesystem")
+        # A slot the environment calls valid must hold what it names: `revert`, and GRUB's
+        # fallback when the running slot's kernel cannot be loaded, would boot it.
+        other = "b" if slot == "a" else "a"
+        if env.get(f"{other}.nerves_fw_validated") == "1":
+            other_version = env.get(f"{other}.nerves_fw_version")
+            if other_version not in rootfs or \
+                    slot_digest(other, other_version) != rootfs[other_version][1]:
+                raise Failure(f"{label}: slot {other} is marked valid ({other_version}) but does "
+                              f"not hold that root filesystem (a cut during its rewrite)")
         return slot, version
+
+    def slot_digest(slot, version):
+        size = rootfs[version][0]
+        part = {"a": 2, "b": 3}[slot]
+        return dev.sh(f"head -c {size} /dev/rootdisk0p{part} | sha256sum", timeout=60).split()[0]
 
     with run.step("an uninterrupted upgrade, timed", timeout=240):
         dev.machine.send(apply + "\n")
