@@ -368,11 +368,21 @@ def power_cut(run):
     }
     url = run.serve(fw)
     dev = run.device()
+
+    def write_through():
+        # With the default writeback thresholds a 12 MiB upgrade sits in the guest's page cache
+        # until myelin-fw's final sync, so a cut would only ever find the slot untouched. A real
+        # update is larger than the dirty limits; make the kernel write dirty data at once.
+        dev.sh("echo 4096 > /proc/sys/vm/dirty_background_bytes && "
+               "echo 1 > /proc/sys/vm/dirty_expire_centisecs && "
+               "echo 10 > /proc/sys/vm/dirty_writeback_centisecs")
+
     with run.step("boot, fetch the update onto /data, set a marker variable", timeout=150):
         dev.boot()
         wait_network(dev)
         dev.sh(f"wget -q -O /data/update.fw {url} && sync", timeout=60)
         dev.sh("fw_setenv systest_marker survives")
+        write_through()
 
     # The markers are split in printf's format so the terminal's echo of the line never matches.
     apply = ("printf '%s_%s\\n' __APPLY START; "
@@ -446,6 +456,7 @@ def power_cut(run):
             t_cut = time.monotonic()
             before = running_slot(dev)
             validated(before)
+            write_through()
             # Stratified: cut i falls at a random point of the i-th of `cuts` equal parts of the
             # upgrade, so the cuts cover all of it, the final writes included.
             delay = full * (i - 1 + rng.random()) / cuts
