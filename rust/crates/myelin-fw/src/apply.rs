@@ -7,7 +7,9 @@
 //! 2. **Select**: the first task, in file order, whose name starts with the requested one and
 //!    whose requirements all hold (reading the MBR, FAT files, the U-Boot environment, or
 //!    asking [`System`] which partition `/` is on).
-//! 3. **Run**: `on-init`; then each archive entry as it streams past: entries the task has an
+//! 3. **Run**: `on-init`, whose writes are then made durable (they invalidate the slot about to
+//!    be written, so they must land before any of its data); then each archive entry as it
+//!    streams past: entries the task has an
 //!    `on-resource` for are decompressed straight to their destination while their BLAKE2b-256
 //!    is computed, and the digest (and length) is checked when the entry ends; other entries
 //!    are skipped (their CRC still checked). A second data-writing call in the same
@@ -642,6 +644,14 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 self.call(c, Ctx::Init, None::<&mut Stream<'_, R>>)?;
             }
         }
+        // on-init's environment writes invalidate the slot about to be overwritten (its
+        // metadata, its validated flag). They must be on the disk before the first byte of that
+        // slot changes: otherwise a power cut leaves a half-written slot that the environment
+        // still calls valid, and a revert or a bootloader's fallback would boot it.
+        self.make_durable()?;
+        for txn in self.envs.values_mut() {
+            txn.reset();
+        }
         while let Some(entry) = zip.next_entry()? {
             if entry.name.is_empty() || entry.name.ends_with('/') {
                 continue;
@@ -706,7 +716,9 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<(), Error> {
+    /// Writes everything pending (file-system structure, then the environment and partition
+    /// table records) and syncs after each step.
+    fn make_durable(&mut self) -> Result<(), Error> {
         self.fat.clear();
         self.out
             .flush_cache()
@@ -719,7 +731,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             .map_err(|e| Error::io("writing the environment and partition table", e))?;
         self.out
             .sync()
-            .map_err(|e| Error::io("syncing the target", e))?;
+            .map_err(|e| Error::io("syncing the target", e))
+    }
+
+    fn commit(&mut self) -> Result<(), Error> {
+        self.make_durable()?;
         for p in std::mem::take(&mut self.reboot_params) {
             self.system
                 .reboot_param(&p)

@@ -222,6 +222,39 @@ fn fwup_upgrade_lands_like_fwups_with_one_environment_write() {
 }
 
 #[test]
+fn on_init_invalidation_is_durable_before_the_slot_is_written() {
+    // After v1 (slot a) and v2 (slot b), upgrade.a's on-init unsets a.nerves_fw_version. The
+    // archive is cut inside the rootfs: the update fails halfway through slot a, and slot a must
+    // not keep metadata that calls it the old, complete firmware.
+    let mut t = complete_v1();
+    apply_golden(&read_golden("v2.fw"), &mut t, "upgrade", &[golden_pub()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("image");
+    let cfg = fw_env_config(dir.path(), &img, &[(0x2000, 0x2000), (0x4000, 0x2000)]);
+    std::fs::write(&img, &t.data).unwrap();
+    assert!(fw_printenv(&cfg).contains(&"a.nerves_fw_version=1.0.0".to_string()));
+    t.log.clear();
+    let v1 = read_golden("v1.fw");
+    let err =
+        apply_golden(&v1[..v1.len() * 3 / 4], &mut t, "upgrade", &[golden_pub()]).unwrap_err();
+    assert!(!err.to_string().is_empty());
+    std::fs::write(&img, &t.data).unwrap();
+    let env = fw_printenv(&cfg);
+    assert!(
+        !env.iter().any(|l| l.starts_with("a.nerves_fw_version=")),
+        "slot a is half written but still described: {env:?}"
+    );
+    assert!(env.contains(&"nerves_fw_active=b".to_string()), "{env:?}");
+    // And first: the environment write precedes every other write of the run (slot data is
+    // gathered, then written, only after it).
+    let first_env = t
+        .log
+        .iter()
+        .position(|(o, l)| (*o as usize) < ENV2.end && *o as usize + l > ENV1.start);
+    assert_eq!(first_env, Some(0), "writes: {:?}", t.log);
+}
+
+#[test]
 fn corrupt_resource_is_refused_and_the_active_slot_untouched() {
     let mut t = complete_v1();
     let before = t.data.clone();
