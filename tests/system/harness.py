@@ -42,7 +42,12 @@ READY = re.compile(rb"init: all services ready")
 # Size of the virtual disk: the board's layout needs 785 MiB (fwup.conf), a disk has some more.
 DISK_SIZE = "1G"
 # The first kernel line of a boot: how a reboot is recognised.
-KERNEL_START = re.compile(rb"Linux version \d+\.\d+")
+KERNEL_START_PATTERN = rb"Linux version \d+\.\d+"
+KERNEL_START = re.compile(KERNEL_START_PATTERN)
+# What wait_up() looks for after a kernel start: READY, or what means it will not come.
+NOT_READY_OR_READY = re.compile(
+    rb"(?P<ready>" + READY.pattern + rb")|(?P<reboot>" + KERNEL_START_PATTERN + rb")"
+    rb"|(?P<safe>myelin-init: invalid configuration)")
 
 
 class Failure(Exception):
@@ -184,9 +189,16 @@ class Device:
         return self.wait_up(timeout)
 
     def wait_up(self, timeout=120):
-        """Waits for a kernel start and then READY, and attaches the console shell."""
+        """Waits for a kernel start and then READY, and attaches the console shell.
+
+        Fails at once, instead of at the deadline, if the device reboots again or myelin-init
+        falls back to safe mode before READY."""
         self.wait_kernel_start(timeout)
-        self.machine.wait_for(READY, self.run.remaining(timeout))
+        m = self.machine.wait_for(NOT_READY_OR_READY, self.run.remaining(timeout))
+        if m.group("reboot"):
+            raise Failure("the device rebooted before all services were ready")
+        if m.group("safe"):
+            raise Failure("myelin-init rejected its configuration (safe mode)")
         self.shell.attach(self.run.remaining(30))
         return self
 
