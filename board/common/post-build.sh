@@ -39,6 +39,19 @@ for dir in data dev proc sys tmp run mnt; do
 	mkdir -p "$TARGET_DIR/$dir"
 done
 
+# /var as Buildroot's SysV skeleton lays it out, which the skeleton for BR2_INIT_NONE lacks: links
+# into the tmpfs mounts, since the root filesystem is read-only. /var/run is where the D-Bus
+# specification puts the system bus (zbus's default without DBUS_SYSTEM_BUS_ADDRESS, e.g. in an
+# SSH session), /var/lock holds fw_printenv's lock; myelin-init creates /run/lock at boot.
+mkdir -p "$TARGET_DIR/var/lib"
+for link in run:../run lock:../run/lock log:../tmp tmp:../tmp cache:../tmp spool:../tmp; do
+	name=${link%%:*}
+	if [ ! -L "$TARGET_DIR/var/$name" ]; then
+		rm -rf "${TARGET_DIR:?}/var/${name:?}"
+		ln -s "${link#*:}" "$TARGET_DIR/var/$name"
+	fi
+done
+
 # The clock floor: a device without an RTC boots in 1970, which breaks TLS and makes logs lie.
 build_time=${SOURCE_DATE_EPOCH:-$(date +%s)}
 mkdir -p "$TARGET_DIR/etc/myelin"

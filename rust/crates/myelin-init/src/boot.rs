@@ -173,6 +173,11 @@ pub fn run(
             MountFlags::PSEUDO,
             "mode=0755,size=5%",
         );
+        // /var/lock points here (Buildroot's layout); the fresh tmpfs hid the skeleton's copy,
+        // and fw_printenv's lock and the KV daemon's watch on it need the directory.
+        if let Err(e) = sys.mkdir("/run/lock", 0o755) {
+            sys.log(Level::Warning, &format!("cannot create /run/lock: {e}"));
+        }
     }
     if cfg.clock_floor {
         let from_file = cfg
@@ -518,6 +523,7 @@ device = "/dev/rootdisk0p4"
                 "mount tmpfs /tmp tmpfs nosuid,nodev,noexec \"mode=1777,size=10%\"",
                 "mkdir /run 755",
                 "mount tmpfs /run tmpfs nosuid,nodev,noexec \"mode=0755,size=5%\"",
+                "mkdir /run/lock 755",
                 "settime 1700000000",
                 "log notice: clock was 1000, set to 1700000000 (the build time)",
                 "ifup lo",
@@ -579,6 +585,7 @@ device = "/dev/rootdisk0p4"
                 "mount tmpfs /tmp tmpfs nosuid,nodev,noexec \"mode=1777,size=10%\"",
                 "mkdir /run 755",
                 "mount tmpfs /run tmpfs nosuid,nodev,noexec \"mode=0755,size=5%\"",
+                "mkdir /run/lock 755",
                 "sethostname bench-unit",
                 "mkdir /data 755",
                 "mount /dev/vda4 /data f2fs nodev \"\"",
