@@ -6,78 +6,29 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use myelin_testbus::TestBus;
 use myelin_ubootenv::{EnvConfig, read_vars};
 
-struct Bus {
-    dir: tempfile::TempDir,
-    child: Child,
-    address: String,
-}
+/// A bus that lets anyone own names: this test is about myelinctl, not policy.
+struct Bus(TestBus);
 
 impl Bus {
-    /// A session-style bus that lets anyone own names: this test is about myelinctl, not policy.
     fn start() -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.path().join("bus.sock").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nosyslog", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start dbus-daemon: install the dbus package (scripts/deps/apt.txt)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        Bus {
-            dir,
-            child,
-            address: line.trim().to_owned(),
-        }
+        Bus(TestBus::open())
     }
 
     fn myelinctl(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_myelinctl"))
             .arg("--bus")
-            .arg(&self.address)
+            .arg(self.0.address())
             .args(args)
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -131,8 +82,8 @@ fn errors(o: &Output) -> String {
 #[test]
 fn kv_commands_go_through_the_daemon_in_one_write_each() {
     let bus = Bus::start();
-    let (config, env) = environment(bus.dir.path(), "nerves_fw_active=a\nserial=MYL1");
-    let lock = bus.dir.path().join("env.lock");
+    let (config, env) = environment(bus.0.dir(), "nerves_fw_active=a\nserial=MYL1");
+    let lock = bus.0.dir().join("env.lock");
     let daemon = KvDaemon::parse_from([
         "myelin-kv",
         "-c",
@@ -140,7 +91,7 @@ fn kv_commands_go_through_the_daemon_in_one_write_each() {
         "--lock",
         lock.to_str().unwrap(),
         "--address",
-        &bus.address,
+        bus.0.address(),
     ]);
     std::thread::spawn(move || myelin_kv::service::run_daemon(daemon.args));
 
@@ -184,14 +135,11 @@ fn kv_commands_go_through_the_daemon_in_one_write_each() {
         "{}",
         errors(&out)
     );
-    let before = std::fs::read(bus.dir.path().join("env.img")).unwrap();
+    let before = std::fs::read(bus.0.dir().join("env.img")).unwrap();
     let out = bus.myelinctl(&["kv", "set", "bad name=1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(errors(&out).contains("refused"), "{}", errors(&out));
-    assert_eq!(
-        std::fs::read(bus.dir.path().join("env.img")).unwrap(),
-        before
-    );
+    assert_eq!(std::fs::read(bus.0.dir().join("env.img")).unwrap(), before);
     let out = bus.myelinctl(&["kv", "set", "novalue"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -16,6 +16,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use myelin_kv::client::Kv1Proxy;
+use myelin_testbus::{TestBus, shipped_policy};
 use myelin_ubootenv::{Env, EnvConfig, Layout, Vars};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,85 +26,28 @@ fn initial() -> Vars {
 }
 
 /// A dbus-daemon of our own, system-bus rules, with the repository's KV1 policy included.
-struct Bus {
-    dir: tempfile::TempDir,
-    child: Child,
-    address: String,
+struct Bus(TestBus);
+
+impl std::ops::Deref for Bus {
+    type Target = TestBus;
+    fn deref(&self) -> &TestBus {
+        &self.0
+    }
 }
 
 impl Bus {
     fn start() -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        // Other users (the policy test) must reach the socket.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../board/common/rootfs_overlay/etc/dbus-1/system.d/org.myelin.KV1.conf")
-            .canonicalize()
-            .unwrap();
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={sock}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>{policy}</include>
-</busconfig>
-"#,
-                sock = dir.path().join("bus.sock").display(),
-                policy = policy.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nosyslog", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start dbus-daemon: install the dbus package (scripts/deps/apt.txt)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        Bus {
-            dir,
-            child,
-            address: line.trim().to_owned(),
-        }
+        Bus(TestBus::system(&shipped_policy("org.myelin.KV1.conf")))
     }
 
     async fn proxy(&self) -> Kv1Proxy<'static> {
-        let conn = zbus::connection::Builder::address(self.address.as_str())
-            .build()
-            .await
-            .unwrap();
-        Kv1Proxy::new(&conn).await.unwrap()
+        Kv1Proxy::new(&self.connect().await).await.unwrap()
     }
 
     /// `gdbus call` on the service, as `uid` if given; returns (success, output).
     fn gdbus(&self, uid: Option<u32>, method: &str, args: &[&str]) -> (bool, String) {
         let mut cmd = Command::new("gdbus");
-        cmd.args(["call", "--address", &self.address])
+        cmd.args(["call", "--address", self.address()])
             .args([
                 "-d",
                 "org.myelin.KV1",
@@ -125,13 +69,6 @@ impl Bus {
     }
 }
 
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A running `myelin-kv daemon`, ready (it sent READY=1 on its NOTIFY_SOCKET).
 struct Daemon {
     child: Child,
@@ -140,11 +77,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(bus: &Bus, config: &Path, lock: &Path, poll: &str) -> Daemon {
-        let notify_path = bus.dir.path().join("notify.sock");
+        let notify_path = bus.dir().join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let log = bus.dir.path().join("daemon.log");
+        let log = bus.dir().join("daemon.log");
         let child = myelin_kv()
             .arg("daemon")
             .arg("-c")
@@ -152,7 +89,7 @@ impl Daemon {
             .arg("--lock")
             .arg(lock)
             .args(["--poll-interval", poll])
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .env("NOTIFY_SOCKET", &notify_path)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -475,8 +412,8 @@ async fn policy_lets_everyone_read_but_only_root_write() {
         .arg("-c")
         .arg(&env.config)
         .arg("--lock")
-        .arg(bus.dir.path().join("nobody.lock"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .arg(bus.dir().join("nobody.lock"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
         .uid(NOBODY)
         .gid(NOBODY));
     assert!(!out.status.success());
@@ -515,7 +452,13 @@ async fn policy_lets_everyone_read_but_only_root_write() {
 
     // Signals reach ordinary users.
     let mut monitor = Command::new("gdbus")
-        .args(["monitor", "--address", &bus.address, "-d", "org.myelin.KV1"])
+        .args([
+            "monitor",
+            "--address",
+            bus.address(),
+            "-d",
+            "org.myelin.KV1",
+        ])
         .uid(NOBODY)
         .gid(NOBODY)
         .env("HOME", "/")

@@ -40,7 +40,7 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
     let fake = FakeWpa::start(&ctrl_dir.join("wlan0"));
     fake.reply("SCAN_RESULTS", SCAN_TWO);
     let cfg = wifi_config(dir.path());
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&ns, &bus, &cfg);
 
@@ -214,32 +214,8 @@ fn as_nobody<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 #[tokio::test]
 async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
     require_root();
-    let policy = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../board/common/rootfs_overlay/etc/dbus-1/system.d/org.myelin.Network1.conf"
-    );
     // The default policy of Debian's /usr/share/dbus-1/system.conf, plus the shipped file.
-    let bus = Bus::start_with(
-        "system",
-        &format!(
-            r#"<policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>{policy}</include>"#
-        ),
-    );
+    let bus = Bus::system(&myelin_testbus::shipped_policy("org.myelin.Network1.conf"));
     let dir = tempfile::tempdir().unwrap();
     let ns = Netns::new("pol");
     ns.netdev("eth9");
@@ -249,7 +225,7 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
     );
     let daemon = Daemon::start(&ns, &bus, &cfg);
 
-    let address = bus.address.clone();
+    let address = bus.address().to_owned();
     let (status, conn_state, configure, hosts) = as_nobody(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -298,11 +274,11 @@ async fn the_command_line_client() {
         dir.path(),
         "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.79.0.2/24\" }\n",
     );
-    let bus = Bus::start();
+    let bus = Bus::open();
     let daemon = Daemon::start(&ns, &bus, &cfg);
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_myelin-net"))
-            .args(["--address", &bus.address])
+            .args(["--address", bus.address()])
             .args(args)
             .output()
             .unwrap()

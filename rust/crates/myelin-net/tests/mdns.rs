@@ -66,7 +66,7 @@ ipv4 = { method = "static", address = "192.168.91.2/24" }
 mdns = false
 "#,
     );
-    let bus = Bus::start();
+    let bus = Bus::open();
     let daemon = Daemon::start(&dev, &bus, &cfg);
 
     let on_eth0 = browse(&peer, Duration::from_secs(10));

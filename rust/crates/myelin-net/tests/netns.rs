@@ -92,7 +92,7 @@ type = "ethernet"
 "#
         ),
     );
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&net.dev, &bus, &cfg);
 
@@ -258,7 +258,7 @@ ipv4 = {{ method = "dhcp" }}
 "#
         ),
     );
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&net.dev, &bus, &cfg);
     let net1 = Network1Proxy::new(&conn).await.unwrap();
@@ -399,7 +399,7 @@ async fn gadget_link_serves_the_peer_its_address() {
     let host = Netns::new("ghost");
     veth(&dev, "usb0", &host, "usbhost");
     let cfg = config(dir.path(), "[interface.usb0]\ntype = \"direct\"\n");
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&dev, &bus, &cfg);
     until_connection(&conn, "usb0", "lan").await;
@@ -495,7 +495,7 @@ async fn interfaces_appear_and_disappear() {
         "metric",
         "1000",
     ]);
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&dev, &bus, &cfg);
     assert!(!dev.ip(&["-4", "rule"]).contains("198.51.100.7"));
@@ -596,7 +596,7 @@ check_hosts = ["203.0.113.11:{p1}"]
 "#
         ),
     );
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&dev, &bus, &cfg);
     until_connection(&conn, "eth0", "internet").await;
@@ -674,7 +674,7 @@ timeout = "300ms"
 type = "ethernet"
 "#,
     );
-    let bus = Bus::start();
+    let bus = Bus::open();
     let conn = bus.connect().await;
     let daemon = Daemon::start(&net.dev, &bus, &cfg);
     until_connection(&conn, "eth0", "lan").await;

@@ -404,7 +404,7 @@ async fn command_line_installs_from_stdin_and_prints_json() {
 
     // `myelin-update install -` streams its stdin to the daemon (a pipe: no length, no seek).
     let mut child = myelin_update()
-        .args(["--address", &bus.address, "install", "-"])
+        .args(["--address", bus.address(), "install", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -429,7 +429,7 @@ async fn command_line_installs_from_stdin_and_prints_json() {
 
     // status --json: the documented, stable shape.
     let out = myelin_update()
-        .args(["--address", &bus.address, "status", "--json"])
+        .args(["--address", bus.address(), "status", "--json"])
         .output()
         .unwrap();
     assert!(
@@ -455,7 +455,7 @@ async fn command_line_installs_from_stdin_and_prints_json() {
 
     // The human form, and a failing install's exit status and message.
     let out = myelin_update()
-        .args(["--address", &bus.address, "status"])
+        .args(["--address", bus.address(), "status"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -464,7 +464,7 @@ async fn command_line_installs_from_stdin_and_prints_json() {
         "{text}"
     );
     let out = myelin_update()
-        .args(["--address", &bus.address, "install", "/nonexistent.fw"])
+        .args(["--address", bus.address(), "install", "/nonexistent.fw"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -472,7 +472,7 @@ async fn command_line_installs_from_stdin_and_prints_json() {
     let garbage = device.path("garbage.fw");
     std::fs::write(&garbage, b"not a firmware archive").unwrap();
     let out = myelin_update()
-        .args(["--address", &bus.address, "install"])
+        .args(["--address", bus.address(), "install"])
         .arg(&garbage)
         .output()
         .unwrap();
@@ -638,7 +638,7 @@ async fn only_root_may_change_anything() {
         cmd.args([
             "call",
             "--address",
-            &bus.address,
+            bus.address(),
             "-d",
             "org.myelin.Update1",
             "-o",
@@ -681,7 +681,7 @@ async fn only_root_may_change_anything() {
     let out = {
         use std::os::unix::process::CommandExt;
         myelin_update()
-            .args(["--address", &bus.address, "status", "--json"])
+            .args(["--address", bus.address(), "status", "--json"])
             .uid(65534)
             .gid(65534)
             .output()
@@ -712,7 +712,7 @@ async fn auto_reboot_and_download_progress() {
     let update = bus.proxy().await;
     let mut progress = update.receive_install_progress().await.unwrap();
     // Every PropertiesChanged signal, as another client receives them.
-    let conn = zbus::connection::Builder::address(bus.address.as_str())
+    let conn = zbus::connection::Builder::address(bus.address())
         .build()
         .await
         .unwrap();

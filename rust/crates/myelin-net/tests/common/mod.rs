@@ -169,78 +169,7 @@ pub fn udhcpd(
 }
 
 /// A private dbus-daemon on a socket in a temp dir.
-pub struct Bus {
-    pub address: String,
-    _proc: Proc,
-    _dir: tempfile::TempDir,
-}
-
-impl Bus {
-    /// A permissive session-type bus.
-    pub fn start() -> Bus {
-        Bus::start_with(
-            "session",
-            r#"<policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>"#,
-        )
-    }
-
-    /// A bus of `kind` (`session`, `system`) with `policy` inside `<busconfig>`; its socket is
-    /// reachable by every user.
-    pub fn start_with(kind: &str, policy: &str) -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let sock = dir.path().join("bus");
-        let conf = dir.path().join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>{kind}</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  {policy}
-</busconfig>
-"#,
-                sock.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--print-address"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        Bus {
-            address: line.trim().to_owned(),
-            _proc: Proc(child),
-            _dir: dir,
-        }
-    }
-
-    pub async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .build()
-            .await
-            .unwrap()
-    }
-}
+pub use myelin_testbus::TestBus as Bus;
 
 /// The daemon under test, run in a namespace, with readiness through NOTIFY_SOCKET.
 pub struct Daemon {
@@ -260,7 +189,7 @@ impl Daemon {
             .cmd(env!("CARGO_BIN_EXE_myelin-net"))
             .args(["daemon", "--config"])
             .arg(config)
-            .args(["--address", &bus.address])
+            .args(["--address", bus.address()])
             .env("NOTIFY_SOCKET", &notify)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use myelin_fw::sign::PrivateKey;
 use myelin_fw::system::Fixed;
 use myelin_fw::target::FileTarget;
 use myelin_init::control::{self, Body, Op, ReadinessReport};
+use myelin_testbus::{TestBus, shipped_policy};
 use myelin_ubootenv::{Env, EnvConfig, Recovery, Vars};
 use myelin_update::client::{self, Update1Proxy};
 
@@ -278,83 +279,22 @@ max_redirects = 2
 }
 
 /// A dbus-daemon of our own, system-bus rules, with the repository's Update1 policy included.
-pub struct Bus {
-    pub dir: tempfile::TempDir,
-    child: Child,
-    pub address: String,
+pub struct Bus(TestBus);
+
+impl std::ops::Deref for Bus {
+    type Target = TestBus;
+    fn deref(&self) -> &TestBus {
+        &self.0
+    }
 }
 
 impl Bus {
     pub fn start() -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(
-                "../../../board/common/rootfs_overlay/etc/dbus-1/system.d/org.myelin.Update1.conf",
-            )
-            .canonicalize()
-            .unwrap();
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={sock}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>{policy}</include>
-</busconfig>
-"#,
-                sock = dir.path().join("bus.sock").display(),
-                policy = policy.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nosyslog", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start dbus-daemon: install the dbus package (scripts/deps/apt.txt)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        Bus {
-            dir,
-            child,
-            address: line.trim().to_owned(),
-        }
+        Bus(TestBus::system(&shipped_policy("org.myelin.Update1.conf")))
     }
 
     pub async fn proxy(&self) -> Update1Proxy<'static> {
-        client::connect(Some(&self.address)).await.unwrap()
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        client::connect(Some(self.address())).await.unwrap()
     }
 }
 
@@ -484,7 +424,7 @@ impl Daemon {
 
     /// Starts the daemon with a boot id file and a directory for its log.
     pub fn spawn(bus: &Bus, boot_id: &Path, log_dir: &Path, config: &Path) -> Daemon {
-        let notify_path = bus.dir.path().join("notify.sock");
+        let notify_path = bus.dir().join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -497,7 +437,7 @@ impl Daemon {
             .arg("--boot-id-file")
             .arg(boot_id)
             .arg("--address")
-            .arg(&bus.address)
+            .arg(bus.address())
             .env("NOTIFY_SOCKET", &notify_path)
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
