@@ -31,6 +31,7 @@ use crate::config::{Call, Config, FileResource, Task, Vars};
 use crate::create::{check_required_version, resource_name};
 use crate::error::Error;
 use crate::fat::{self, Fat, FatError, VolState};
+use crate::hash::Blake2b256;
 use crate::meta::{MAX_META_CONF, MIN_META_CONF};
 use crate::output::Output;
 use crate::progress::{Callback, Tracker};
@@ -38,7 +39,6 @@ use crate::sign::{PublicKey, SIGNATURE_LEN, firmware_uuid, hex};
 use crate::system::System;
 use crate::target::Target;
 use crate::uboot::{self, Location, Txn};
-use blake2::{Blake2b256, Digest};
 use std::collections::BTreeMap;
 use std::io::Read;
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fat;
 pub mod funcs;
 pub mod gpt;
+pub mod hash;
 pub mod mbr;
 pub mod meta;
 pub mod output;

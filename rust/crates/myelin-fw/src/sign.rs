@@ -12,9 +12,9 @@
 //!   `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (the variant bits are left as they are). It depends
 //!   only on meta.conf, so re-signing or recompressing an archive keeps it.
 
+use crate::hash::Blake2b256;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use blake2::{Blake2b256, Digest};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 /// Length of a signature.
@@ -136,7 +136,7 @@ impl PrivateKey {
 /// The firmware UUID of a meta.conf, as fwup computes and prints it.
 pub fn firmware_uuid(meta_conf: &[u8]) -> String {
     let mut h = Blake2b256::new();
-    h.update(UUID_NAMESPACE);
+    h.update(&UUID_NAMESPACE);
     h.update(meta_conf);
     let mut d = h.finalize();
     d[6] = (d[6] & 0x0f) | 0x50;
