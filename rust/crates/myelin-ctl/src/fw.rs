@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Subcommand;
-use myelin_update::client::{self, ClientError, InstallSource, Update1Proxy};
+use myelin_update::client::{self, Request, Update1Proxy};
 
 use crate::{Cli, bus};
 
@@ -44,6 +44,19 @@ pub enum Command {
 
 /// Runs an `fw` command.
 pub fn run(command: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
+    let request = match command {
+        Command::Status => Request::Status { json: cli.json },
+        Command::Install { source, reboot } => Request::Install {
+            source,
+            reboot: *reboot,
+            quiet: false,
+        },
+        Command::Cancel => Request::Cancel,
+        Command::Validate => Request::Validate,
+        Command::Revert { no_reboot } => Request::Revert { reboot: !no_reboot },
+        Command::PreventRevert => Request::PreventRevert,
+        Command::FactoryReset { no_reboot } => Request::FactoryReset { reboot: !no_reboot },
+    };
     bus::block_on(async {
         let conn = bus::connect(cli).await?;
         let proxy = Update1Proxy::builder(&conn)
@@ -51,61 +64,12 @@ pub fn run(command: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<
             .build()
             .await
             .context("cannot reach myelin-update (org.myelin.Update1)")?;
-        let messages = match command {
-            Command::Status => {
-                let status = client::status(&proxy).await?;
-                if cli.json {
-                    writeln!(out, "{}", serde_json::to_string_pretty(&status.to_json())?)?;
-                } else {
-                    write!(out, "{}", client::human(&status))?;
-                }
-                return Ok(0);
-            }
-            Command::Install { source, reboot } => {
-                let source = InstallSource::from_argument(source)?;
-                let mut last = None;
-                // Every 5% is enough on a serial console.
-                let result = client::install(&proxy, source, |p| {
-                    if last.is_none_or(|l: u32| p / 5 > l / 5) {
-                        last = Some(p);
-                        eprintln!("installing: {p}%");
-                    }
-                })
-                .await;
-                return match result {
-                    Ok(()) if *reboot => {
-                        writeln!(out, "installed; rebooting into it")?;
-                        proxy.reboot().await.map_err(ClientError::from)?;
-                        Ok(0)
-                    }
-                    Ok(()) => {
-                        writeln!(out, "installed; the new firmware runs after a reboot")?;
-                        Ok(0)
-                    }
-                    Err(ClientError::Failed(why)) => {
-                        eprintln!("myelinctl: install failed: {why}");
-                        Ok(1)
-                    }
-                    Err(e) => Err(e.into()),
-                };
-            }
-            Command::Cancel => {
-                proxy.cancel().await.map_err(ClientError::from)?;
-                Vec::new()
-            }
-            Command::Validate => proxy.validate().await.map_err(ClientError::from)?,
-            Command::Revert { no_reboot } => {
-                proxy.revert(!no_reboot).await.map_err(ClientError::from)?
-            }
-            Command::PreventRevert => proxy.prevent_revert().await.map_err(ClientError::from)?,
-            Command::FactoryReset { no_reboot } => proxy
-                .factory_reset(!no_reboot)
-                .await
-                .map_err(ClientError::from)?,
-        };
-        for m in messages {
-            writeln!(out, "{m}")?;
-        }
-        Ok(0)
+        Ok(
+            if client::execute(&proxy, request, "myelinctl", out).await? {
+                0
+            } else {
+                1
+            },
+        )
     })
 }

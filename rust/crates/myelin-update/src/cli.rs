@@ -14,7 +14,6 @@
 //! `status`, `running_slot`, `next_slot`, `trial`, `version`, `slots` (per slot `validated` and
 //! the metadata) and `last_install` (`outcome`, `slot`, `version`, `uuid`, `installed_at`).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::client::{self, ClientError, InstallSource, human};
+use crate::client::{self, Request};
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::fw::FwApplier;
 use crate::service::{self, Backends, DaemonOptions};
@@ -180,83 +179,31 @@ async fn client_command(command: Command, address: Option<&str>) -> Result<ExitC
     let proxy = client::connect(address)
         .await
         .context("cannot reach org.myelin.Update1 (is myelin-update daemon running?)")?;
-    let print = |messages: Vec<String>| {
-        for m in messages {
-            println!("{m}");
-        }
-    };
-    match command {
+    let request = match &command {
         Command::Daemon { .. } => unreachable!("handled by run"),
         Command::Install {
             source,
             reboot,
             quiet,
-        } => {
-            let source = InstallSource::from_argument(&source)?;
-            // Every 5% is enough on a serial console.
-            let mut last = None;
-            let result = client::install(&proxy, source, |p| {
-                if !quiet && last.is_none_or(|l: u32| p / 5 > l / 5) {
-                    last = Some(p);
-                    eprintln!("installing: {p}%");
-                }
-            })
-            .await;
-            match result {
-                Ok(()) => {
-                    println!("installed; the new firmware runs after a reboot");
-                    if reboot {
-                        proxy.reboot().await.map_err(ClientError::from)?;
-                        println!("rebooting");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(ClientError::Failed(why)) => {
-                    eprintln!("myelin-update: install failed: {why}");
-                    Ok(ExitCode::FAILURE)
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
-        Command::Status { json } => {
-            let status = client::status(&proxy).await?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                serde_json::to_writer_pretty(&mut out, &status.to_json())?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", human(&status))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Validate => {
-            print(proxy.validate().await.map_err(ClientError::from)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Revert { no_reboot } => {
-            print(proxy.revert(!no_reboot).await.map_err(ClientError::from)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::PreventRevert => {
-            print(proxy.prevent_revert().await.map_err(ClientError::from)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::FactoryReset { no_reboot } => {
-            print(
-                proxy
-                    .factory_reset(!no_reboot)
-                    .await
-                    .map_err(ClientError::from)?,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Cancel => {
-            proxy.cancel().await.map_err(ClientError::from)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Reboot => {
-            proxy.reboot().await.map_err(ClientError::from)?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+        } => Request::Install {
+            source,
+            reboot: *reboot,
+            quiet: *quiet,
+        },
+        Command::Status { json } => Request::Status { json: *json },
+        Command::Validate => Request::Validate,
+        Command::Revert { no_reboot } => Request::Revert { reboot: !no_reboot },
+        Command::PreventRevert => Request::PreventRevert,
+        Command::FactoryReset { no_reboot } => Request::FactoryReset { reboot: !no_reboot },
+        Command::Cancel => Request::Cancel,
+        Command::Reboot => Request::Reboot,
+    };
+    let mut out = std::io::stdout().lock();
+    Ok(
+        if client::execute(&proxy, request, "myelin-update", &mut out).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

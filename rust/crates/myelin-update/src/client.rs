@@ -116,6 +116,21 @@ pub enum ClientError {
     /// The install ran and failed.
     #[error("{0}")]
     Failed(String),
+    /// The answer could not be written out.
+    #[error("cannot write the output: {0}")]
+    Output(String),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Output(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for ClientError {
+    fn from(e: serde_json::Error) -> Self {
+        ClientError::Output(e.to_string())
+    }
 }
 
 impl From<zbus::Error> for ClientError {
@@ -384,4 +399,112 @@ pub fn human(s: &Status) -> String {
         line("last error:", &s.last_error);
     }
     out
+}
+
+/// What a user asks of the updater through a command line (`myelin-update <command>`,
+/// `myelinctl fw <command>`): both carry it out with [`execute`].
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    /// Install from a path, an http(s) URL or `-`; reboot into it after if `reboot`.
+    Install {
+        /// Path, URL or `-`.
+        source: &'a str,
+        /// Reboot once installed.
+        reboot: bool,
+        /// Print no progress.
+        quiet: bool,
+    },
+    /// Print the status, as JSON if `json`.
+    Status {
+        /// JSON instead of text.
+        json: bool,
+    },
+    /// Validate the running firmware.
+    Validate,
+    /// Switch back to the other slot (and reboot if `reboot`).
+    Revert {
+        /// Reboot now.
+        reboot: bool,
+    },
+    /// Validate the running firmware and make the other slot unbootable.
+    PreventRevert,
+    /// Erase /data (and reboot if `reboot`).
+    FactoryReset {
+        /// Reboot now.
+        reboot: bool,
+    },
+    /// Stop the install in progress.
+    Cancel,
+    /// Reboot (into an installed firmware).
+    Reboot,
+}
+
+/// Carries out `request`: answers go to `out`, install progress (every 5 %) to standard error.
+/// Returns `Ok(false)` when an install ran and failed; its reason is then printed on standard
+/// error after `program: `.
+pub async fn execute(
+    proxy: &Update1Proxy<'_>,
+    request: Request<'_>,
+    program: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<bool, ClientError> {
+    let messages = match request {
+        Request::Install {
+            source,
+            reboot,
+            quiet,
+        } => {
+            let source = InstallSource::from_argument(source)?;
+            // Every 5% is enough on a serial console.
+            let mut last = None;
+            let result = install(proxy, source, |p| {
+                if !quiet && last.is_none_or(|l: u32| p / 5 > l / 5) {
+                    last = Some(p);
+                    eprintln!("installing: {p}%");
+                }
+            })
+            .await;
+            return match result {
+                Ok(()) => {
+                    writeln!(out, "installed; the new firmware runs after a reboot")?;
+                    if reboot {
+                        proxy.reboot().await?;
+                        writeln!(out, "rebooting")?;
+                    }
+                    Ok(true)
+                }
+                Err(ClientError::Failed(why)) => {
+                    eprintln!("{program}: install failed: {why}");
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        Request::Status { json } => {
+            let status = status(proxy).await?;
+            if json {
+                serde_json::to_writer_pretty(&mut *out, &status.to_json())?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", human(&status))?;
+            }
+            return Ok(true);
+        }
+        Request::Validate => proxy.validate().await?,
+        Request::Revert { reboot } => proxy.revert(reboot).await?,
+        Request::PreventRevert => proxy.prevent_revert().await?,
+        Request::FactoryReset { reboot } => proxy.factory_reset(reboot).await?,
+        Request::Cancel => {
+            proxy.cancel().await?;
+            Vec::new()
+        }
+        Request::Reboot => {
+            proxy.reboot().await?;
+            Vec::new()
+        }
+    };
+    for m in messages {
+        writeln!(out, "{m}")?;
+    }
+    Ok(true)
 }
