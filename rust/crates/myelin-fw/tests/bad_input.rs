@@ -313,15 +313,20 @@ fn wrong_platform_is_refused_before_anything_is_written() {
     // A device running slot A of platform "golden".
     let mut t = complete_v1();
     {
+        use myelin_fw::uboot;
         let mut o = myelin_fw::output::Output::new(&mut t);
-        let loc = myelin_fw::uboot::Location {
+        let loc = uboot::Location {
             offset: 0x2000,
             size: 0x2000,
             redund: Some(0x4000),
         };
-        let mut txn = myelin_fw::uboot::Txn::new(loc);
-        txn.set(&mut o, "a.nerves_fw_platform", "golden").unwrap();
-        o.defer("env", txn.writes().unwrap());
+        let disk = uboot::read_copies(&mut o, &loc).unwrap();
+        let mut copies = disk.clone();
+        uboot::change(&loc, &mut copies, |v| {
+            v.insert("a.nerves_fw_platform".into(), "golden".into());
+        })
+        .unwrap();
+        o.defer("env", uboot::safe_writes(&loc, &disk, &copies));
         o.commit_deferred().unwrap();
     }
     t.log.clear();

@@ -163,11 +163,21 @@ pub fn extract(image: &Path, offset: u64, len: u64, to: &Path) {
 }
 
 /// Runs `fsck.vfat -n` on the FAT partition at `offset` (copied out first); panics on errors.
+/// One note is not an error: a label set with `fat_setlabel` is in the root directory only,
+/// as FatFs (and so fwup) leaves it, and fsck.fat offers to copy it to the boot sector.
 pub fn fsck_vfat(dir: &Path, image: &Path, offset: u64, len: u64) {
     let part = dir.join("part.vfat");
     extract(image, offset, len, &part);
     let (ok, out, err) = try_run("fsck.vfat", &["-n", part.to_str().unwrap()]);
-    assert!(ok, "fsck.vfat found problems:\n{out}\n{err}");
+    let label_only = out.lines().all(|l| {
+        l.starts_with("fsck.fat ")
+            || l.starts_with("There is no label in boot sector, but there is volume label")
+            || l.contains("Auto-copying volume label from root directory to boot sector")
+            || l.is_empty()
+            || l.starts_with("Leaving filesystem unchanged")
+            || l.contains(" files, ")
+    });
+    assert!(ok || label_only, "fsck.vfat found problems:\n{out}\n{err}");
     std::fs::remove_file(part).unwrap();
 }
 
