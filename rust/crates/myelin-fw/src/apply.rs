@@ -803,8 +803,19 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 }
                 Func::MbrWrite { mbr } => {
                     if let Some(m) = self.cfg.mbr(mbr) {
-                        for (b, _) in crate::mbr::encode(m, blocks)? {
+                        for (b, sector) in crate::mbr::encode(m, blocks)? {
                             within(what.clone(), at(b), BLOCK)?;
+                            // Every partition (primary or logical) lies inside the device.
+                            for e in crate::mbr::decode(&sector).into_iter().flatten() {
+                                if e.count > 0 && e.ptype != 0x0f && e.ptype != 0x05 {
+                                    let start = b + u64::from(e.offset);
+                                    within(
+                                        format!("{what}: partition at block {start}"),
+                                        at(start),
+                                        at(u64::from(e.count)),
+                                    )?;
+                                }
+                            }
                         }
                     }
                 }
