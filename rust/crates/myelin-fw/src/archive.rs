@@ -507,6 +507,23 @@ pub struct ZipReader<R: Read> {
 
 const INPUT_BUF: usize = 256 * 1024;
 
+impl<R: Read + 'static> ZipReader<R> {
+    /// The same reader, at the same place, over a boxed input (to mix input kinds).
+    pub fn boxed(self) -> ZipReader<Box<dyn Read>> {
+        ZipReader {
+            r: Box::new(self.r),
+            buf: self.buf,
+            start: self.start,
+            end: self.end,
+            offset: self.offset,
+            eof: self.eof,
+            inflate: self.inflate,
+            current: self.current,
+            finished: self.finished,
+        }
+    }
+}
+
 impl<R: Read> ZipReader<R> {
     /// A reader over `r`.
     pub fn new(r: R) -> Self {

@@ -317,6 +317,56 @@ fn file_runs(path: &Path, map: &mut Vec<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why `--sparse-check` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SparseError {
+    /// The test file could not be made.
+    #[error("Couldn't create sparse test file: {path}: {source}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file system stored data where the hole should be.
+    #[error("Hole of {0} bytes not created on filesystem")]
+    NoHole(u64),
+}
+
+/// fwup's `--sparse-check PATH`: whether a file at `path` can hold a hole of `hole` bytes
+/// (written past the hole, then `SEEK_DATA` must skip it). The test file is removed.
+pub fn sparse_files_supported(path: &Path, hole: u64) -> Result<(), SparseError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let err = |source| SparseError::Create {
+        path: path.display().to_string(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    let result = f
+        .write_all_at(&[0x5a; 4], hole)
+        .map_err(err)
+        .and_then(|()| {
+            // SAFETY: lseek on an open descriptor; no memory is passed.
+            let data = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_DATA) };
+            if data == hole as libc::off_t {
+                Ok(())
+            } else {
+                Err(SparseError::NoHole(hole))
+            }
+        });
+    let _ = std::fs::remove_file(path);
+    result
+}
+
 fn sparse_map(paths: &[PathBuf], skip_holes: bool) -> std::io::Result<Vec<u64>> {
     let total: u64 = paths
         .iter()

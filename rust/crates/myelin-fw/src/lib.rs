@@ -9,6 +9,7 @@
 //! Modules, one per concept (each module's documentation specifies what it implements):
 //! [`config`] (the language), [`meta`] (meta.conf), [`archive`] (the ZIP container),
 //! [`sign`] (keys, signatures, UUID), [`create`](mod@create), [`apply`](mod@apply),
+//! [`delta`] (delta archives),
 //! [`funcs`] (task functions), [`target`] and [`output`] (where data goes), [`mbr`], [`gpt`],
 //! [`fat`], [`uboot`], [`vcdiff`] (delta resources), [`progress`] (including `--framing`),
 //! [`system`] (the running system's side effects) and [`burn`] (finding an SD card on a host).
@@ -18,6 +19,7 @@ pub mod archive;
 pub mod burn;
 pub mod config;
 pub mod create;
+pub mod delta;
 pub mod error;
 pub mod fat;
 pub mod funcs;

@@ -43,6 +43,9 @@
 
 use std::io::{self, Read};
 
+pub mod encode;
+pub use encode::{EncodeOptions, encode};
+
 /// Largest target window accepted (xdelta3's `XD3_HARDMAXWINSIZE`).
 pub const MAX_WINDOW: u64 = 1 << 24;
 /// Largest delta encoding of one window accepted (its sections plus headers).
@@ -123,7 +126,7 @@ impl Source for &[u8] {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Noop,
     Add,
     Run,
@@ -131,13 +134,13 @@ enum Kind {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Inst {
-    kind: Kind,
-    size: u8,
+pub(crate) struct Inst {
+    pub(crate) kind: Kind,
+    pub(crate) size: u8,
 }
 
 /// The default code table of RFC 3284 section 5.6, as pairs of instructions.
-fn code_table() -> [(Inst, Inst); 256] {
+pub(crate) fn code_table() -> [(Inst, Inst); 256] {
     let noop = Inst {
         kind: Kind::Noop,
         size: 0,
