@@ -236,6 +236,7 @@ pub fn apply_opened<R: Read>(
     let task = engine
         .find_task(opts.task)?
         .ok_or_else(|| Error::NoTask(opts.task.to_owned()))?;
+    log::info!("applying task '{}' of firmware {}", task.name, opened.uuid);
     // Everything that can be checked without the resources' data, before the first write.
     let steps = funcs::parse_task(cfg, task)?;
     let total = engine.compute_progress(&steps);
@@ -954,6 +955,17 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         } else {
             return Err(not_a_delta(&name, size, res.data_len()));
         };
+        log::info!(
+            "'{}' is a {size}-byte delta; source: {}",
+            res.name,
+            match &src {
+                DeltaSource::Raw { offset, len } => format!("{len} bytes at byte {offset}"),
+                DeltaSource::Fat { len, .. } => format!(
+                    "'{}' ({len} bytes)",
+                    on.delta_source_fat_path.as_deref().unwrap_or("")
+                ),
+            }
+        );
         self.deltas.insert(res.name.clone(), src.clone());
         Ok(src)
     }
@@ -1092,6 +1104,9 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 let old = uboot::active(&st.loc, &st.disk).map(|a| a.1);
                 let new = uboot::active(&st.loc, &st.cur).map(|a| a.1);
                 if old == new {
+                    log::debug!(
+                        "environment '{name}': on-init left its variables, not written yet"
+                    );
                     keep.push(env_key(name));
                 }
             }
@@ -1120,6 +1135,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
     }
 
     fn fail(&mut self, steps: &TaskSteps) {
+        log::debug!("the task failed: dropping everything not yet written");
         self.fat.clear();
         self.envs.clear();
         self.reboot_params.clear();

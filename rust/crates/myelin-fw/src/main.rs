@@ -729,8 +729,36 @@ fn apply_to(o: &Opts, rep: &Reporter, device: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The library's diagnostics (`log` records) on stderr: warnings always, more with `-v`.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("myelin-fw: {}", r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = match &cli.cmd {
+        Some(Cmd::Delta(_)) => false,
+        Some(Cmd::Create(o) | Cmd::Apply(o) | Cmd::List(o) | Cmd::Metadata(o)) => o.verbose,
+        Some(Cmd::Verify(o) | Cmd::Sign(o) | Cmd::GenKeys(o) | Cmd::Burn(o)) => o.verbose,
+        None => cli.opts.verbose,
+    };
+    if log::set_logger(&StderrLog).is_ok() {
+        log::set_max_level(if verbose {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Warn
+        });
+    }
     let (mode, opts) = match cli.cmd {
         Some(Cmd::Create(o)) => (Some(Mode::Create), o),
         Some(Cmd::Apply(o)) => (Some(Mode::Apply), o),

@@ -346,3 +346,36 @@ fn wrong_platform_is_refused_before_anything_is_written() {
     let err = apply_golden(&mk("golden"), &mut t, "nosuchtask", &[]).unwrap_err();
     assert!(matches!(err, Error::NoTask(_)));
 }
+
+#[test]
+fn names_with_quotes_and_backslashes_survive_create_verify_and_apply() {
+    // Found by the fuzzer: fwup prints section titles unescaped, so these names gave a
+    // meta.conf that verify and apply could not read.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("fwup.conf");
+    std::fs::write(
+        &conf,
+        r#"file-resource "a\"b\\c" { contents = "quoted" }
+task "t\"x\\" { on-resource "a\"b\\c" { raw_write(1) } }
+"#,
+    )
+    .unwrap();
+    let mut fw = Vec::new();
+    let created = myelin_fw::create(
+        &CreateOptions {
+            config: conf,
+            vars: Vars::default(),
+            signing_key: None,
+            level: 9,
+            ops_only: false,
+        },
+        &mut fw,
+    )
+    .unwrap();
+    assert_eq!(created.tasks, vec!["t\"x\\".to_string()]);
+    myelin_fw::verify(fw.as_slice(), &[], &Vars::default()).unwrap();
+    let mut t = MemTarget::zeroed(4096);
+    let applied = apply_golden(&fw, &mut t, "t\"x", &[]).unwrap();
+    assert_eq!(applied.task, "t\"x\\");
+    assert_eq!(&t.data[512..518], b"quoted");
+}
