@@ -912,13 +912,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                     "{name}: delta-source-raw-options (encrypted delta sources) are not supported by myelin-fw"
                 )));
             }
-            let off = crate::config::model::parse_c_uint(off)
-                .filter(|o| o.checked_mul(BLOCK).is_some())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "delta-source-raw-offset '{off}' is not a block offset"
-                    ))
-                })?;
+            let off = block_offset(off).ok_or_else(|| {
+                bad(format!(
+                    "delta-source-raw-offset '{off}' is not a block offset"
+                ))
+            })?;
             let count = on.delta_source_raw_count;
             if count <= 0 || count == crate::config::model::UNSET_COUNT {
                 return Err(bad(
@@ -935,13 +933,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             }
             DeltaSource::Raw { offset, len }
         } else if let Some(off) = fat_off {
-            let off = crate::config::model::parse_c_uint(off)
-                .filter(|o| o.checked_mul(BLOCK).is_some())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "delta-source-fat-offset '{off}' is not a block offset"
-                    ))
-                })?;
+            let off = block_offset(off).ok_or_else(|| {
+                bad(format!(
+                    "delta-source-fat-offset '{off}' is not a block offset"
+                ))
+            })?;
             let path = on.delta_source_fat_path.clone().unwrap_or_default();
             let mut st = VolState::default();
             let found =
@@ -1606,6 +1602,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         write_zeros(&mut fat, &mut fw, total.saturating_sub(size)).map_err(|e| fat_err(func, e))?;
         fat.close(fw).map_err(|e| fat_err(func, e))
     }
+}
+
+/// A block number whose byte offset fits 64 bits.
+fn block_offset(s: &str) -> Option<u64> {
+    crate::config::model::parse_c_uint(s).filter(|o| o.checked_mul(BLOCK).is_some())
 }
 
 fn env_key(name: &str) -> String {

@@ -44,17 +44,7 @@ pub fn quote(s: &str) -> String {
     if is_bare(s) {
         return s.to_owned();
     }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    title(s)
 }
 
 /// A section title as printed: always quoted, with `\` and `"` escaped so that meta.conf

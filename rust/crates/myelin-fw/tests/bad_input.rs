@@ -360,19 +360,7 @@ task "t\"x\\" { on-resource "a\"b\\c" { raw_write(1) } }
 "#,
     )
     .unwrap();
-    let mut fw = Vec::new();
-    let created = myelin_fw::create(
-        &CreateOptions {
-            config: conf,
-            vars: Vars::default(),
-            signing_key: None,
-            level: 9,
-            ops_only: false,
-        },
-        &mut fw,
-    )
-    .unwrap();
-    assert_eq!(created.tasks, vec!["t\"x\\".to_string()]);
+    let fw = create_with(&conf, Vars::default(), None).unwrap();
     myelin_fw::verify(fw.as_slice(), &[], &Vars::default()).unwrap();
     let mut t = MemTarget::zeroed(4096);
     let applied = apply_golden(&fw, &mut t, "t\"x", &[]).unwrap();

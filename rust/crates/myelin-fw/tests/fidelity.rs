@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use myelin_fw::{CreateOptions, MemTarget, Vars};
+use myelin_fw::{MemTarget, Vars};
 
 const MIB: usize = 1 << 20;
 const SEGMENT: usize = 128 * 1024;
@@ -72,18 +72,7 @@ task upgrade { on-finish {
 "#,
     )
     .unwrap();
-    let mut fw = Vec::new();
-    myelin_fw::create(
-        &CreateOptions {
-            config: conf,
-            vars: Vars::default(),
-            signing_key: None,
-            level: 9,
-            ops_only: false,
-        },
-        &mut fw,
-    )
-    .unwrap();
+    let fw = create_with(&conf, Vars::default(), None).unwrap();
     let mut t = MemTarget::zeroed(64 * 1024);
     apply_golden(&fw, &mut t, "complete", &[]).unwrap();
     // clear + 2 calls: copy 1 (flags 3) is the newest, copy 2 (flags 2) one call behind.

@@ -59,6 +59,26 @@ pub fn golden_priv() -> PrivateKey {
     PrivateKey::from_fwup(&read_golden("golden-key.priv")).unwrap()
 }
 
+/// `myelin-fw create` of `conf` with `vars`, deflate level 9, into memory.
+pub fn create_with(
+    conf: &Path,
+    vars: Vars,
+    key: Option<myelin_fw::PrivateKey>,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    myelin_fw::create(
+        &myelin_fw::CreateOptions {
+            config: conf.to_path_buf(),
+            vars,
+            signing_key: key,
+            level: 9,
+            ops_only: false,
+        },
+        &mut out,
+    )?;
+    Ok(out)
+}
+
 /// Applies `fw` to `target` with the golden key and default options.
 pub fn apply_golden(
     fw: &[u8],
