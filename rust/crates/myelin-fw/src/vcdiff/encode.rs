@@ -34,6 +34,10 @@ impl Default for EncodeOptions {
 }
 
 const PRIME: u64 = 0x0100_0000_01b3;
+/// After a match, bytes skipped while looking for the same alignment to match again.
+const RESUME_SKIP: usize = 16;
+/// Shortest match taken at the same alignment.
+const RESUME_MIN: usize = 6;
 
 fn hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0u64, |h, &b| {
@@ -226,6 +230,32 @@ pub fn encode(source: &[u8], target: &[u8], opts: &EncodeOptions) -> Vec<u8> {
                 copies.push((i - back, p - back, len + back));
                 i += len;
                 pending = i;
+                // Like bsdiff: after a few changed bytes (a moved address in code), the same
+                // alignment often matches again; resume the copy there.
+                let mut q = p + len;
+                'resume: while i < tgt.len() {
+                    for skip in 1..=RESUME_SKIP {
+                        let (t, s) = (i + skip, q + skip);
+                        if t + RESUME_MIN > tgt.len() || s + RESUME_MIN > source.len() {
+                            break 'resume;
+                        }
+                        if tgt[t..t + RESUME_MIN] == source[s..s + RESUME_MIN] {
+                            let mut l = RESUME_MIN;
+                            while t + l < tgt.len()
+                                && s + l < source.len()
+                                && source[s + l] == tgt[t + l]
+                            {
+                                l += 1;
+                            }
+                            copies.push((t, s, l));
+                            i = t + l;
+                            q = s + l;
+                            pending = i;
+                            continue 'resume;
+                        }
+                    }
+                    break;
+                }
                 if i + block <= tgt.len() {
                     h = hash(&tgt[i..i + block]);
                 }
