@@ -5,6 +5,13 @@
 //! call anything (for tests about a client or a service, not about who may use it), and
 //! [`TestBus::system`], the default policy of a system bus (Debian's `system.conf`) plus a policy
 //! file the root filesystem ships, so that a test sees exactly what a device allows.
+//!
+//! [`daemon::Daemon`] starts the daemon under test the way myelin-init does (`NOTIFY_SOCKET`,
+//! ready at `READY=1`) and keeps its log.
+
+pub mod daemon;
+
+pub use daemon::Daemon;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
