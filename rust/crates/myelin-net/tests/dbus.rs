@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::{
-    Bus, FakeWpa, Netns, PATIENCE, SCAN_TWO, as_nobody, block_on, config, dhcp_lease, require_root,
+    Bus, FakeWpa, PATIENCE, SCAN_TWO, as_nobody, block_on, config, device, dhcp_lease,
     start_daemon, wait_for,
 };
 use futures_util::StreamExt;
@@ -30,12 +30,8 @@ ipv4 = { method = "disabled" }
 
 #[tokio::test]
 async fn wifi_scan_results_association_and_a_crashing_supplicant() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("wifi");
     // A stand-in netdev: the radio itself cannot exist here, its supplicant is faked.
-    ns.netdev("wlan0");
-    ns.netdev("eth9");
+    let (dir, ns) = device(&["wlan0", "eth9"]);
     let ctrl_dir = dir.path().join("run/wpa_supplicant");
     std::fs::create_dir_all(&ctrl_dir).unwrap();
     let fake = FakeWpa::start(&ctrl_dir.join("wlan0"));
@@ -189,12 +185,9 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
 
 #[tokio::test]
 async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
-    require_root();
+    let (dir, ns) = device(&["eth9"]);
     // The default policy of Debian's /usr/share/dbus-1/system.conf, plus the shipped file.
     let bus = Bus::system(&myelin_testbus::shipped_policy("org.myelin.Network1.conf"));
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("pol");
-    ns.netdev("eth9");
     let cfg = config(
         dir.path(),
         "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.78.0.2/24\" }\n",
@@ -238,10 +231,7 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
 
 #[tokio::test]
 async fn the_command_line_client() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("cli");
-    ns.netdev("eth9");
+    let (dir, ns) = device(&["eth9"]);
     let cfg = config(
         dir.path(),
         "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.79.0.2/24\" }\n",

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{
-    Bus, FakeWpa, Netns, PATIENCE, as_nobody, block_on, config, require_root, spawn_as_nobody,
-    start_daemon_at, wait_for,
+    Bus, FakeWpa, PATIENCE, as_nobody, block_on, config, device, spawn_as_nobody, start_daemon_at,
+    wait_for,
 };
 use myelin_net::client::{self, Network1Proxy};
 use myelin_net::service::{BUS_NAME, IFACE_INTERFACE, OBJECT_PATH, interface_path};
@@ -34,8 +34,9 @@ const TYPED: &str = "typed on stdin 42";
 /// A passphrase put on a command line, which is refused.
 const ON_ARGV: &str = "visible in ps 93";
 
-/// Every key of this test, in every form it could leak in.
-fn secrets() -> Vec<String> {
+/// Every key of this test, in every form it could leak in (computed once: PBKDF2 is slow in a
+/// debug build).
+static SECRETS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     vec![
         PASSPHRASE.into(),
         passphrase_to_psk("Home", PASSPHRASE),
@@ -45,13 +46,16 @@ fn secrets() -> Vec<String> {
         passphrase_to_psk("Cli", TYPED),
         ON_ARGV.into(),
     ]
-}
+});
 
 /// Fails if `bytes` contain any key.
 fn assert_clean(what: &str, bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
-    for s in secrets() {
-        assert!(!text.contains(&s), "{what} carries the key {s:?}:\n{text}");
+    for s in SECRETS.iter() {
+        assert!(
+            !text.contains(s.as_str()),
+            "{what} carries the key {s:?}:\n{text}"
+        );
     }
 }
 
@@ -186,10 +190,7 @@ fn listen_as_nobody(
 
 #[tokio::test]
 async fn wifi_keys_stay_in_their_0600_files() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("keys");
-    ns.netdev("wlan0");
+    let (dir, ns) = device(&["wlan0"]);
 
     // What an older version left behind: directories and a persisted key readable by all.
     let (run, data) = (dir.path().join("run"), dir.path().join("data"));

@@ -29,6 +29,28 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Update>) -> Update {
         .expect("session gone")
 }
 
+/// A session on the control socket `ctrl` (replies bound in `dir`): its task, its updates and
+/// its command sender.
+fn session(
+    ctrl: &std::path::Path,
+    dir: &std::path::Path,
+) -> (
+    tokio::task::JoinHandle<Result<(), WpaError>>,
+    mpsc::UnboundedReceiver<Update>,
+    mpsc::UnboundedSender<Command>,
+) {
+    let (utx, urx) = mpsc::unbounded_channel();
+    let (ctx, crx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(wpa::session(
+        ctrl.to_owned(),
+        dir.to_owned(),
+        timing(),
+        utx,
+        crx,
+    ));
+    (task, urx, ctx)
+}
+
 /// The session's outcome, once it ends.
 async fn ended<T>(session: tokio::task::JoinHandle<T>) -> T {
     tokio::time::timeout(PATIENCE, session)
@@ -41,16 +63,8 @@ async fn ended<T>(session: tokio::task::JoinHandle<T>) -> T {
 async fn session_scans_connects_and_disconnects() {
     let dir = tempfile::tempdir().unwrap();
     let ctrl = dir.path().join("wlan0");
-    let (utx, mut urx) = mpsc::unbounded_channel();
-    let (ctx, crx) = mpsc::unbounded_channel();
     // The session starts before the supplicant's socket exists (the race of VintageNet #116).
-    let session = tokio::spawn(wpa::session(
-        ctrl.clone(),
-        dir.path().to_owned(),
-        timing(),
-        utx,
-        crx,
-    ));
+    let (session, mut urx, ctx) = session(&ctrl, dir.path());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fake = FakeWpa::start(&ctrl);
 
@@ -139,15 +153,7 @@ async fn a_hung_supplicant_fails_the_keepalive() {
     let dir = tempfile::tempdir().unwrap();
     let ctrl = dir.path().join("wlan0");
     let fake = FakeWpa::start(&ctrl);
-    let (utx, _urx) = mpsc::unbounded_channel();
-    let (_ctx, crx) = mpsc::unbounded_channel();
-    let session = tokio::spawn(wpa::session(
-        ctrl,
-        dir.path().to_owned(),
-        timing(),
-        utx,
-        crx,
-    ));
+    let (session, _urx, _ctx) = session(&ctrl, dir.path());
     // Once the session is up (it asked for the scan results), the supplicant goes silent: the
     // next keepalive PING goes unanswered, and that ends the session.
     fake.wait_received("SCAN_RESULTS", 1).await;
@@ -164,15 +170,7 @@ async fn a_crashed_supplicant_ends_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let ctrl = dir.path().join("wlan0");
     let fake = FakeWpa::start(&ctrl);
-    let (utx, mut urx) = mpsc::unbounded_channel();
-    let (_ctx, crx) = mpsc::unbounded_channel();
-    let session = tokio::spawn(wpa::session(
-        ctrl,
-        dir.path().to_owned(),
-        timing(),
-        utx,
-        crx,
-    ));
+    let (session, mut urx, _ctx) = session(&ctrl, dir.path());
     next(&mut urx).await;
     fake.crash();
     let r = ended(session).await;

@@ -171,6 +171,18 @@ impl Drop for Netns {
     }
 }
 
+/// The usual start of a test: root is checked, and there is a directory for the daemon's files
+/// and a device namespace with stand-in netdevs `names` (see [`Netns::netdev`]).
+pub fn device(names: &[&str]) -> (tempfile::TempDir, Netns) {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("dev");
+    for n in names {
+        ns.netdev(n);
+    }
+    (dir, ns)
+}
+
 /// A veth pair: `a_name` in `a`, `b_name` in `b`, administratively up on B's side only.
 pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) {
     sh(&[
@@ -237,10 +249,11 @@ pub use myelin_testbus::TestBus as Bus;
 /// The daemon under test (ready at READY=1, its log kept).
 pub use myelin_testbus::daemon::Daemon;
 
-/// Starts `myelin-net daemon --config <config>` in `ns` on `bus` at log level `info`; returns
-/// once it is ready.
+/// Starts `myelin-net daemon --config <config>` in `ns` on `bus` at log level `debug` (so the
+/// tests run the debug records too, and can read what the daemon did); returns once it is
+/// ready.
 pub fn start_daemon(ns: &Netns, bus: &Bus, config: &Path) -> Daemon {
-    start_daemon_at(ns, bus, config, "info")
+    start_daemon_at(ns, bus, config, "debug")
 }
 
 /// [`start_daemon`] at another log level (`MYELIN_LOG`).
