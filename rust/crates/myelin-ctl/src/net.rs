@@ -35,7 +35,7 @@ pub enum Command {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Print an interface's configuration (JSON).
+    /// Print an interface's configuration (JSON, without WiFi keys).
     GetConfig {
         /// Interface name.
         ifname: String,

@@ -73,7 +73,7 @@ enum Cmd {
         #[command(flatten)]
         key: KeyArgs,
     },
-    /// Print an interface's running configuration.
+    /// Print an interface's running configuration (without WiFi keys).
     GetConfig {
         /// Interface.
         ifname: String,

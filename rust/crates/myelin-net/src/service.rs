@@ -13,7 +13,7 @@
 //! | `Interfaces` | property `as` | every configured or present interface |
 //! | `Configure(s ifname, s config, b persist)` | method | `config` is JSON (see [`crate::config`]) |
 //! | `ConfigureDict(s ifname, a{sv} config, b persist)` | method | the same as a dictionary |
-//! | `GetConfiguration(s ifname) -> s` | method | the running configuration, JSON |
+//! | `GetConfiguration(s ifname) -> s` | method | the running configuration, JSON, no keys |
 //! | `Deconfigure(s ifname)` | method | down now; the persisted config is forgotten |
 //! | `SetCheckHosts(as hosts, b persist)` | method | replaces the global check targets |
 //! | `GetStatus() -> s` | method | everything above and every interface, as one JSON document |

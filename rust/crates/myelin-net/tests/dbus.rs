@@ -197,10 +197,7 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
     let address = bus.address().to_owned();
     let (status, conn_state, configure, hosts) = as_nobody(move || {
         block_on(async move {
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .build()
-                .await
-                .unwrap();
+            let conn = myelin_testbus::connect(&address).await;
             let net = Network1Proxy::new(&conn).await.unwrap();
             let status = net.get_status().await;
             let eth9 = client::interface(&conn, "eth9").await.unwrap();

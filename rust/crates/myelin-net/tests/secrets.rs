@@ -82,10 +82,7 @@ where
 /// Everything a client can read: the methods that return state, every property of every
 /// object (GetManagedObjects, GetAll, Get), and the introspection data. Labelled raw replies.
 async fn read_everything(address: &str) -> Vec<(String, Vec<u8>)> {
-    let conn = zbus::connection::Builder::address(address)
-        .build()
-        .await
-        .unwrap();
+    let conn = myelin_testbus::connect(address).await;
     let mut out = Vec::new();
     for (member, body) in [("GetStatus", None), ("GetConfiguration", Some("wlan0"))] {
         let reply = match body {
@@ -157,10 +154,7 @@ fn listen_as_nobody(
     spawn_as_nobody(move || {
         block_on(async move {
             use futures_util::StreamExt;
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .build()
-                .await
-                .unwrap();
+            let conn = myelin_testbus::connect(&address).await;
             let rule = zbus::MatchRule::builder()
                 .msg_type(zbus::message::Type::Signal)
                 .sender(BUS_NAME)
@@ -375,14 +369,32 @@ async fn wifi_keys_stay_in_their_0600_files() {
     assert!(!err.contains(ON_ARGV), "{err}");
     assert_eq!(std::fs::read_to_string(&persisted).unwrap(), saved);
 
+    // A configuration file with a key that others can read is accepted, with a warning that
+    // does not quote the key.
+    let keyed = dir.path().join("keyed.toml");
+    std::fs::write(
+        &keyed,
+        format!("[interface.wlan0]\ntype = \"wifi\"\nwifi = {{ networks = [{{ ssid = \"Argv\", passphrase = \"{ON_ARGV}\" }}] }}\n"),
+    )
+    .unwrap();
+    for (m, warned) in [(0o644, true), (0o600, false)] {
+        set_mode(&keyed, m);
+        let out = cli(&["check-config", keyed.to_str().unwrap()], "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(
+            err.contains("every user can read"),
+            warned,
+            "mode {m:o}: {err}"
+        );
+        assert!(!err.contains(ON_ARGV), "{err}");
+    }
+
     // Nobody may not configure at all.
     let address = bus.address().to_owned();
     let refused = as_nobody(move || {
         block_on(async move {
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .build()
-                .await
-                .unwrap();
+            let conn = myelin_testbus::connect(&address).await;
             let net = Network1Proxy::new(&conn).await.unwrap();
             net.configure("wlan0", r#"{"type":"wifi"}"#, true).await
         })

@@ -128,10 +128,7 @@ impl TestBus {
     /// # Panics
     /// When the bus does not accept it.
     pub async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .build()
-            .await
-            .expect("cannot connect to the test bus")
+        connect(&self.address).await
     }
 }
 
@@ -140,6 +137,18 @@ impl Drop for TestBus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A new connection to the bus at `address` (for threads that hold only the address, such as
+/// one running under another uid).
+///
+/// # Panics
+/// When the bus does not accept it.
+pub async fn connect(address: &str) -> zbus::Connection {
+    zbus::connection::Builder::address(address)
+        .build()
+        .await
+        .expect("cannot connect to the test bus")
 }
 
 /// The path of a policy file the root filesystem ships in `/etc/dbus-1/system.d`.
