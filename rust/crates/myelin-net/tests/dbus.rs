@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::{
     Bus, FakeWpa, PATIENCE, SCAN_TWO, as_nobody, block_on, config, device, dhcp_lease,
-    start_daemon, wait_for,
+    object_manager, start_daemon, wait_for,
 };
 use futures_util::StreamExt;
 use myelin_net::client::{self, Network1Proxy};
@@ -202,12 +202,7 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
             let status = net.get_status().await;
             let eth9 = client::interface(&conn, "eth9").await.unwrap();
             let state = eth9.state().await;
-            let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
-                .destination("org.myelin.Network1")
-                .path("/org/myelin/Network1")
-                .build()
-                .await
-                .unwrap();
+            let om = object_manager(&conn).await;
             assert!(!om.get_managed_objects().await.unwrap().is_empty());
             let configure = net.configure("eth9", r#"{"type":"ethernet"}"#, true).await;
             let hosts = net.set_check_hosts(&["1.2.3.4:80"], false).await;
@@ -305,12 +300,7 @@ async fn the_command_line_client() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
 
     // The interface objects are listed by the ObjectManager.
-    let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
-        .destination("org.myelin.Network1")
-        .path("/org/myelin/Network1")
-        .build()
-        .await
-        .unwrap();
+    let om = object_manager(&conn).await;
     let objects = om.get_managed_objects().await.unwrap();
     let eth9 = objects
         .iter()

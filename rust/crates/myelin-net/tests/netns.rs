@@ -136,6 +136,32 @@ async fn until_connection(conn: &zbus::Connection, ifname: &str, want: &str) {
     .await;
 }
 
+/// The main table's default routes (myelin-net's: `proto static`) in the kernel's order, as
+/// (device, gateway, metric).
+fn default_routes(ns: &Netns) -> Vec<(String, String, u32)> {
+    let out = ns.ip(&["-4", "route", "show", "default", "proto", "static"]);
+    out.lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let after = |key: &str| {
+                w.iter()
+                    .position(|x| *x == key)
+                    .and_then(|i| w.get(i + 1))
+                    .map_or_else(String::new, |v| (*v).to_owned())
+            };
+            (
+                after("dev"),
+                after("via"),
+                after("metric").parse().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn owned((dev, via, metric): (&str, &str, u32)) -> (String, String, u32) {
+    (dev.to_owned(), via.to_owned(), metric)
+}
+
 /// The first name server of the resolv.conf in `dir`.
 fn first_server(dir: &std::path::Path) -> String {
     let resolv = std::fs::read_to_string(dir.join("resolv.conf")).unwrap();
@@ -624,14 +650,9 @@ check_hosts = ["203.0.113.11:{p1}"]
     until_connection(conn, "eth1", "internet").await;
     let net1 = Network1Proxy::new(conn).await.unwrap();
     assert_eq!(net1.available_interfaces().await.unwrap(), ["eth0", "eth1"]);
-    let main = dev.ip(&["-4", "route", "show", "default"]);
-    assert!(
-        main.contains("via 192.168.80.1 dev eth0 proto static") && main.contains("metric 100"),
-        "{main}"
-    );
-    assert!(
-        main.contains("via 192.168.81.1 dev eth1 proto static") && main.contains("metric 101"),
-        "{main}"
+    assert_eq!(
+        default_routes(&dev),
+        [("eth0", "192.168.80.1", 100), ("eth1", "192.168.81.1", 101)].map(owned)
     );
     assert_eq!(
         first_server(dir.path()),
@@ -652,15 +673,9 @@ check_hosts = ["203.0.113.11:{p1}"]
         (net1.available_interfaces().await.ok()? == ["eth1", "eth0"]).then_some(())
     })
     .await;
-    let main = dev.ip(&["-4", "route", "show", "default"]);
-    let first = main.lines().next().unwrap_or_default();
-    assert!(
-        first.contains("dev eth1") && first.contains("metric 101"),
-        "{main}"
-    );
-    assert!(
-        main.contains("dev eth0 proto static") && main.contains("metric 400"),
-        "{main}"
+    assert_eq!(
+        default_routes(&dev),
+        [("eth1", "192.168.81.1", 101), ("eth0", "192.168.80.1", 400)].map(owned)
     );
     assert_eq!(
         first_server(dir.path()),

@@ -318,6 +318,16 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
+/// The daemon's ObjectManager (its interface objects).
+pub async fn object_manager(conn: &zbus::Connection) -> zbus::fdo::ObjectManagerProxy<'static> {
+    zbus::fdo::ObjectManagerProxy::builder(conn)
+        .destination("org.myelin.Network1")
+        .path("/org/myelin/Network1")
+        .build()
+        .await
+        .unwrap()
+}
+
 /// Asks for a DHCP lease on `ifname` in `ns` with busybox udhcpc, as a laptop on a gadget link
 /// or a station of an access point would: the (address, netmask) it was offered, if any.
 /// udhcpc stops at the first lease; it tries for up to 30 s.
