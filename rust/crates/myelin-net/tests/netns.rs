@@ -17,10 +17,14 @@ use myelin_net::client::{self, Network1Proxy};
 use zbus::OwnedVariant;
 
 /// Device namespace with `eth0`, a peer namespace acting as router and DHCP server, and a
-/// TCP "internet" target at 203.0.113.1 behind the router.
+/// TCP "internet" target listening at 203.0.113.1:`port` behind the router; `dir` holds the
+/// daemon's files.
 struct Lan {
+    dir: tempfile::TempDir,
     dev: Netns,
     peer: Netns,
+    port: u16,
+    _target: std::net::TcpListener,
     _udhcpd: Proc,
 }
 
@@ -55,7 +59,9 @@ fn uplink(
     )
 }
 
-fn lan(dir: &std::path::Path) -> Lan {
+fn lan() -> Lan {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
     let dev = Netns::new("dev");
     let peer = Netns::new("peer");
     let d = uplink(
@@ -64,13 +70,17 @@ fn lan(dir: &std::path::Path) -> Lan {
         &peer,
         "veth0",
         77,
-        dir,
+        dir.path(),
         &["option domain test.lan", "option lease 600"],
     );
     peer.ip(&["addr", "add", "203.0.113.1/32", "dev", "lo"]);
+    let target = peer.listen("203.0.113.1:0");
     Lan {
+        dir,
         dev,
         peer,
+        port: target.local_addr().unwrap().port(),
+        _target: target,
         _udhcpd: d,
     }
 }
@@ -183,11 +193,8 @@ fn leased_address(ns: &Netns) -> Option<String> {
 
 #[tokio::test]
 async fn dhcp_routes_resolv_and_connectivity() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let net = lan(dir.path());
-    let target = net.peer.listen("203.0.113.1:0");
-    let port = target.local_addr().unwrap().port();
+    let net = lan();
+    let (dir, port) = (&net.dir, net.port);
     let cfg = config(
         dir.path(),
         &checking(
@@ -334,17 +341,13 @@ async fn dhcp_routes_resolv_and_connectivity() {
         .unwrap();
     until_connection(conn, "eth0", "internet").await;
 
-    drop(target);
     run.stop();
 }
 
 #[tokio::test]
 async fn static_config_persistence_and_rejected_configs() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let net = lan(dir.path());
-    let target = net.peer.listen("203.0.113.1:0");
-    let port = target.local_addr().unwrap().port();
+    let net = lan();
+    let (dir, port) = (&net.dir, net.port);
     let cfg = config(
         dir.path(),
         &checking(
@@ -516,7 +519,6 @@ async fn static_config_persistence_and_rejected_configs() {
     })
     .await;
     assert_eq!(leased_address(&net.dev), None);
-    drop(target);
     run.stop();
 }
 
@@ -690,9 +692,8 @@ check_hosts = ["203.0.113.11:{p1}"]
 /// interface's subnet; `check_local = true` lets the check use it.
 #[tokio::test]
 async fn check_local_uses_the_gateway_itself() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let net = lan(dir.path());
+    let net = lan();
+    let dir = &net.dir;
     let gateway = net.peer.listen("192.168.77.1:0");
     let port = gateway.local_addr().unwrap().port();
     gateway.set_nonblocking(true).unwrap();
