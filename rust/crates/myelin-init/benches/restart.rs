@@ -176,8 +176,8 @@ fn main() {
             _ => {}
         }
     }
-    if !support::namespaces_available() {
-        eprintln!("restart bench: user/PID/mount namespaces are not available here");
+    if let Err(why) = support::namespaces_available() {
+        eprintln!("restart bench: namespaces are not available here: {why}");
         std::process::exit(1);
     }
     let dir = support::scratch("bench-baseline");

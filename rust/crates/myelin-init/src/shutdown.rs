@@ -238,6 +238,7 @@ mod tests {
 
     fn mounted(s: &mut FakeSys, src: &str, target: &str, fstype: &str) {
         s.mount_table.push(MountEntry {
+            root: "/".into(),
             source: src.into(),
             target: target.into(),
             fstype: fstype.into(),
