@@ -125,13 +125,19 @@ impl Tracking {
     pub fn signal(&self, service: &str, pid: u32, sig: libc::c_int) {
         if let Some(dir) = self.dir(service) {
             if sig == libc::SIGKILL && write_file(&dir.join("cgroup.kill"), b"1").is_ok() {
+                // The main process too, in case it never made it into the cgroup.
+                kill(pid, sig);
                 return;
             }
             if let Ok(members) = read_pids(&dir.join("cgroup.procs")) {
-                for m in members {
-                    kill(m, sig);
+                if members.contains(&pid) {
+                    for m in members {
+                        kill(m, sig);
+                    }
+                    return;
                 }
-                return;
+                // Started outside its cgroup (it could not be prepared): its process group,
+                // as without cgroups.
             }
         }
         // The process group, then what else is left in the session.

@@ -379,6 +379,16 @@ mod tests {
         s
     }
 
+    fn mounted(readonly: bool) -> MountEntry {
+        MountEntry {
+            source: "/dev/sda4".into(),
+            target: "/data".into(),
+            root: "/".into(),
+            fstype: "ext4".into(),
+            readonly,
+        }
+    }
+
     fn no_mkfs(trace: &[String]) -> bool {
         trace.iter().all(|l| !l.contains("mkfs"))
     }
@@ -562,13 +572,7 @@ mod tests {
     fn read_only_mounts_are_remounted_or_checked() {
         // Mounted read-only by someone else: unmounted and mounted again.
         let mut s = disk(ext4());
-        s.mount_table.push(MountEntry {
-            source: "/dev/sda4".into(),
-            target: "/data".into(),
-            root: "/".into(),
-            fstype: "ext4".into(),
-            readonly: true,
-        });
+        s.mount_table.push(mounted(true));
         let o = data_partition(&data(""), &mut s);
         assert_eq!(
             s.take(),
@@ -590,13 +594,7 @@ mod tests {
         assert_eq!(o.state, DataState::TmpfsFallback);
         // Already mounted read-write: nothing to do.
         let mut s = disk(ext4());
-        s.mount_table.push(MountEntry {
-            source: "/dev/sda4".into(),
-            target: "/data".into(),
-            root: "/".into(),
-            fstype: "ext4".into(),
-            readonly: false,
-        });
+        s.mount_table.push(mounted(false));
         assert_eq!(data_partition(&data(""), &mut s).state, DataState::Mounted);
         assert_eq!(s.take(), ["mkdir /data 755"]);
     }

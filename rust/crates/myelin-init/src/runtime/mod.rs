@@ -49,6 +49,15 @@ pub fn main_entry(args: impl IntoIterator<Item = String>) -> i32 {
             println!("myelin-init {}", crate::VERSION);
             return 0;
         }
+        // As PID 1 a bad command line (from the boot loader) must not end the system: say it
+        // and go on with the defaults.
+        Err(e) if std::process::id() == 1 => {
+            crate::log::console_write(&format!("myelin-init: {e}; using the defaults\n"));
+            Options {
+                config: std::env::var_os("myelin_config").map(PathBuf::from),
+                ..Options::default()
+            }
+        }
         Err(e) => {
             eprintln!("myelin-init: {e}");
             return 2;

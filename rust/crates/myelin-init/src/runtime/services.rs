@@ -143,10 +143,18 @@ impl Io {
                 .map_err(|e| prep(&d.display().to_string())(e.into()))?;
             }
         }
-        let cgroup = self
-            .tracking
-            .prepare(&self.names[id])
-            .map_err(prep("its cgroup"))?;
+        let cgroup = match self.tracking.prepare(&self.names[id]) {
+            Ok(c) => c,
+            Err(e) => {
+                // Better a service tracked by its process group than none at all.
+                let msg = format!(
+                    "{}: cannot prepare its cgroup ({e}); starting it without one",
+                    self.names[id]
+                );
+                self.log.init(self.now, Level::Warning, &msg);
+                None
+            }
+        };
         let console = if spec.console {
             Some(crate::terminal::open_tty(&self.console).map_err(prep("the console"))?)
         } else {

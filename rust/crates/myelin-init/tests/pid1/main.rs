@@ -946,21 +946,7 @@ fn boot_duties_in_a_namespace() {
     );
     let ns = s.start();
     ns.running("probe");
-    let mut c = ns.client();
-    let mut line = String::new();
-    ns.wait_for("probe output", 10 * SEC, || {
-        c.send(Op::Log {
-            level: None,
-            service: Some("probe".into()),
-            lines: None,
-            follow: false,
-        })
-        .unwrap();
-        while let Some(Body::Log(e)) = c.receive().unwrap() {
-            line = e.text;
-        }
-        line.starts_with("host=")
-    });
+    let line = ns.last_line("probe", "host=");
     assert_eq!(
         line,
         "host=myelin-0000 nofile=1000 tmp=tmpfs run=tmpfs mnt=tmpfs lo=1"
@@ -1173,23 +1159,9 @@ fn services_get_a_clean_session_and_leave_nothing_behind() {
         w = work.display()
     );
     let ns = s.start();
-    let mut c = ns.client();
     for name in ["fast", "forked"] {
         let pid = ns.running(name);
-        let mut line = String::new();
-        ns.wait_for("probe output", 10 * SEC, || {
-            c.send(Op::Log {
-                level: None,
-                service: Some(name.into()),
-                lines: None,
-                follow: false,
-            })
-            .unwrap();
-            while let Some(Body::Log(e)) = c.receive().unwrap() {
-                line = e.text;
-            }
-            line.starts_with("pid=")
-        });
+        let line = ns.last_line(name, "pid=");
         // No signal blocked; none of the standard ones ignored (glibc's posix_spawn leaves its
         // two internal real-time signals, 32 and 33, ignored, as for any posix_spawn child),
         // although PID 1 was started with SIGINT, SIGQUIT, SIGHUP, SIGTSTP and SIGPIPE ignored
@@ -1529,21 +1501,7 @@ fn run_lock_is_roots_alone() {
     s.body = "[[service]]\nname = \"probe\"\nargv = [\"/bin/sh\", \"-c\", \"echo lock=$(stat -c %a:%u:%F /run/lock); exec sleep 300\"]\n".into();
     let ns = s.start();
     ns.running("probe");
-    let mut c = ns.client();
-    let mut line = String::new();
-    ns.wait_for("probe output", 10 * SEC, || {
-        c.send(Op::Log {
-            level: None,
-            service: Some("probe".into()),
-            lines: None,
-            follow: false,
-        })
-        .unwrap();
-        while let Some(Body::Log(e)) = c.receive().unwrap() {
-            line = e.text;
-        }
-        line.starts_with("lock=")
-    });
+    let line = ns.last_line("probe", "lock=");
     assert_eq!(line, "lock=755:0:directory");
 }
 

@@ -390,7 +390,10 @@ impl Setup {
             log: String::new(),
             body: String::new(),
             unshare: Vec::new(),
-            init_bin: PathBuf::from(env!("CARGO_BIN_EXE_myelin-init")),
+            // Another build's binary may stand in, to show a test failing on an older init.
+            init_bin: std::env::var_os("MYELIN_TEST_INIT_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_myelin-init"))),
             console: None,
             config_file: None,
             kmsg_off: false,
@@ -584,6 +587,30 @@ impl Ns {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits until the last line a service logged starts with `prefix`; that line.
+    pub fn last_line(&self, service: &str, prefix: &str) -> String {
+        let mut c = self.client();
+        let mut line = String::new();
+        self.wait_for(
+            &format!("{service}'s {prefix} line"),
+            Duration::from_secs(10),
+            || {
+                c.send(Op::Log {
+                    service: Some(service.into()),
+                    lines: Some(1),
+                    level: None,
+                    follow: false,
+                })
+                .expect("log request");
+                while let Ok(Some(Body::Log(e))) = c.receive() {
+                    line = e.text;
+                }
+                line.starts_with(prefix)
+            },
+        );
+        line
     }
 
     /// Waits until a service runs with a pid.
