@@ -30,7 +30,7 @@
 //!   intensity on a clock that backoff does not advance, ordered start and stop, readiness,
 //!   liveness); effects through [`supervisor::Effects`].
 //! * [`boot`] and [`shutdown`]: PID 1's boot duties and final sequence, through [`sys::Sys`];
-//!   [`rootdisk`], [`serial_number`], [`hostname`] and [`seed`] are parts of boot, and
+//!   [`rootdisk`], [`serial_number`], [`hostname`] and [`rng_seed`] are parts of boot, and
 //!   [`boot::data`] is the data partition.
 //! * [`runtime`]: PID 1 as a program: arguments, boot, the single-threaded epoll loop that ties
 //!   everything together, the control socket's server side, and safe mode for configurations
@@ -53,9 +53,9 @@ pub mod mount_options;
 pub mod mountinfo;
 pub mod notify;
 pub mod ready_path;
+pub mod rng_seed;
 pub mod rootdisk;
 pub mod runtime;
-pub mod seed;
 pub mod serial_number;
 pub mod shutdown;
 pub mod signals;

@@ -148,7 +148,7 @@ pub fn finish(f: &Finish, sys: &mut dyn Sys) {
         }
     }
     if let Some(p) = &f.rng_seed {
-        crate::seed::save(sys, &p.to_string_lossy());
+        crate::rng_seed::save(sys, &p.to_string_lossy());
     }
     if f.unmount {
         unmount_all(sys);

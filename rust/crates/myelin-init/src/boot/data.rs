@@ -242,8 +242,13 @@ pub fn data_partition(d: &DataSpec, sys: &mut dyn Sys) -> DataOutcome {
     }
 }
 
-/// Runs the filesystem checks until one succeeds; `Ok(what fixed it)`, or `Err(what failed)`.
-fn check(sys: &mut dyn Sys, device: &str, fs: DataFs) -> Result<String, String> {
+/// The filesystem checks that ran and did not fix the partition, each with how it ended.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join(", "))]
+struct CheckFailed(Vec<String>);
+
+/// Runs the filesystem checks until one succeeds; `Ok(what fixed it)`.
+fn check(sys: &mut dyn Sys, device: &str, fs: DataFs) -> Result<String, CheckFailed> {
     let mut failed = Vec::new();
     for argv in fsck_argvs(device, fs) {
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -265,7 +270,7 @@ fn check(sys: &mut dyn Sys, device: &str, fs: DataFs) -> Result<String, String> 
             }
         }
     }
-    Err(failed.join(", "))
+    Err(CheckFailed(failed))
 }
 
 /// First boot or factory reset: the partition holds nothing, so it is formatted.

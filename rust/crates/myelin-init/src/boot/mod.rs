@@ -22,7 +22,7 @@
 //!     image's first boot, a factory reset), otherwise checked and repaired if it cannot be
 //!     mounted, and never formatted: when nothing helps, /data is a tmpfs for this boot, loudly.
 //! 11. The saved-time floor (`time_file`'s mtime, written at every shutdown).
-//! 12. The RNG seed ([`crate::seed`]).
+//! 12. The RNG seed ([`crate::rng_seed`]).
 //!
 //! Failures are logged and boot goes on: a device with a broken /data still runs its services
 //! and can be reached.
@@ -232,7 +232,7 @@ pub fn run(
         }
     }
     if let Some(p) = &cfg.rng_seed {
-        crate::seed::restore(sys, &p.to_string_lossy());
+        crate::rng_seed::restore(sys, &p.to_string_lossy());
     }
     report
 }

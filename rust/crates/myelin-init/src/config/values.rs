@@ -78,13 +78,28 @@ pub(crate) fn de_hostname<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
     Ok(Some(s))
 }
 
-/// A number within `[lo, hi]`; the error names the field.
-fn bounded<T>(field: &str, v: T, lo: T, hi: T) -> Result<T, String>
+/// A number outside its bounds, with the field it was given for.
+#[derive(Debug, thiserror::Error)]
+#[error("{field} must be between {lo} and {hi}, not {value}")]
+pub(crate) struct OutOfBounds {
+    field: &'static str,
+    lo: String,
+    hi: String,
+    value: String,
+}
+
+/// A number within `[lo, hi]`.
+fn bounded<T>(field: &'static str, v: T, lo: T, hi: T) -> Result<T, OutOfBounds>
 where
     T: PartialOrd + std::fmt::Display,
 {
     if v < lo || v > hi {
-        return Err(format!("{field} must be between {lo} and {hi}, not {v}"));
+        return Err(OutOfBounds {
+            field,
+            lo: lo.to_string(),
+            hi: hi.to_string(),
+            value: v.to_string(),
+        });
     }
     Ok(v)
 }

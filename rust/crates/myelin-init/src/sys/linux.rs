@@ -280,18 +280,11 @@ impl Sys for LinuxSys<'_> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // The helper inherits PID 1's blocked signal mask otherwise.
+        // The helper would inherit PID 1's blocked signal mask (and whatever it was started
+        // with ignored) otherwise.
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                let set = nix::sys::signal::SigSet::empty();
-                nix::sys::signal::sigprocmask(
-                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                    Some(&set),
-                    None,
-                )
-                .map_err(io::Error::from)
-            });
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, crate::signals::reset_for_exec);
         }
         let out = std::thread::scope(|s| {
             let h = s.spawn(|| cmd.output());

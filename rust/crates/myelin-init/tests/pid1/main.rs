@@ -1308,13 +1308,13 @@ fn a_daemon_that_escapes_with_setsid_is_stopped() {
         !ns.alive_inside(escaped)
     });
     // And when the main process dies on its own, what it left goes too.
+    std::fs::remove_file(ns.dir.join("daemon.escaped")).unwrap();
     ns.client()
         .call(Op::Start {
             name: "daemon".into(),
         })
         .unwrap();
     let main = ns.running("daemon");
-    let _ = std::fs::remove_file(ns.dir.join("daemon.escaped"));
     let escaped = escaped_pid(&ns, "daemon");
     // SAFETY: kill(2) of the namespace's process, from outside.
     unsafe { libc::kill(ns.host_pid(main).expect("host pid"), libc::SIGKILL) };
