@@ -138,6 +138,13 @@ def first_boot(run):
         if fstype != "ext4" or "rw" not in options.split(","):
             raise Failure(f"/data is {fstype} ({options}), expected ext4 rw")
         dev.sh("echo probe > /data/.systest && grep -qx probe /data/.systest && rm /data/.systest")
+    with run.step("myelin-init says it formatted /data and tracks services by cgroup", timeout=30):
+        data = json.loads(dev.sh("myelinctl --json status")).get("data") or {}
+        if data.get("state") != "formatted":
+            raise Failure(f"myelin-init reports /data as {data}, expected formatted")
+        log = dev.sh("myelinctl log init")
+        if "process tracking: cgroup v2" not in log:
+            raise Failure(f"myelin-init does not use cgroups:\n{log}")
     with run.step("every service is ready", timeout=30):
         report = json.loads(dev.sh("myelinctl --json ready"))
         by_name = {s["name"]: s for s in report.get("services", [])}
@@ -196,6 +203,9 @@ def reboot(run):
     with run.step("the file and the variable survived", timeout=30):
         if dev.sh("cat /data/systest/token") != token:
             raise Failure("/data/systest/token changed across the reboot")
+        data = json.loads(dev.sh("myelinctl --json status")).get("data") or {}
+        if data.get("state") != "mounted":
+            raise Failure(f"the second boot reports /data as {data}, expected mounted as it was")
         if kv(dev, "systest_token") != token:
             raise Failure("systest_token changed across the reboot")
         if running_slot(dev) != "a":

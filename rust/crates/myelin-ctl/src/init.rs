@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use myelin_init::control::{Body, Client, LogEntry, NodeStatus, Op, ReadinessReport, StatusReport};
+use myelin_init::control::{
+    Body, Client, DataReport, Level, LogEntry, NodeStatus, Op, ReadinessReport, StatusReport,
+};
 
 use crate::Cli;
 
@@ -31,6 +33,10 @@ pub enum Command {
         /// Only the last N lines.
         #[arg(short = 'n', long, value_name = "N")]
         lines: Option<usize>,
+        /// Only lines at least this severe: emerg, alert, crit, err (error), warning (warn),
+        /// notice, info or debug.
+        #[arg(short = 'l', long, value_name = "LEVEL", value_parser = parse_level)]
+        level: Option<Level>,
         /// Only this service.
         service: Option<String>,
     },
@@ -74,6 +80,12 @@ pub enum WatchdogCommand {
     /// Pet the watchdog unconditionally for a while (15 minutes by default), e.g. while
     /// debugging a service marked critical.
     Snooze,
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s).ok_or_else(|| {
+        format!("unknown level `{s}`: emerg, alert, crit, err, warning, notice, info or debug")
+    })
 }
 
 fn connect(cli: &Cli) -> anyhow::Result<Client> {
@@ -124,6 +136,7 @@ pub fn run(cmd: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32>
         Command::Log {
             follow,
             lines,
+            level,
             service,
         } => {
             let mut c = connect(cli)?;
@@ -133,6 +146,7 @@ pub fn run(cmd: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32>
             c.send(Op::Log {
                 service: service.clone(),
                 lines: *lines,
+                level: *level,
                 follow: *follow,
             })?;
             while let Some(b) = c.receive()? {
@@ -297,8 +311,31 @@ pub fn render_status(s: &StatusReport) -> String {
             w.last_boot
         ));
     }
+    if let Some(d) = &s.data {
+        out.push_str(&render_data(d));
+    }
     render_node(&s.tree, 0, &mut out);
     out
+}
+
+/// The data partition's line of the status: loud when it is not the partition itself.
+pub fn render_data(d: &DataReport) -> String {
+    let why = d
+        .reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    if d.state == "tmpfs_fallback" {
+        format!(
+            "data {}: NOT MOUNTED, {} is a tmpfs for this boot (nothing there survives a reboot){why}\n",
+            d.device, d.mountpoint
+        )
+    } else {
+        format!(
+            "data {} on {} ({}): {}{why}\n",
+            d.device, d.mountpoint, d.fstype, d.state
+        )
+    }
 }
 
 /// The readiness report as text.
@@ -318,18 +355,34 @@ pub fn render_readiness(r: &ReadinessReport, critical_only: bool) -> String {
     } else {
         r.all_ready
     };
-    out.push_str(if ok { "all ready\n" } else { "not all ready\n" });
+    out.push_str(if ok { "all ready" } else { "not all ready" });
+    if let Some(ms) = r.critical_ready_for_ms {
+        out.push_str(&format!(
+            ", critical services stable for {}",
+            format_uptime(ms)
+        ));
+    }
+    if r.restarts_total > 0 {
+        out.push_str(&format!(", {} restarts since boot", r.restarts_total));
+    }
+    out.push('\n');
     out
 }
 
-/// `2026-11-21 05:40:20.123 name[pid]: text` (UTC).
+/// `2026-11-21 05:40:20.123 name[pid]: text` (UTC); lines at warning or worse name their
+/// level: `name[pid]: warning: text`.
 pub fn render_entry(e: &LogEntry) -> String {
     let who = if e.pid == 0 {
         e.service.clone()
     } else {
         format!("{}[{}]", e.service, e.pid)
     };
-    format!("{} {who}: {}", format_time(e.time_ms), e.text)
+    let level = if e.level.passes(Level::Warning) {
+        format!("{}: ", e.level.name())
+    } else {
+        String::new()
+    };
+    format!("{} {who}: {level}{}", format_time(e.time_ms), e.text)
 }
 
 /// Milliseconds since the epoch as a UTC date and time.
@@ -413,11 +466,26 @@ mod tests {
                     interval_ms: 15_000,
                 },
             }),
+            data: Some(DataReport {
+                state: "repaired".into(),
+                device: "/dev/mmcblk0p4".into(),
+                fstype: "ext4".into(),
+                mountpoint: "/data".into(),
+                reason: Some("repaired by e2fsck -p /dev/mmcblk0p4".into()),
+            }),
         };
         let text = render_status(&s);
+        let mut tmp = s.data.clone().unwrap();
+        tmp.state = "tmpfs_fallback".into();
+        tmp.reason = Some("mount: I/O error".into());
+        assert_eq!(
+            render_data(&tmp),
+            "data /dev/mmcblk0p4: NOT MOUNTED, /data is a tmpfs for this boot (nothing there survives a reboot) (mount: I/O error)\n"
+        );
         let expected = "\
 myelin-init 0.1.0, running, up 2h 6m
 watchdog /dev/watchdog0 (i6300ESB timer, timeout 30s, last boot: power_on): healthy, last pet 4.2s ago
+data /dev/mmcblk0p4 on /data (ext4): repaired (repaired by e2fsck -p /dev/mmcblk0p4)
 root (one_for_one)                       running
   myelin-kv [critical]                   running, pid 130, up 2h 5m, \"serving\"
   app (one_for_all)                      starting
@@ -431,6 +499,8 @@ root (one_for_one)                       running
         let r = ReadinessReport {
             all_ready: false,
             critical_ready: true,
+            critical_ready_for_ms: Some(65_000),
+            restarts_total: 3,
             services: vec![
                 ServiceReadiness {
                     name: "kv".into(),
@@ -448,11 +518,12 @@ root (one_for_one)                       running
         };
         assert_eq!(
             render_readiness(&r, true),
-            "kv                       ready     running [critical]\nall ready\n"
+            "kv                       ready     running [critical]\n\
+             all ready, critical services stable for 1m 5s, 3 restarts since boot\n"
         );
         assert!(
             render_readiness(&r, false)
-                .ends_with("app                      not ready starting\nnot all ready\n")
+                .contains("app                      not ready starting\nnot all ready,")
         );
     }
 
@@ -474,5 +545,16 @@ root (one_for_one)                       running
             text: "hi".into(),
         };
         assert_eq!(render_entry(&e), "1970-01-01 00:00:00.000 kv[7]: hi");
+        let w = LogEntry {
+            level: Level::Err,
+            ..e
+        };
+        assert_eq!(render_entry(&w), "1970-01-01 00:00:00.000 kv[7]: err: hi");
+        assert!(parse_level("Warning").is_ok());
+        assert!(
+            parse_level("loud")
+                .unwrap_err()
+                .contains("unknown level `loud`")
+        );
     }
 }

@@ -84,15 +84,27 @@ mod tests {
 
     #[test]
     fn parses_init_commands() {
-        let c = Cli::try_parse_from(["myelinctl", "log", "-f", "-n", "20", "kv"]).unwrap();
+        let c = Cli::try_parse_from([
+            "myelinctl",
+            "log",
+            "-f",
+            "-n",
+            "20",
+            "--level",
+            "warn",
+            "kv",
+        ])
+        .unwrap();
         match c.command {
             Command::Init(init::Command::Log {
                 follow,
                 lines,
+                level,
                 service,
             }) => {
                 assert!(follow);
                 assert_eq!(lines, Some(20));
+                assert_eq!(level, Some(myelin_init::control::Level::Warning));
                 assert_eq!(service.as_deref(), Some("kv"));
             }
             other => panic!("{other:?}"),

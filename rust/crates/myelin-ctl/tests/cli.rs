@@ -229,6 +229,21 @@ fn myelinctl_against_pid1() {
     assert!(
         String::from_utf8_lossy(&e.stderr).contains("no service or supervisor named `nonexistent`")
     );
+    // A log of a service the tree does not have is an error naming it, not an empty listing.
+    let e = ctl(&init, &["log", "nosuch"]);
+    assert_eq!(e.status.code(), Some(1), "{}", stdout(&e));
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("no service named `nosuch`"),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    // --level filters: PID 1's own lines at notice or worse only.
+    let l = stdout(&ctl(&init, &["log", "--level", "notice", "init"]));
+    assert!(l.contains("init: all services ready"), "{l}");
+    assert!(
+        !l.contains(" started (pid "),
+        "info lines filtered out: {l}"
+    );
     let e = ctl(&init, &["watchdog", "snooze"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("no hardware watchdog configured"));
 

@@ -3,7 +3,10 @@
 //! without init (this program forks, execs and waits for READY=1 itself) as the baseline.
 //! Also PID 1's resident memory after the run.
 //!
-//!   cargo bench -p myelin-init --bench restart -- [--crashes N]
+//!   cargo bench -p myelin-init --bench restart -- [--crashes N] [--no-cgroups]
+//!
+//! By default services run in a cgroup each (fork, join the cgroup, exec); `--no-cgroups` shows
+//! the process-group tracking's start (posix_spawn) for comparison.
 //!
 //! The test service (this executable, see tests/pid1/support.rs) sends READY=1, reports
 //! `ready <t>` on a datagram socket, then exits 1 when a datagram arrives on its crash socket.
@@ -90,8 +93,15 @@ fn baseline(dir: &Path, crashes: usize) -> Vec<u64> {
     out
 }
 
-fn with_init(crashes: usize, init: Option<&Path>) -> (Vec<u64>, Option<(u64, u64, u64)>) {
+fn with_init(
+    crashes: usize,
+    init: Option<&Path>,
+    cgroups: bool,
+) -> (Vec<u64>, Option<(u64, u64, u64)>) {
     let mut s = Setup::new("bench-restart");
+    if !cgroups {
+        s.init = "cgroups = false\n".into();
+    }
     if let Some(i) = init {
         s.init_bin = i.to_path_buf();
     }
@@ -163,6 +173,7 @@ fn main() {
     support::run_helper_if_asked();
     let mut crashes = 1000;
     let mut static_init: Option<std::path::PathBuf> = None;
+    let mut cgroups = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -173,21 +184,29 @@ fn main() {
                     .expect("--crashes N")
             }
             "--static-init" => static_init = args.next().map(Into::into),
+            "--no-cgroups" => cgroups = false,
             _ => {}
         }
     }
-    if !support::namespaces_available() {
-        eprintln!("restart bench: user/PID/mount namespaces are not available here");
+    if let Err(why) = support::namespaces_available() {
+        eprintln!("restart bench: namespaces are not available here: {why}");
         std::process::exit(1);
     }
     let dir = support::scratch("bench-baseline");
     let base = baseline(&dir, crashes);
-    let (init, mem) = with_init(crashes, None);
+    let (init, mem) = with_init(crashes, None, cgroups);
     let _ = std::fs::remove_dir_all(&dir);
     let (b50, b99, bmax) = summary(base);
     let (i50, i99, imax) = summary(init);
     let ms = |us: u64| us as f64 / 1000.0;
-    println!("restart latency, crash -> replacement READY=1, {crashes} crashes:");
+    println!(
+        "restart latency, crash -> replacement READY=1, {crashes} crashes ({}):",
+        if cgroups {
+            "a cgroup per service"
+        } else {
+            "no cgroups"
+        }
+    );
     println!(
         "  myelin-init  p50 {:6.2} ms  p99 {:6.2} ms  max {:6.2} ms   target p99 < 10 ms: {}",
         ms(i50),
@@ -216,7 +235,7 @@ fn main() {
     );
     if let Some(p) = static_init {
         let n = (crashes / 10).max(10);
-        let (_, smem) = with_init(n, Some(&p));
+        let (_, smem) = with_init(n, Some(&p), cgroups);
         print_memory(
             "static glibc (x86_64)",
             &format!("after {n} restarts"),

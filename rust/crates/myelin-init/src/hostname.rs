@@ -16,6 +16,20 @@
 /// Serial number used when no source has one.
 pub const DEFAULT_SERIAL: &str = "00000000";
 
+/// Why a hostname pattern cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `%.` without digits.
+    #[error("`%.` needs a number in `{0}`")]
+    MissingLength(String),
+    /// A conversion other than `s`.
+    #[error("unsupported conversion in `{0}`: use %s, %.Ns, %-.Ns or %%")]
+    Unsupported(String),
+    /// `%-s`: the last how many characters?
+    #[error("`%-s` needs a length (`%-.4s`) in `{0}`")]
+    RightWithoutLength(String),
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Piece<'a> {
     Lit(&'a str),
@@ -23,7 +37,7 @@ enum Piece<'a> {
     Serial { left: bool, max: Option<usize> },
 }
 
-fn parse(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
+fn parse(pattern: &str) -> Result<Vec<Piece<'_>>, PatternError> {
     let mut out = Vec::new();
     let mut rest = pattern;
     while let Some(i) = rest.find('%') {
@@ -45,18 +59,16 @@ fn parse(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
                 let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
                 let n: usize = s[..digits]
                     .parse()
-                    .map_err(|_| format!("`%.` needs a number in `{pattern}`"))?;
+                    .map_err(|_| PatternError::MissingLength(pattern.to_string()))?;
                 (Some(n), &s[digits..])
             }
             None => (None, spec),
         };
         let Some(spec) = spec.strip_prefix('s') else {
-            return Err(format!(
-                "unsupported conversion in `{pattern}`: use %s, %.Ns, %-.Ns or %%"
-            ));
+            return Err(PatternError::Unsupported(pattern.to_string()));
         };
         if right && max.is_none() {
-            return Err(format!("`%-s` needs a length (`%-.4s`) in `{pattern}`"));
+            return Err(PatternError::RightWithoutLength(pattern.to_string()));
         }
         out.push(Piece::Serial { left: !right, max });
         rest = spec;
@@ -68,7 +80,7 @@ fn parse(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 /// Checks a pattern without applying it.
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_pattern(pattern: &str) -> Result<(), PatternError> {
     parse(pattern).map(|_| ())
 }
 

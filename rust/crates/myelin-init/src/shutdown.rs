@@ -148,7 +148,7 @@ pub fn finish(f: &Finish, sys: &mut dyn Sys) {
         }
     }
     if let Some(p) = &f.rng_seed {
-        crate::seed::save(sys, &p.to_string_lossy());
+        crate::rng_seed::save(sys, &p.to_string_lossy());
     }
     if f.unmount {
         unmount_all(sys);
@@ -238,6 +238,7 @@ mod tests {
 
     fn mounted(s: &mut FakeSys, src: &str, target: &str, fstype: &str) {
         s.mount_table.push(MountEntry {
+            root: "/".into(),
             source: src.into(),
             target: target.into(),
             fstype: fstype.into(),

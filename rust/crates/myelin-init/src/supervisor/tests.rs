@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Config, ServiceSpec};
+use crate::control::NodeStatus;
 
 #[derive(Default)]
 struct Rec {
@@ -14,10 +15,13 @@ struct Rec {
 }
 
 impl Effects for Rec {
-    fn spawn(&mut self, _id: NodeId, name: &str, _spec: &ServiceSpec) -> Result<u32, String> {
+    fn spawn(&mut self, _id: NodeId, name: &str, spec: &ServiceSpec) -> Result<u32, SpawnError> {
         if self.fail_spawn.contains(name) {
             self.trace.push(format!("spawn {name} -> ENOENT"));
-            return Err("No such file or directory".into());
+            return Err(SpawnError::Exec {
+                program: spec.program.clone(),
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            });
         }
         self.next_pid += 1;
         self.trace
@@ -100,7 +104,7 @@ impl H {
         self.sup.shutdown(self.now, &mut self.fx);
         self.take()
     }
-    fn control(&mut self, op: Control, name: &str) -> Result<Vec<String>, String> {
+    fn control(&mut self, op: Control, name: &str) -> Result<Vec<String>, ControlError> {
         self.sup.control(op, name, self.now, &mut self.fx)?;
         Ok(self.take())
     }
@@ -482,7 +486,10 @@ fn shutdown_stops_in_reverse_with_timeouts() {
     assert!(!t.sup.gave_up());
     // Nothing restarts after a shutdown.
     assert!(t.tick().is_empty());
-    assert_eq!(t.control(Control::Start, "a"), Err("shutting down".into()));
+    assert_eq!(
+        t.control(Control::Start, "a"),
+        Err(ControlError::ShuttingDown)
+    );
 }
 
 #[test]
@@ -616,10 +623,10 @@ fn spawn_failures_count_as_crashes() {
         t.start(),
         [
             "spawn a -> ENOENT",
-            "  a could not start: No such file or directory",
+            "  a could not start: /bin/a: No such file or directory (os error 2)",
             "  restarting a in 0s",
             "spawn a -> ENOENT",
-            "  a could not start: No such file or directory",
+            "  a could not start: /bin/a: No such file or directory (os error 2)",
             "  supervisor root: 2 restarts within 5s, stopping all its children and giving up",
             "  the root supervisor gave up"
         ]
@@ -689,6 +696,7 @@ fn operator_stop_start_restart() {
     assert!(
         t.control(Control::Stop, "nope")
             .unwrap_err()
+            .to_string()
             .contains("no service")
     );
     assert!(t.control(Control::Stop, "root").is_err());
@@ -868,6 +876,7 @@ fn optional_services_that_are_not_installed_are_skipped() {
     assert!(
         t.control(Control::Start, "ssh")
             .unwrap_err()
+            .to_string()
             .contains("not installed")
     );
 }
@@ -881,4 +890,198 @@ fn all_started_is_set_once_everything_was_ready() {
     assert!(t.sup.all_started());
     t.at(10).crash("a");
     assert!(t.sup.all_started(), "stays true through restarts");
+}
+
+#[test]
+fn backoff_delays_count_toward_intensity() {
+    // Delays of 3 s, 6 s, 12 s: on the wall clock, never 4 restarts within 5 s; on the
+    // supervisor's clock (stopped while a restart waits) the child fails at once each time.
+    let mut t = h(&format!(
+        "[root]\nintensity = 3\nperiod = \"5s\"\n{}{}",
+        svc("ok", ""),
+        svc("a", "restart_delay = \"3s\"\nrestart_delay_max = \"30s\"")
+    ));
+    t.start();
+    assert_eq!(
+        t.at(1000).crash("a"),
+        [
+            "  a (pid 102) ended: exit 1",
+            "  restarting a in 0s",
+            "spawn a -> 103"
+        ]
+    );
+    assert_eq!(
+        t.crash("a"),
+        ["  a (pid 103) ended: exit 1", "  restarting a in 3s"]
+    );
+    assert_eq!(t.at(4000).tick(), ["spawn a -> 104"]);
+    assert_eq!(
+        t.crash("a"),
+        ["  a (pid 104) ended: exit 1", "  restarting a in 6s"]
+    );
+    assert_eq!(t.at(10_000).tick(), ["spawn a -> 105"]);
+    assert_eq!(
+        t.crash("a"),
+        [
+            "  a (pid 105) ended: exit 1",
+            "  supervisor root: 4 restarts within 5s, stopping all its children and giving up",
+            "  stopping ok (Term)",
+            "signal ok[101] Term"
+        ]
+    );
+}
+
+#[test]
+fn running_time_between_crashes_is_on_the_clock() {
+    // A crash every 3 s of running time, intensity 2 per 5 s: OTP would never escalate, and
+    // growing delays do not change that.
+    let mut t = h(&format!(
+        "[root]\nintensity = 2\nperiod = \"5s\"\n{}",
+        svc("a", "restart_delay = \"2s\"\nrestart_delay_max = \"30s\"")
+    ));
+    t.start();
+    let mut now = 0;
+    for round in 0..6 {
+        now += 3000;
+        let tr = t.at(now).crash("a");
+        assert!(
+            tr[1].starts_with("  restarting a in"),
+            "round {round}: {tr:?}"
+        );
+        let delay = t.sup.next_deadline(t.now).map_or(now, |d| d.0);
+        now = delay;
+        t.at(now).tick();
+        assert_eq!(t.state("a"), "running", "round {round}");
+    }
+    assert!(!t.sup.gave_up());
+}
+
+#[test]
+fn a_crash_loop_below_escalates_all_the_way_up() {
+    // g gives up every ~5 s because of x's backoff; to root, whose period is 4 s, those are
+    // failures 5 s apart on the wall clock but instant on its own clock: root gives up.
+    let mut t = h(&format!(
+        "[root]\nintensity = 1\nperiod = \"4s\"\n[[supervisor]]\nname = \"g\"\nintensity = 2\nperiod = \"10s\"\n{}",
+        svc(
+            "x",
+            "supervisor = \"g\"\nrestart_delay = \"5s\"\nrestart_delay_max = \"5s\""
+        )
+    ));
+    t.start();
+    let mut now = 100;
+    let mut gave_up_at = None;
+    for _ in 0..20 {
+        if t.sup.gave_up() {
+            gave_up_at = Some(now);
+            break;
+        }
+        if t.sup.pid(t.id("x")).is_some() {
+            t.at(now).crash("x");
+        } else {
+            now = t.sup.next_deadline(t.now).map_or(now + 1, |d| d.0);
+            t.at(now).tick();
+        }
+    }
+    assert!(gave_up_at.is_some(), "root never gave up");
+    let st = t.sup.status(t.now);
+    assert_eq!(
+        st.children[0].restarts, 1,
+        "g was restarted once, then root gave up"
+    );
+    assert_eq!(
+        t.sup.restarts_total(),
+        5,
+        "x: 2 restarts per g instance, g: 1"
+    );
+}
+
+#[test]
+fn an_optional_service_is_given_up_alone() {
+    // The dropbear case: an optional service that exits at once, in a rest_for_one group
+    // with a critical service before it and another after it.
+    let mut t = h(&format!(
+        "[[supervisor]]\nname = \"system\"\nstrategy = \"rest_for_one\"\nintensity = 2\nperiod = \"30s\"\n{}{}{}",
+        svc("dbus", "supervisor = \"system\"\ncritical = true"),
+        svc(
+            "ssh",
+            "supervisor = \"system\"\noptional = true\nrestart_delay = \"100ms\""
+        ),
+        svc("late", "supervisor = \"system\"")
+    ));
+    assert_eq!(
+        t.start(),
+        ["spawn dbus -> 101", "spawn ssh -> 102", "spawn late -> 103"]
+    );
+    assert_eq!(
+        t.at(10).crash("ssh"),
+        [
+            "  ssh (pid 102) ended: exit 1",
+            "  restarting ssh in 0s",
+            "spawn ssh -> 104"
+        ]
+    );
+    assert_eq!(
+        t.at(20).crash("ssh"),
+        ["  ssh (pid 104) ended: exit 1", "  restarting ssh in 100ms"]
+    );
+    assert_eq!(t.at(120).tick(), ["spawn ssh -> 105"]);
+    assert_eq!(
+        t.at(130).crash("ssh"),
+        [
+            "  ssh (pid 105) ended: exit 1",
+            "  ssh: 3 restarts within 30s, giving it up (optional: nothing else is stopped)"
+        ]
+    );
+    // One clear state: ssh failed, the rest untouched (late was never restarted).
+    assert_eq!(t.state("ssh"), "failed");
+    assert_eq!(t.state("system"), "running");
+    assert_eq!((t.pid("dbus"), t.pid("late")), (101, 103));
+    assert_eq!(t.at(60_000).tick(), Vec::<String>::new());
+    let r = t.sup.readiness(t.now);
+    assert!(r.all_ready && r.critical_ready);
+    assert_eq!(r.restarts_total, 2);
+    let st = t.sup.status(t.now);
+    assert_eq!(
+        st.children[0].children[1].last_exit.as_deref(),
+        Some("exit 1; given up after 3 restarts within 30s")
+    );
+    // An operator can try it again.
+    let tr = t.control(Control::Start, "ssh").unwrap();
+    assert_eq!(tr, ["spawn ssh -> 106"]);
+    // Its restarts did not use up the group's intensity: dbus may still fail twice.
+    assert_eq!(t.crash("dbus")[1], "  restarting dbus in 0s");
+    assert!(!t.sup.gave_up());
+}
+
+#[test]
+fn readiness_reports_stability_and_restarts() {
+    let mut t = h(&format!(
+        "[root]\nintensity = 10\n{}{}",
+        svc("a", "critical = true\nnotify = true"),
+        svc("b", "")
+    ));
+    t.start();
+    let r = t.sup.readiness(t.now);
+    assert_eq!((r.critical_ready_for_ms, r.restarts_total), (None, 0));
+    t.at(100).ready("a");
+    let ready_for = |t: &mut H, at: u64| {
+        let r = t.at(at).sup.readiness(Instant(at));
+        (r.critical_ready_for_ms, r.restarts_total)
+    };
+    assert_eq!(ready_for(&mut t, 1100), (Some(1000), 0));
+    // A restart anywhere (b is not critical) starts the stable period again.
+    t.at(2000).crash("b");
+    assert_eq!(ready_for(&mut t, 2500), (Some(500), 1));
+    // A critical service down: none, until it is ready again.
+    t.at(3000).crash("a");
+    assert_eq!(ready_for(&mut t, 3100), (None, 2));
+    t.at(3200).ready("a");
+    assert_eq!(ready_for(&mut t, 4200), (Some(1000), 2));
+    // An operator stop of a critical service is not ready either.
+    t.at(5000).control(Control::Stop, "a").unwrap();
+    assert_eq!(ready_for(&mut t, 5000).0, None);
+    // Without critical services: stable since the last restart, or since start.
+    let mut u = h(&svc("x", ""));
+    u.start();
+    assert_eq!(ready_for(&mut u, 700), (Some(700), 0));
 }

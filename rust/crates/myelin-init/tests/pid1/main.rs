@@ -1,6 +1,11 @@
-//! The real `myelin-init` binary as PID 1 in user+PID+mount namespaces: signals, strategies,
-//! restart types, escalation to reboot, reaping, shutdown timeouts, readiness, liveness, bad
-//! configurations, the control socket and the watchdog rule.
+//! The real `myelin-init` binary as PID 1 in user+PID+mount+cgroup namespaces: signals,
+//! strategies, restart types, escalation to reboot, reaping, shutdown timeouts, readiness,
+//! liveness, bad configurations, the control socket and the watchdog rule.
+//!
+//! No assertion is about elapsed time: tests wait for events (a state, a log line, a file) with
+//! generous bounds that only catch a hang, and compare PID 1's own clock readings where a
+//! duration matters. The host's mounts and signal state do not reach them (see `support.rs`).
+//! A machine without the namespaces fails them; `MYELIN_TEST_OPT_OUT=pid1` opts out.
 //!
 //! `reboot(2)` from a PID namespace's init ends the namespace: the outer `unshare` dies of
 //! SIGHUP for RESTART/RESTART2 and of SIGINT for HALT/POWER_OFF, which is how these tests see
@@ -105,6 +110,28 @@ const TESTS: &[Test] = &[
         "a_stuck_console_never_stalls_pid1",
         a_stuck_console_never_stalls_pid1,
     ),
+    (
+        "a_daemon_that_escapes_with_setsid_is_stopped",
+        a_daemon_that_escapes_with_setsid_is_stopped,
+    ),
+    (
+        "without_cgroups_the_fallback_is_said",
+        without_cgroups_the_fallback_is_said,
+    ),
+    (
+        "an_optional_crash_loop_is_given_up_alone",
+        an_optional_crash_loop_is_given_up_alone,
+    ),
+    (
+        "idle_connections_cannot_lock_out_readiness",
+        idle_connections_cannot_lock_out_readiness,
+    ),
+    (
+        "log_levels_are_kept_filtered_and_passed_on",
+        log_levels_are_kept_filtered_and_passed_on,
+    ),
+    ("run_lock_is_roots_alone", run_lock_is_roots_alone),
+    ("drop_ins_add_services", drop_ins_add_services),
 ];
 
 fn main() {
@@ -123,12 +150,17 @@ fn main() {
         .iter()
         .filter(|(n, _)| args.is_empty() || args.iter().any(|a| n.contains(a.as_str())))
         .collect();
-    if !support::namespaces_available() {
+    if let Err(why) = support::namespaces_available() {
+        if support::opted_out("pid1") {
+            println!("pid1: opted out with MYELIN_TEST_OPT_OUT (namespaces: {why})");
+            return;
+        }
         eprintln!(
-            "SKIPPED {} PID-1 tests: user/PID/mount namespaces are not available here",
+            "FAILED: the {} PID-1 tests cannot run: user/PID/mount/cgroup namespaces: {why}\n\
+             (MYELIN_TEST_OPT_OUT=pid1 opts out on a machine that cannot have them)",
             selected.len()
         );
-        return;
+        std::process::exit(1);
     }
     println!("running {} PID-1 tests", selected.len());
     let start = Instant::now();
@@ -319,7 +351,7 @@ fn restart_types() {
             && state("trans_bad") == Some(("running".into(), 1))
             && state("temp") == Some(("exited".into(), 0))
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // "exited" is the decision itself: nothing restarts them later.
     let starts = ns.names_of("start");
     assert_eq!(starts.iter().filter(|n| *n == "trans_ok").count(), 1);
     assert_eq!(starts.iter().filter(|n| *n == "temp").count(), 1);
@@ -388,7 +420,6 @@ fn service_ignoring_sigterm_is_killed_after_its_timeout() {
     let ns = s.start();
     ns.up("stubborn");
     let mut c = ns.client();
-    let t0 = Instant::now();
     c.call(Op::Stop {
         name: "stubborn".into(),
     })
@@ -396,10 +427,12 @@ fn service_ignoring_sigterm_is_killed_after_its_timeout() {
     ns.wait_for("stopped", 10 * SEC, || {
         ns.node("stubborn").state == "stopped"
     });
-    let took = t0.elapsed();
+    // When the KILL came is the supervisor's (unit-tested against a hand-moved clock); here,
+    // that TERM came first and KILL only because TERM was ignored.
+    let k = ns.kmsg();
     assert!(
-        took >= Duration::from_millis(400),
-        "killed too early: {took:?}"
+        k.find("stopping stubborn (Term)") < k.find("stubborn did not stop in time: SIGKILL"),
+        "{k}"
     );
     assert_eq!(
         ns.names_of("term"),
@@ -424,15 +457,18 @@ fn shutdown_stops_in_reverse_order() {
     ns.client().call(Op::Reboot { arg: None }).unwrap();
     assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
     assert_eq!(ns.names_of("term"), ["last", "inner2", "inner1", "first"]);
-    let ev = ns.events();
-    let t = |n: &str| ev.iter().find(|e| e.0 == n && e.1 == "term").unwrap().2;
-    // (Each service notes the signal when its thread gets to run: allow some scheduling slack.)
-    let gap = t("inner2") - t("last");
+    // inner2 is stopped only once `last` is gone: killed after its timeout, as PID 1 says in
+    // this order.
+    let k = ns.kmsg();
+    let at = |needle: &str| {
+        k.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{k}"))
+    };
     assert!(
-        gap >= 250_000,
-        "inner2 waited for last's timeout: {gap} us\n{}",
-        ns.kmsg()
+        at("last did not stop in time: SIGKILL") < at("stopping inner2"),
+        "{k}"
     );
+    assert!(at("last (pid") < at("stopping inner2"), "{k}");
 }
 
 fn readiness_orders_the_start() {
@@ -473,7 +509,20 @@ fn hung_watchdog_service_is_restarted() {
         );
     let ns = s.start();
     let pid = ns.up("beat");
-    std::thread::sleep(Duration::from_millis(800));
+    // Alive for more than twice its watchdog period, by its own pings' clock.
+    ns.wait_for("pings over 800 ms", 10 * SEC, || {
+        let ev = ns.events();
+        let start = ev
+            .iter()
+            .find(|e| e.0 == "beat" && e.1 == "start")
+            .map(|e| e.2);
+        let last = ev
+            .iter()
+            .rev()
+            .find(|e| e.0 == "beat" && e.1 == "ping")
+            .map(|e| e.2);
+        matches!((start, last), (Some(s), Some(l)) if l > s + 800_000)
+    });
     assert_eq!(ns.node("beat").restarts, 0, "pings keep it alive");
     ns.tell("beat", "hang");
     ns.wait_for("restart after the missed ping", 10 * SEC, || {
@@ -549,13 +598,8 @@ fn hang_action_keeps_pid1_serving() {
     ns.wait_for("hung", 10 * SEC, || ns.status().phase == "hung");
     assert!(ns.alive());
     // Hung on purpose: the hardware watchdog keeps being petted, the device stays up.
-    let hung_at = support::mono_us() / 1000;
-    std::thread::sleep(Duration::from_millis(1200));
-    assert!(
-        pets(&ns).iter().filter(|&&t| t > hung_at).count() >= 2,
-        "{:?}",
-        pets(&ns)
-    );
+    let before = pets(&ns).len();
+    ns.wait_for("two more pets", 10 * SEC, || pets(&ns).len() >= before + 2);
     assert_eq!(ns.node("a").state, "waiting");
     let err = ns
         .client()
@@ -625,17 +669,21 @@ fn control_socket_operations() {
 
 fn reboot_now_skips_the_clean_shutdown() {
     // A service that would hold a clean shutdown for 30 s: the immediate reboot does not wait.
+    // (A clean shutdown would wait forever for it: only the immediate reboot can end this.)
     let mut s = Setup::new("rebootnow");
-    s.body = s.svc("stubborn", &[("IGNORE_TERM", "1")], "shutdown = \"30s\"");
+    s.body = s.svc(
+        "stubborn",
+        &[("IGNORE_TERM", "1")],
+        "shutdown = \"infinity\"",
+    );
     let mut ns = s.start();
-    ns.running("stubborn");
-    let t0 = Instant::now();
+    ns.up("stubborn");
     assert!(matches!(
         ns.client().call(Op::RebootNow).unwrap(),
         Body::Ok { .. }
     ));
-    assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
-    assert!(t0.elapsed() < 5 * SEC, "took {:?}", t0.elapsed());
+    assert_eq!(ns.wait(60 * SEC), Outcome::Reboot);
+    assert!(ns.names_of("term").is_empty(), "no service was stopped");
     let kmsg = ns.kmsg();
     assert!(
         kmsg.contains("immediate reboot: reboot(2) RESTART"),
@@ -663,6 +711,7 @@ fn log_capture_and_follow() {
     let mut c = ns.client();
     ns.wait_for("output logged", 10 * SEC, || {
         c.send(Op::Log {
+            level: None,
             service: Some("talker".into()),
             lines: None,
             follow: false,
@@ -671,6 +720,7 @@ fn log_capture_and_follow() {
         lines(&mut c).len() == 2
     });
     c.send(Op::Log {
+        level: None,
         service: Some("talker".into()),
         lines: None,
         follow: false,
@@ -688,6 +738,7 @@ fn log_capture_and_follow() {
     // Follow: new lines arrive as they are written.
     let mut f = ns.client();
     f.send(Op::Log {
+        level: None,
         service: Some("talker".into()),
         lines: Some(0),
         follow: true,
@@ -708,6 +759,7 @@ fn log_capture_and_follow() {
     );
     // init's own messages are in the ring too.
     c.send(Op::Log {
+        level: None,
         service: Some("init".into()),
         lines: Some(50),
         follow: false,
@@ -730,6 +782,7 @@ fn log_flood_stays_bounded() {
     let mut c = ns.client();
     ns.wait_for("flood read", 30 * SEC, || {
         c.send(Op::Log {
+            level: None,
             service: Some("flood".into()),
             lines: Some(1),
             follow: false,
@@ -746,6 +799,7 @@ fn log_flood_stays_bounded() {
         last > 1_100_000
     });
     c.send(Op::Log {
+        level: None,
         service: None,
         lines: None,
         follow: false,
@@ -776,49 +830,87 @@ fn pets(ns: &Ns) -> Vec<u64> {
         .collect()
 }
 
+/// PID 1's view of the watchdog, all from one reading of its clock: (uptime, healthy, time
+/// since the last pet, state of `service`).
+fn wd_view(ns: &Ns, service: &str) -> (u64, bool, u64, String) {
+    let st = ns.status();
+    let w = st.watchdog.expect("watchdog in status");
+    fn find(n: &myelin_init::control::NodeStatus, name: &str) -> Option<String> {
+        if n.name == name {
+            return Some(n.state.clone());
+        }
+        n.children.iter().find_map(|c| find(c, name))
+    }
+    (
+        st.uptime_ms,
+        w.policy.healthy,
+        w.policy.last_pet_ms_ago.expect("petted once"),
+        find(&st.tree, service).expect("service"),
+    )
+}
+
+/// Waits until PID 1's clock has moved `ms` past `from` (an uptime it reported).
+fn wait_pid1_clock(ns: &Ns, from: u64, ms: u64) {
+    ns.wait_for("PID 1's clock", 30 * SEC, || {
+        ns.status().uptime_ms >= from + ms
+    });
+}
+
+/// Between two views no pet happened: the time since the last pet grew by exactly the time
+/// between them (same clock, same last pet).
+fn no_pet_between(a: &(u64, bool, u64, String), b: &(u64, bool, u64, String)) -> bool {
+    b.2 - a.2 == b.0 - a.0
+}
+
 fn watchdog_pets_only_while_critical_services_live() {
     let mut s = Setup::new("watchdog");
     let wd = s.dir.join("wd");
+    // The second restart waits for an hour: vital is down until an operator starts it.
     s.body = format!(
         "[watchdog]\nfake = true\ndevice = \"{}\"\ntimeout = \"1s\"\ngrace = \"0s\"\n[root]\nintensity = 10\n",
         wd.display()
     ) + &s.svc(
         "vital",
         &[],
-        "critical = true\nrestart_delay = \"1500ms\"\nrestart_delay_max = \"1500ms\"",
+        "critical = true\nrestart_delay = \"1h\"\nrestart_delay_max = \"1h\"",
     ) + &s.svc("other", &[], "");
     let mut ns = s.start();
     ns.up("other");
     ns.up("vital");
-    std::thread::sleep(Duration::from_millis(1200));
-    let p = pets(&ns);
-    assert!(p.len() >= 3, "petted every 500 ms while healthy: {p:?}");
-    // First crash: restarted at once. Second: 1.5 s backoff, during which vital is dead.
+    ns.wait_for("pets while healthy", 10 * SEC, || pets(&ns).len() >= 3);
+    // First crash: restarted at once. Second: a backoff, during which vital is dead.
     ns.tell("vital", "crash");
-    ns.wait_for("first restart", 5 * SEC, || {
+    ns.wait_for("first restart", 10 * SEC, || {
         ns.node("vital").restarts == 1 && ns.node("vital").state == "running"
     });
     ns.up("vital");
     ns.tell("vital", "crash");
-    ns.wait_for("backoff", 5 * SEC, || {
+    ns.wait_for("backoff", 10 * SEC, || {
         ns.node("vital").state == "restarting"
     });
-    let down_at = support::mono_us() / 1000;
-    ns.wait_for("second restart", 5 * SEC, || {
-        ns.node("vital").state == "running"
-    });
-    let up_at = support::mono_us() / 1000;
-    let p = pets(&ns);
-    let during: Vec<&u64> = p
-        .iter()
-        .filter(|&&t| t > down_at + 50 && t + 50 < up_at)
-        .collect();
-    assert!(
-        during.is_empty(),
-        "no pet while vital was down ({down_at}..{up_at}): {during:?}"
+    // Over more than two pet intervals of PID 1's clock: unhealthy, and not one pet.
+    let a = wd_view(&ns, "vital");
+    wait_pid1_clock(&ns, a.0, 1200);
+    let b = wd_view(&ns, "vital");
+    assert_eq!(
+        (a.1, b.1, b.3.as_str()),
+        (false, false, "restarting"),
+        "{a:?} {b:?}"
     );
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(pets(&ns).iter().any(|&t| t >= up_at), "pets resumed");
+    assert!(
+        no_pet_between(&a, &b),
+        "petted while vital was down: {a:?} {b:?}"
+    );
+    // Back up (an operator cuts the backoff short): pets resume.
+    ns.client()
+        .call(Op::Start {
+            name: "vital".into(),
+        })
+        .unwrap();
+    ns.running("vital");
+    let n = pets(&ns).len();
+    ns.wait_for("pets resumed", 10 * SEC, || pets(&ns).len() > n);
+    assert!(wd_view(&ns, "vital").1, "healthy again");
     // Snooze overrides, guarded reboot pets once more and never again.
     assert!(matches!(
         ns.client().call(Op::WatchdogSnooze).unwrap(),
@@ -854,20 +946,7 @@ fn boot_duties_in_a_namespace() {
     );
     let ns = s.start();
     ns.running("probe");
-    let mut c = ns.client();
-    let mut line = String::new();
-    ns.wait_for("probe output", 10 * SEC, || {
-        c.send(Op::Log {
-            service: Some("probe".into()),
-            lines: None,
-            follow: false,
-        })
-        .unwrap();
-        while let Some(Body::Log(e)) = c.receive().unwrap() {
-            line = e.text;
-        }
-        line.starts_with("host=")
-    });
+    let line = ns.last_line("probe", "host=");
     assert_eq!(
         line,
         "host=myelin-0000 nofile=1000 tmp=tmpfs run=tmpfs mnt=tmpfs lo=1"
@@ -889,18 +968,22 @@ fn stopped_critical_service_starves_the_watchdog() {
     );
     let ns = s.start();
     let pid = ns.up("vital");
-    std::thread::sleep(Duration::from_millis(600));
+    ns.wait_for("pinging", 10 * SEC, || ns.names_of("ping").len() >= 5);
     ns.tell("vital", "stop");
-    ns.wait_for("paused", 5 * SEC, || ns.node("vital").state == "paused");
-    let stopped_at = support::mono_us() / 1000;
-    std::thread::sleep(Duration::from_millis(1500));
-    let late: Vec<u64> = pets(&ns)
-        .into_iter()
-        .filter(|&t| t > stopped_at + 50)
-        .collect();
+    ns.wait_for("paused", 10 * SEC, || ns.node("vital").state == "paused");
+    // Stopped for three of its watchdog periods and more than two pet intervals, by PID 1's
+    // clock: no pet, and not killed for the pings it cannot send.
+    let a = wd_view(&ns, "vital");
+    wait_pid1_clock(&ns, a.0, 1200);
+    let b = wd_view(&ns, "vital");
+    assert_eq!(
+        (a.1, b.1, b.3.as_str()),
+        (false, false, "paused"),
+        "{a:?} {b:?}"
+    );
     assert!(
-        late.is_empty(),
-        "petted while the critical service was stopped: {late:?}"
+        no_pet_between(&a, &b),
+        "petted while the critical service was stopped: {a:?} {b:?}"
     );
     assert_eq!(
         ns.node("vital").restarts,
@@ -910,14 +993,14 @@ fn stopped_critical_service_starves_the_watchdog() {
     let host = ns.host_pid(pid).expect("host pid of vital");
     // SAFETY: kill(2).
     unsafe { libc::kill(host, libc::SIGCONT) };
-    ns.wait_for("running again", 5 * SEC, || {
+    ns.wait_for("running again", 10 * SEC, || {
         ns.node("vital").state == "running"
     });
-    let resumed = support::mono_us() / 1000;
-    ns.wait_for("pets resume", 5 * SEC, || {
-        pets(&ns).iter().any(|&t| t >= resumed)
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let n = pets(&ns).len();
+    ns.wait_for("pets resume", 10 * SEC, || pets(&ns).len() > n);
+    // A fresh liveness period, kept by its pings: still the same process two periods later.
+    let c = wd_view(&ns, "vital");
+    wait_pid1_clock(&ns, c.0, 600);
     let n = ns.node("vital");
     assert_eq!((n.restarts, n.pid), (0, Some(pid)), "{n:?}");
     assert!(ns.kmsg().contains("vital was stopped by a signal (paused)"));
@@ -970,6 +1053,7 @@ fn console_service_gets_the_terminal() {
     // Not captured into the log: it is the terminal's.
     let mut c = ns.client();
     c.send(Op::Log {
+        level: None,
         service: Some("shell".into()),
         lines: None,
         follow: false,
@@ -1035,17 +1119,11 @@ fn a_stuck_console_never_stalls_pid1() {
     ns.wait_for("many restarts", 30 * SEC, || {
         ns.node("flap").restarts > 1200
     });
+    // PID 1 answers (a blocked one never would: the client gives up after 10 s) and its loop
+    // goes on.
     let r1 = ns.node("flap").restarts;
-    let t0 = Instant::now();
-    let st = ns.status();
-    assert!(
-        t0.elapsed() < SEC,
-        "PID 1 answered slowly: {:?}",
-        t0.elapsed()
-    );
-    assert_eq!(st.phase, "running");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(ns.node("flap").restarts > r1, "the loop keeps running");
+    assert_eq!(ns.status().phase, "running");
+    ns.wait_for("more restarts", 30 * SEC, || ns.node("flap").restarts > r1);
     drop(master);
 }
 
@@ -1081,24 +1159,13 @@ fn services_get_a_clean_session_and_leave_nothing_behind() {
         w = work.display()
     );
     let ns = s.start();
-    let mut c = ns.client();
     for name in ["fast", "forked"] {
         let pid = ns.running(name);
-        let mut line = String::new();
-        ns.wait_for("probe output", 10 * SEC, || {
-            c.send(Op::Log {
-                service: Some(name.into()),
-                lines: None,
-                follow: false,
-            })
-            .unwrap();
-            while let Some(Body::Log(e)) = c.receive().unwrap() {
-                line = e.text;
-            }
-            line.starts_with("pid=")
-        });
+        let line = ns.last_line(name, "pid=");
         // No signal blocked; none of the standard ones ignored (glibc's posix_spawn leaves its
-        // two internal real-time signals, 32 and 33, ignored, as for any posix_spawn child).
+        // two internal real-time signals, 32 and 33, ignored, as for any posix_spawn child),
+        // although PID 1 was started with SIGINT, SIGQUIT, SIGHUP, SIGTSTP and SIGPIPE ignored
+        // and SIGALRM and SIGUSR2 blocked (see support.rs).
         let ign = line
             .split(" ign=")
             .nth(1)
@@ -1110,7 +1177,7 @@ fn services_get_a_clean_session_and_leave_nothing_behind() {
         assert_eq!(
             line,
             format!(
-                "pid={pid} sid={pid} blk=0000000000000000 cwd={} env=HOME,NOTIFY_SOCKET,ONLY,PATH,PWD,",
+                "pid={pid} sid={pid} blk=0000000000000000 cwd={} env=HOME,MYELIN_LOG,NOTIFY_SOCKET,ONLY,PATH,PWD,",
                 work.display()
             ),
             "{name}"
@@ -1190,4 +1257,266 @@ fn safe_mode_offers_the_console_shell() {
     master.write_all(b"exit\n").unwrap();
     assert_eq!(ns.wait(10 * SEC), Outcome::Reboot);
     assert!(ns.kmsg().contains("console shell exited"), "{}", ns.kmsg());
+}
+
+/// A service that leaves a grandchild in a session of its own (`setsid`), ignoring SIGTERM:
+/// the classic double-forking daemon. Its pid goes to `<scratch>/<name>.escaped`.
+fn escaping_service(s: &Setup, name: &str) -> String {
+    let script = format!(
+        "setsid sh -c 'echo $$ > {dir}/{name}.escaped; trap \"\" TERM; exec sleep 300' & exec sleep 300",
+        dir = s.dir.display()
+    );
+    format!(
+        "[[service]]\nname = \"{name}\"\nargv = [\"/bin/sh\", \"-c\", {script:?}]\nshutdown = \"2s\"\n"
+    )
+}
+
+fn escaped_pid(ns: &Ns, name: &str) -> u32 {
+    let f = ns.dir.join(format!("{name}.escaped"));
+    let mut pid = 0;
+    ns.wait_for("the escaped pid", 10 * SEC, || {
+        pid = support::read(&f).trim().parse().unwrap_or(0);
+        pid != 0 && ns.alive_inside(pid)
+    });
+    pid
+}
+
+fn a_daemon_that_escapes_with_setsid_is_stopped() {
+    let mut s = Setup::new("setsid");
+    s.body = escaping_service(&s, "daemon");
+    let ns = s.start();
+    assert!(
+        ns.cgroup,
+        "this machine gives the test no cgroup2 hierarchy"
+    );
+    ns.running("daemon");
+    let k = ns.kmsg();
+    assert!(
+        k.contains("process tracking: cgroup v2, one cgroup per service"),
+        "{k}"
+    );
+    let escaped = escaped_pid(&ns, "daemon");
+    ns.client()
+        .call(Op::Stop {
+            name: "daemon".into(),
+        })
+        .unwrap();
+    ns.wait_for("daemon stopped", 10 * SEC, || {
+        ns.node("daemon").state == "stopped"
+    });
+    ns.wait_for("the escaped process gone", 10 * SEC, || {
+        !ns.alive_inside(escaped)
+    });
+    // And when the main process dies on its own, what it left goes too.
+    std::fs::remove_file(ns.dir.join("daemon.escaped")).unwrap();
+    ns.client()
+        .call(Op::Start {
+            name: "daemon".into(),
+        })
+        .unwrap();
+    let main = ns.running("daemon");
+    let escaped = escaped_pid(&ns, "daemon");
+    // SAFETY: kill(2) of the namespace's process, from outside.
+    unsafe { libc::kill(ns.host_pid(main).expect("host pid"), libc::SIGKILL) };
+    ns.wait_for("the leftover gone", 10 * SEC, || !ns.alive_inside(escaped));
+}
+
+fn without_cgroups_the_fallback_is_said() {
+    let mut s = Setup::new("nocgroup");
+    s.init = "cgroups = false\n".into();
+    s.body = s.svc("a", &[], "");
+    let ns = s.start();
+    ns.up("a");
+    let k = ns.kmsg();
+    assert!(
+        k.contains("process tracking: process groups and sessions (cgroups = false in [init]); a daemon that calls setsid escapes it"),
+        "{k}"
+    );
+}
+
+fn an_optional_crash_loop_is_given_up_alone() {
+    // The dropbear case: an optional service that exits at once, in the system group between a
+    // critical service and another one, under a platform group, as in the shipped tree.
+    let mut s = Setup::new("dropbear");
+    s.body = "[root]\nintensity = 3\nperiod = \"10s\"\n\
+              [[supervisor]]\nname = \"platform\"\nstrategy = \"rest_for_one\"\nintensity = 3\nperiod = \"10s\"\n\
+              [[supervisor]]\nname = \"system\"\nsupervisor = \"platform\"\nstrategy = \"rest_for_one\"\nintensity = 5\nperiod = \"30s\"\n"
+        .to_string()
+        + &s.svc("vital", &[], "supervisor = \"system\"\ncritical = true")
+        + "[[service]]\nname = \"ssh\"\nsupervisor = \"system\"\nargv = [\"/bin/false\"]\noptional = true\nrestart_delay = \"10ms\"\n"
+        + &s.svc("net", &[], "supervisor = \"system\"")
+        + &s.svc("app", &[], "supervisor = \"platform\"");
+    let ns = s.start();
+    let vital = ns.up("vital");
+    let app = ns.up("app");
+    ns.wait_for("ssh given up", 30 * SEC, || {
+        ns.node("ssh").state == "failed"
+    });
+    let ssh = ns.node("ssh");
+    assert_eq!(
+        ssh.restarts, 5,
+        "restarted up to system's intensity, then given up"
+    );
+    assert!(
+        ssh.last_exit
+            .as_deref()
+            .unwrap_or("")
+            .contains("given up after 6 restarts within 30s"),
+        "{ssh:?}"
+    );
+    // The platform intact: same processes, no group restarted.
+    assert_eq!(ns.node("vital").pid, Some(vital));
+    assert_eq!(ns.node("app").pid, Some(app));
+    assert_eq!(ns.node("net").restarts, 0);
+    assert_eq!(
+        (ns.node("system").restarts, ns.node("platform").restarts),
+        (0, 0)
+    );
+    assert_eq!(ns.status().phase, "running");
+    let r = match ns.client().call(Op::Readiness).unwrap() {
+        Body::Readiness(r) => r,
+        b => panic!("{b:?}"),
+    };
+    assert!(r.all_ready && r.critical_ready, "{r:?}");
+    assert_eq!(r.restarts_total, 5);
+    assert!(r.critical_ready_for_ms.is_some());
+    assert_eq!(
+        ns.names_of("start").iter().filter(|n| *n == "net").count(),
+        1
+    );
+}
+
+fn idle_connections_cannot_lock_out_readiness() {
+    use std::io::{BufRead, BufReader};
+    let mut s = Setup::new("idle");
+    s.init = "control_idle_timeout = \"500ms\"\n".into();
+    s.body = s.svc("a", &[], "");
+    let ns = s.start();
+    ns.up("a");
+    let sock = ns.dir.join("run/init.sock");
+    // More idle connections than one user may have: the oldest make room, one by one.
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..myelin_init::control::MAX_CLIENTS_PER_UID
+        + 2)
+        .map(|_| {
+            let c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+            c.set_read_timeout(Some(10 * SEC)).unwrap();
+            c
+        })
+        .collect();
+    match ns.client().call(Op::Readiness).unwrap() {
+        Body::Readiness(r) => assert!(r.all_ready),
+        b => panic!("{b:?}"),
+    }
+    // Each idle one is closed, with a word saying why, by the time it has been idle long
+    // enough (or to make room): every read ends.
+    for c in &idle {
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("closed: idle") || line.contains("closed to make room"),
+            "{line}"
+        );
+        line.clear();
+        assert_eq!(r.read_line(&mut line).unwrap(), 0, "then closed");
+    }
+}
+
+fn log_levels_are_kept_filtered_and_passed_on() {
+    let mut s = Setup::new("levels");
+    s.body = "[[service]]\nname = \"talk\"\nargv = [\"/bin/sh\", \"-c\", \"echo '<6>chatter'; echo '<4>odd'; echo '<3>broken'; echo \\\"<6>level=$MYELIN_LOG\\\"; exec sleep 300\"]\nlog_level = \"warning\"\n\
+              [[service]]\nname = \"verbose\"\nargv = [\"/bin/sh\", \"-c\", \"echo '<7>details'; echo '<4>careful'; echo \\\"<4>level=$MYELIN_LOG\\\"; exec sleep 300\"]\nlog_level = \"debug\"\n"
+        .into();
+    let ns = s.start();
+    ns.running("talk");
+    ns.running("verbose");
+    let mut c = ns.client();
+    let mut get = |service: Option<&str>, level: Option<myelin_init::control::Level>| {
+        c.send(Op::Log {
+            service: service.map(String::from),
+            lines: None,
+            level,
+            follow: false,
+        })
+        .unwrap();
+        let mut v = Vec::new();
+        loop {
+            match c.receive().unwrap() {
+                Some(Body::Log(e)) => v.push((e.service, e.level, e.text)),
+                Some(Body::End) => return Ok(v),
+                Some(Body::Error { message }) => return Err(message),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    use myelin_init::control::Level;
+    ns.wait_for("verbose output", 10 * SEC, || {
+        get(Some("verbose"), None).unwrap().len() == 3
+    });
+    // talk keeps warning and worse (its MYELIN_LOG line is info: dropped too).
+    ns.wait_for("talk output", 10 * SEC, || {
+        get(Some("talk"), None).unwrap().len() == 2
+    });
+    assert_eq!(
+        get(Some("talk"), None).unwrap(),
+        [
+            ("talk".into(), Level::Warning, "odd".into()),
+            ("talk".into(), Level::Err, "broken".into())
+        ]
+    );
+    let v = get(Some("verbose"), None).unwrap();
+    assert_eq!(v[0], ("verbose".into(), Level::Debug, "details".into()));
+    assert_eq!(
+        v[2],
+        ("verbose".into(), Level::Warning, "level=debug".into())
+    );
+    // The filter: warning and worse, across services.
+    let w: Vec<String> = get(None, Some(Level::Warning))
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.0 != "init")
+        .map(|e| e.2)
+        .collect();
+    assert_eq!(w.len(), 4, "{w:?}");
+    assert!(w.iter().all(|t| t != "details" && t != "chatter"), "{w:?}");
+    // PID 1's own messages carry their levels too.
+    assert!(
+        get(Some("init"), Some(Level::Notice))
+            .unwrap()
+            .iter()
+            .any(|e| e.1 == Level::Notice && e.2 == "all services ready")
+    );
+    let e = get(Some("nosuch"), None).unwrap_err();
+    assert_eq!(
+        e,
+        "no service named `nosuch` (`myelinctl status` lists them)"
+    );
+}
+
+fn run_lock_is_roots_alone() {
+    // /run/lock left world-writable (sticky) by whoever made /run: myelin-init takes it back.
+    let mut s = Setup::new("runlock");
+    s.lock_dir_1777 = true;
+    s.boot = "[boot]\npseudo_fs = false\nrootdisk_links = false\nclock_floor = false\nloopback = false\n".into();
+    s.body = "[[service]]\nname = \"probe\"\nargv = [\"/bin/sh\", \"-c\", \"echo lock=$(stat -c %a:%u:%F /run/lock); exec sleep 300\"]\n".into();
+    let ns = s.start();
+    ns.running("probe");
+    let line = ns.last_line("probe", "lock=");
+    assert_eq!(line, "lock=755:0:directory");
+}
+
+fn drop_ins_add_services() {
+    let mut s = Setup::new("dropins");
+    s.body = "[[supervisor]]\nname = \"app\"\n".to_string() + &s.svc("base", &[], "");
+    let extra = s.svc("hello", &[], "supervisor = \"app\"");
+    s.drop_ins = vec![
+        ("20-hello.toml".into(), extra),
+        ("notes.txt".into(), "not configuration".into()),
+    ];
+    let ns = s.start();
+    ns.up("hello");
+    let st = ns.status();
+    let app = st.tree.children.iter().find(|c| c.name == "app").unwrap();
+    assert_eq!(app.children[0].name, "hello");
+    assert!(ns.kmsg().contains(" and 1 drop-in"), "{}", ns.kmsg());
 }

@@ -1,6 +1,12 @@
 //! Shared by the PID-1 tests and the restart-latency benchmark: the real `myelin-init` run as
-//! PID 1 in user+PID+mount(+UTS+net) namespaces, and a configurable test service (this very
-//! executable, re-run with `MYELIN_TEST_HELPER` set).
+//! PID 1 in user+PID+mount+UTS+cgroup(+net) namespaces, and a configurable test service (this
+//! very executable, re-run with `MYELIN_TEST_HELPER` set).
+//!
+//! Nothing of the host's state leaks in: the namespace's PID 1 is first this executable as a
+//! wrapper, which mounts a fresh tmpfs on /run (so what the host or another test left there,
+//! `ip netns` mounts or a /run/reboot-param, is out of sight) and cgroup2 on /sys/fs/cgroup (the
+//! test's own cgroup, made by [`Setup::start`]), starts with signals ignored and blocked the way
+//! a careless launcher would, then execs myelin-init, which stays PID 1.
 
 #![allow(dead_code)]
 
@@ -55,6 +61,7 @@ pub fn run_helper_if_asked() {
         return;
     };
     match mode.as_str() {
+        "pid1" => pid1_wrapper(),
         "svc" => svc(),
         "zombies" => zombies(),
         "bench" => bench_svc(),
@@ -107,12 +114,18 @@ fn svc() -> ! {
     let ctl = env("CTL").map(PathBuf::from);
     let name = env("NAME").unwrap_or_default();
     let mut hung = false;
+    let mut pings = 0;
     let mut last_ping = Instant::now();
     loop {
         if let (Some(p), false) = (ping, hung) {
             if last_ping.elapsed() >= Duration::from_millis(p) {
                 notify("WATCHDOG=1");
                 last_ping = Instant::now();
+                // The first pings, as events (tests wait for a span of them).
+                if pings < 100 {
+                    pings += 1;
+                    event("ping");
+                }
             }
         }
         if let Some(dir) = &ctl {
@@ -133,6 +146,134 @@ fn svc() -> ! {
             }
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The namespace's first process: a private /run, the test's cgroup on /sys/fs/cgroup, a messy
+/// signal state, then exec of the arguments (myelin-init and its options), which stays PID 1.
+fn pid1_wrapper() -> ! {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let mount = |src: &str, target: &str, fstype: &str, data: &str| -> bool {
+        let c = |s: &str| CString::new(s).expect("no NUL");
+        let (s, t, f, d) = (c(src), c(target), c(fstype), c(data));
+        // SAFETY: mount(2) with valid C strings.
+        unsafe {
+            libc::mount(
+                s.as_ptr(),
+                t.as_ptr(),
+                f.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                d.as_ptr().cast(),
+            ) == 0
+        }
+    };
+    if !mount("tmpfs", "/run", "tmpfs", "mode=0755") {
+        eprintln!(
+            "pid1 wrapper: cannot mount a tmpfs on /run: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(3);
+    }
+    if env("LOCK_DIR_1777").is_some() {
+        // As a host (or an unprivileged user with write access to /run) could have left it.
+        let _ = fs::create_dir("/run/lock");
+        let _ = fs::set_permissions(
+            "/run/lock",
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        );
+    }
+    if Path::new("/sys/fs/cgroup").is_dir() {
+        // Fails without cgroup2; myelin-init then says it uses process groups.
+        mount("cgroup2", "/sys/fs/cgroup", "cgroup2", "");
+    }
+    // A launcher that ignored and blocked signals (nohup, a shell's background job).
+    // SAFETY: signal dispositions and the mask of this single-threaded process, before exec.
+    unsafe {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGTSTP,
+            libc::SIGPIPE,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGALRM);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let args: Vec<CString> = std::env::args_os()
+        .skip(1)
+        .map(|a| CString::new(a.as_bytes()).expect("no NUL"))
+        .collect();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: removing variables before exec; nothing else runs.
+    unsafe {
+        std::env::remove_var("MYELIN_TEST_HELPER");
+        std::env::remove_var("LOCK_DIR_1777");
+    }
+    // SAFETY: execv with a NULL-terminated argv of valid C strings.
+    unsafe { libc::execv(args[0].as_ptr(), argv.as_ptr()) };
+    eprintln!(
+        "pid1 wrapper: exec {:?}: {}",
+        args[0],
+        std::io::Error::last_os_error()
+    );
+    std::process::exit(3)
+}
+
+/// A cgroup of the host's cgroup2 hierarchy for one test's namespace (its root there).
+pub struct TestCgroup {
+    dir: PathBuf,
+    procs: fs::File,
+}
+
+impl TestCgroup {
+    /// Makes `<the test's own cgroup>/myelin-pid1-<name>`; `None` without cgroup2.
+    pub fn create(name: &str) -> Option<TestCgroup> {
+        let mounts = myelin_init::mountinfo::parse_mountinfo(
+            &fs::read_to_string("/proc/self/mountinfo").ok()?,
+        );
+        let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let base = myelin_init::tracking::own_cgroup_dir(&mounts, &own)?;
+        let dir = base.join(format!("myelin-pid1-{name}-{}", std::process::id()));
+        remove_cgroup_tree(&dir);
+        fs::create_dir(&dir).ok()?;
+        let procs = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .ok()?;
+        Some(TestCgroup { dir, procs })
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.dir);
+    }
+}
+
+/// Removes a cgroup directory and the ones below it (once their processes are gone).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    for _ in 0..500 {
+        match fs::remove_dir(dir) {
+            // EBUSY while a dying process still counts as a member.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => return,
+        }
     }
 }
 
@@ -206,6 +347,9 @@ pub struct Ns {
     pub dir: PathBuf,
     child: Option<Child>,
     status: Option<ExitStatus>,
+    /// Whether the host gave the namespace a cgroup of its own.
+    pub cgroup: bool,
+    _cgroup: Option<TestCgroup>,
 }
 
 /// Builds a namespace test's configuration.
@@ -230,6 +374,10 @@ pub struct Setup {
     pub config_file: Option<PathBuf>,
     /// No kernel log at all (not even the scratch file).
     pub kmsg_off: bool,
+    /// Drop-in files written next to the configuration (`init.d/<name>`).
+    pub drop_ins: Vec<(String, String)>,
+    /// Leave a world-writable /run/lock for myelin-init to find.
+    pub lock_dir_1777: bool,
 }
 
 impl Setup {
@@ -242,10 +390,15 @@ impl Setup {
             log: String::new(),
             body: String::new(),
             unshare: Vec::new(),
-            init_bin: PathBuf::from(env!("CARGO_BIN_EXE_myelin-init")),
+            // Another build's binary may stand in, to show a test failing on an older init.
+            init_bin: std::env::var_os("MYELIN_TEST_INIT_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_myelin-init"))),
             console: None,
             config_file: None,
             kmsg_off: false,
+            drop_ins: Vec::new(),
+            lock_dir_1777: false,
         }
     }
 
@@ -282,6 +435,18 @@ impl Setup {
     pub fn start(self) -> Ns {
         let cfg = self.dir.join("init.toml");
         fs::write(&cfg, self.config()).expect("write config");
+        if !self.drop_ins.is_empty() {
+            fs::create_dir_all(self.dir.join("init.d")).expect("init.d");
+            for (name, text) in &self.drop_ins {
+                fs::write(self.dir.join("init.d").join(name), text).expect("drop-in");
+            }
+        }
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cgroup = TestCgroup::create(&name);
         let cfg = self.config_file.clone().unwrap_or(cfg);
         fs::write(self.dir.join("kmsg"), "").expect("kmsg");
         let out = match self.console {
@@ -297,8 +462,10 @@ impl Setup {
             "--mount",
             "--mount-proc",
             "--uts",
+            "--cgroup",
         ])
         .args(&self.unshare)
+        .arg(std::env::current_exe().expect("test exe"))
         .arg(&self.init_bin)
         .arg("--config")
         .arg(&cfg)
@@ -309,14 +476,35 @@ impl Setup {
         } else {
             self.dir.join("kmsg")
         })
+        .env("MYELIN_TEST_HELPER", "pid1")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("dup"))
         .stderr(out);
+        if self.lock_dir_1777 {
+            cmd.env("LOCK_DIR_1777", "1");
+        }
+        if let Some(cg) = &cgroup {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let fd = cg.procs.as_raw_fd();
+            // SAFETY: write(2) between fork and exec: unshare, and so the namespace, starts in
+            // the test's cgroup, which becomes the root of its cgroup namespace.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().expect("unshare");
         Ns {
             dir: self.dir,
             child: Some(child),
             status: None,
+            cgroup: cgroup.is_some(),
+            _cgroup: cgroup,
         }
     }
 }
@@ -399,6 +587,30 @@ impl Ns {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits until the last line a service logged starts with `prefix`; that line.
+    pub fn last_line(&self, service: &str, prefix: &str) -> String {
+        let mut c = self.client();
+        let mut line = String::new();
+        self.wait_for(
+            &format!("{service}'s {prefix} line"),
+            Duration::from_secs(10),
+            || {
+                c.send(Op::Log {
+                    service: Some(service.into()),
+                    lines: Some(1),
+                    level: None,
+                    follow: false,
+                })
+                .expect("log request");
+                while let Ok(Some(Body::Log(e))) = c.receive() {
+                    line = e.text;
+                }
+                line.starts_with(prefix)
+            },
+        );
+        line
     }
 
     /// Waits until a service runs with a pid.
@@ -627,9 +839,9 @@ pub fn memory_kib(pid: i32) -> Option<(u64, u64, u64)> {
     Some((get("VmRSS:")?, get("RssAnon:")?, get("RssFile:")?))
 }
 
-/// Whether this machine can run the namespace tests.
-pub fn namespaces_available() -> bool {
-    Command::new("unshare")
+/// Whether this machine can run the namespace tests; if not, what `unshare` said.
+pub fn namespaces_available() -> Result<(), String> {
+    let out = Command::new("unshare")
         .args([
             "--user",
             "--map-root-user",
@@ -638,13 +850,24 @@ pub fn namespaces_available() -> bool {
             "--mount",
             "--mount-proc",
             "--uts",
+            "--cgroup",
             "--net",
             "true",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+        .map_err(|e| format!("cannot run unshare: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Whether the test named `name` is opted out with `MYELIN_TEST_OPT_OUT` (a comma-separated
+/// list of test names; CI never sets it). A test that cannot run otherwise fails.
+pub fn opted_out(name: &str) -> bool {
+    std::env::var("MYELIN_TEST_OPT_OUT").is_ok_and(|v| v.split(',').any(|n| n.trim() == name))
 }
 
 /// Reads a file, for assertions.

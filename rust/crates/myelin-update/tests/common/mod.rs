@@ -350,6 +350,8 @@ impl FakeInit {
                                 Body::Readiness(ReadinessReport {
                                     all_ready: ok,
                                     critical_ready: ok,
+                                    critical_ready_for_ms: ok.then_some(0),
+                                    restarts_total: 0,
                                     services: vec![],
                                 })
                             }
@@ -369,7 +371,9 @@ impl FakeInit {
                                 message: format!("not expected in this test: {other:?}"),
                             },
                         },
-                        Err(message) => Body::Error { message },
+                        Err(e) => Body::Error {
+                            message: e.to_string(),
+                        },
                     };
                     out.write_all(&control::encode(&control::response(body)))
                         .unwrap();
