@@ -186,63 +186,47 @@ pub fn render(inv: &Inventory, only: Option<Kind>) -> String {
 
 /// The inventory as JSON: one array per kind.
 pub fn to_json(inv: &Inventory, only: Option<Kind>) -> Value {
-    let mut v = serde_json::Map::new();
-    if wanted(only, Kind::Gpio) {
-        let chips: Vec<Value> = inv
-            .gpio
+    let gpio = inv.gpio.iter().map(|c| {
+        let lines: Vec<Value> = c
+            .lines
             .iter()
-            .map(|c| {
-                let lines: Vec<Value> = c
-                    .lines
-                    .iter()
-                    .map(|l| {
-                        json!({
-                            "offset": l.offset,
-                            "name": l.name,
-                            "used": l.used,
-                            "consumer": l.consumer,
-                            "flags": line_flags(l),
-                        })
-                    })
-                    .collect();
-                json!({"name": c.name, "label": c.label, "path": c.path, "lines": lines})
+            .map(|l| {
+                json!({"offset": l.offset, "name": l.name, "used": l.used,
+                       "consumer": l.consumer, "flags": line_flags(l)})
             })
             .collect();
-        v.insert("gpio".into(), Value::Array(chips));
-    }
-    if wanted(only, Kind::I2c) {
-        let buses = inv
-            .i2c
-            .iter()
-            .map(|b| json!({"number": b.number, "name": b.name, "path": b.path}))
-            .collect();
-        v.insert("i2c".into(), Value::Array(buses));
-    }
-    if wanted(only, Kind::Spi) {
-        let devs = inv
-            .spi
-            .iter()
-            .map(|d| json!({"bus": d.bus, "cs": d.cs, "path": d.path}))
-            .collect();
-        v.insert("spi".into(), Value::Array(devs));
-    }
-    if wanted(only, Kind::Uart) {
-        let ports = inv
-            .uart
-            .iter()
-            .map(|p| json!({"name": p.name, "path": p.path, "driver": p.driver, "console": p.console}))
-            .collect();
-        v.insert("uart".into(), Value::Array(ports));
-    }
-    if wanted(only, Kind::Pwm) {
-        let chips = inv
-            .pwm
-            .iter()
-            .map(|c| json!({"number": c.number, "channels": c.channels, "device": c.device}))
-            .collect();
-        v.insert("pwm".into(), Value::Array(chips));
-    }
-    Value::Object(v)
+        json!({"name": c.name, "label": c.label, "path": c.path, "lines": lines})
+    });
+    let i2c = inv
+        .i2c
+        .iter()
+        .map(|b| json!({"number": b.number, "name": b.name, "path": b.path}));
+    let spi = inv
+        .spi
+        .iter()
+        .map(|d| json!({"bus": d.bus, "cs": d.cs, "path": d.path}));
+    let uart = inv
+        .uart
+        .iter()
+        .map(|p| json!({"name": p.name, "path": p.path, "driver": p.driver, "console": p.console}));
+    let pwm = inv
+        .pwm
+        .iter()
+        .map(|c| json!({"number": c.number, "channels": c.channels, "device": c.device}));
+    let sections: [(Kind, &str, Vec<Value>); 5] = [
+        (Kind::Gpio, "gpio", gpio.collect()),
+        (Kind::I2c, "i2c", i2c.collect()),
+        (Kind::Spi, "spi", spi.collect()),
+        (Kind::Uart, "uart", uart.collect()),
+        (Kind::Pwm, "pwm", pwm.collect()),
+    ];
+    Value::Object(
+        sections
+            .into_iter()
+            .filter(|(kind, _, _)| wanted(only, *kind))
+            .map(|(_, name, items)| (name.to_string(), Value::Array(items)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -273,6 +273,9 @@ impl InputOptions {
     }
 }
 
+/// What the kernel needs for GPIO chips to appear.
+const CHIPS_NEED: &str = "the kernel needs CONFIG_GPIO_CDEV and a GPIO driver";
+
 /// A GPIO error; each names the chip and line, or what was searched.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -282,7 +285,10 @@ pub enum Error {
     )]
     NoChips,
     /// The chip named does not exist.
-    #[error("no GPIO chip {chip:?} (chips: {})", list(available))]
+    #[error(
+        "no GPIO chip {chip:?} (chips: {})",
+        super::existing(available, CHIPS_NEED)
+    )]
     NoSuchChip {
         /// As asked.
         chip: String,
@@ -290,7 +296,10 @@ pub enum Error {
         available: Vec<String>,
     },
     /// No line has this name.
-    #[error("no GPIO line named {name:?} on any chip (searched {})", list(chips))]
+    #[error(
+        "no GPIO line named {name:?} on any chip (searched {})",
+        super::existing(chips, CHIPS_NEED)
+    )]
     NoSuchName {
         /// As asked.
         name: String,
@@ -341,14 +350,6 @@ pub enum Error {
         #[source]
         source: Box<gpiocdev::Error>,
     },
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
 }
 
 fn holder(consumer: &str) -> String {
@@ -527,6 +528,18 @@ fn to_cdev_bias(b: Bias) -> gpiocdev::line::Bias {
 
 fn level(v: bool) -> Value {
     if v { Value::Active } else { Value::Inactive }
+}
+
+fn to_event(e: &gpiocdev::line::EdgeEvent, clock: Clock) -> Event {
+    Event {
+        edge: match e.kind {
+            EdgeKind::Rising => Edge::Rising,
+            EdgeKind::Falling => Edge::Falling,
+        },
+        timestamp: Duration::from_nanos(e.timestamp_ns),
+        clock,
+        seqno: e.line_seqno,
+    }
 }
 
 /// An output line, held until dropped.
@@ -711,15 +724,7 @@ impl Input {
     }
 
     fn event(&self, e: gpiocdev::line::EdgeEvent) -> Event {
-        Event {
-            edge: match e.kind {
-                EdgeKind::Rising => Edge::Rising,
-                EdgeKind::Falling => Edge::Falling,
-            },
-            timestamp: Duration::from_nanos(e.timestamp_ns),
-            clock: self.clock,
-            seqno: e.line_seqno,
-        }
+        to_event(&e, self.clock)
     }
 
     fn err(&self, op: &'static str, source: gpiocdev::Error) -> Error {
@@ -798,15 +803,7 @@ impl AsyncInput {
                 .map_err(|e| err("wait for an edge", e))?
             {
                 let e = req.read_edge_event().map_err(|e| err("read an edge", e))?;
-                return Ok(Event {
-                    edge: match e.kind {
-                        EdgeKind::Rising => Edge::Rising,
-                        EdgeKind::Falling => Edge::Falling,
-                    },
-                    timestamp: Duration::from_nanos(e.timestamp_ns),
-                    clock: self.clock,
-                    seqno: e.line_seqno,
-                });
+                return Ok(to_event(&e, self.clock));
             }
             guard.clear_ready();
         }

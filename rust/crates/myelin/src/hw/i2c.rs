@@ -148,11 +148,14 @@ impl fmt::Display for Functions {
     }
 }
 
+/// What the kernel needs for these to appear.
+const BUSES_NEED: &str = "the kernel needs CONFIG_I2C_CHARDEV and a bus enabled in the device tree";
+
 /// An I2C error; each names the bus, and the device address where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bus does not exist.
-    #[error("no I2C bus {bus} (buses: {}){}", list(available), hint(available))]
+    #[error("no I2C bus {bus} (buses: {})", super::existing(available, BUSES_NEED))]
     NoSuchBus {
         /// As asked.
         bus: String,
@@ -213,22 +216,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
-}
-
-fn hint(available: &[String]) -> &'static str {
-    if available.is_empty() {
-        "; the kernel needs CONFIG_I2C_CHARDEV and a bus enabled in the device tree"
-    } else {
-        ""
-    }
 }
 
 impl embedded_hal::i2c::Error for Error {

@@ -35,6 +35,16 @@ pub mod uart;
 
 use std::time::Duration;
 
+/// What exists, for an error saying that what was asked for does not: `a, b`, or when nothing
+/// does, `none;` and what the kernel needs for it to.
+pub(crate) fn existing(items: &[String], needs: &str) -> String {
+    if items.is_empty() {
+        format!("none; {needs}")
+    } else {
+        items.join(", ")
+    }
+}
+
 /// Blocking delays for embedded-hal drivers: the calling thread sleeps.
 ///
 /// Linux wakes a sleeping thread up to its timer slack (50 µs by default) late; a driver's

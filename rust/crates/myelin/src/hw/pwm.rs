@@ -43,14 +43,17 @@ pub enum Polarity {
     Inversed,
 }
 
+/// What the kernel needs for these to appear.
+const CHIPS_NEED: &str =
+    "the kernel needs CONFIG_PWM, a PWM driver, and the controller enabled in the device tree";
+
 /// A PWM error; each names the chip and channel.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The chip does not exist.
     #[error(
-        "no PWM chip pwmchip{chip} (chips: {}){}",
-        list(available),
-        hint(available)
+        "no PWM chip pwmchip{chip} (chips: {})",
+        super::existing(available, CHIPS_NEED)
     )]
     NoSuchChip {
         /// As asked.
@@ -108,22 +111,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
-}
-
-fn hint(available: &[String]) -> &'static str {
-    if available.is_empty() {
-        "; the kernel needs CONFIG_PWM, a PWM driver, and the controller enabled in the device tree"
-    } else {
-        ""
-    }
 }
 
 impl embedded_hal::pwm::Error for Error {

@@ -139,14 +139,17 @@ impl Config {
     }
 }
 
+/// What the kernel needs for these to appear.
+const DEVICES_NEED: &str =
+    "the kernel needs CONFIG_SPI_SPIDEV and an spidev node in the device tree";
+
 /// An SPI error; each names the device.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The device does not exist.
     #[error(
-        "no SPI device {device} (devices: {}){}",
-        list(available),
-        hint(available)
+        "no SPI device {device} (devices: {})",
+        super::existing(available, DEVICES_NEED)
     )]
     NoSuchDevice {
         /// As asked.
@@ -197,22 +200,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
-}
-
-fn hint(available: &[String]) -> &'static str {
-    if available.is_empty() {
-        "; the kernel needs CONFIG_SPI_SPIDEV and an spidev node in the device tree"
-    } else {
-        ""
-    }
 }
 
 impl embedded_hal::spi::Error for Error {

@@ -176,11 +176,18 @@ impl fmt::Display for Config {
     }
 }
 
+/// What the kernel needs for these to appear.
+const PORTS_NEED: &str =
+    "a UART needs its driver and, on a SoC, its node enabled in the device tree";
+
 /// A UART error; each names the port.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The port does not exist.
-    #[error("no serial port {port} (ports: {})", list(available))]
+    #[error(
+        "no serial port {port} (ports: {})",
+        super::existing(available, PORTS_NEED)
+    )]
     NoSuchPort {
         /// As asked.
         port: String,
@@ -228,14 +235,6 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-}
-
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".into()
-    } else {
-        items.join(", ")
-    }
 }
 
 impl embedded_io::Error for Error {
