@@ -423,10 +423,15 @@ impl I2c {
                 addr,
             });
         }
-        let mut groups = group(ops);
-        if groups.is_empty() {
-            return Ok(());
+        // The common shapes go from the caller's buffers to the kernel without a copy.
+        match ops {
+            [] => return Ok(()),
+            [Operation::Write(w)] => return self.direct(addr, w, &mut []),
+            [Operation::Read(r)] => return self.direct(addr, &[], r),
+            [Operation::Write(w), Operation::Read(r)] => return self.direct(addr, w, r),
+            _ => {}
         }
+        let mut groups = group(ops);
         if self.funcs.is_i2c() {
             self.rdwr(addr, &mut groups)?;
         } else {
@@ -446,18 +451,41 @@ impl I2c {
                     });
                 }
             };
-            let cmd =
-                smbus_command(&write, read_len, self.funcs).map_err(|what| Error::Unsupported {
-                    bus: self.bus.clone(),
-                    what,
-                })?;
-            let data = self.smbus(addr, &cmd)?;
-            if let Some(Group::Read(buf, _)) = groups.last_mut() {
-                buf.copy_from_slice(&data);
+            let cmd = self.smbus_command(&write, read_len)?;
+            match groups.last_mut() {
+                Some(Group::Read(buf, _)) => self.smbus(addr, &cmd, buf)?,
+                _ => self.smbus(addr, &cmd, &mut [])?,
             }
         }
         scatter(&groups, ops);
         Ok(())
+    }
+
+    /// One write, one read, or a write then a read, straight from the caller's buffers.
+    fn direct(&mut self, addr: u16, write: &[u8], read: &mut [u8]) -> Result<(), Error> {
+        if !self.funcs.is_i2c() {
+            let cmd = self.smbus_command(write, read.len())?;
+            return self.smbus(addr, &cmd, read);
+        }
+        let w = LinuxI2CMessage::write(write).with_address(addr);
+        let r = if read.is_empty() {
+            self.file.transfer(&mut [w])
+        } else if write.is_empty() {
+            self.file
+                .transfer(&mut [LinuxI2CMessage::read(read).with_address(addr)])
+        } else {
+            self.file
+                .transfer(&mut [w, LinuxI2CMessage::read(read).with_address(addr)])
+        };
+        r.map_err(|e| self.io_error(addr, "transfer", e))?;
+        Ok(())
+    }
+
+    fn smbus_command(&self, write: &[u8], read: usize) -> Result<Smbus, Error> {
+        smbus_command(write, read, self.funcs).map_err(|what| Error::Unsupported {
+            bus: self.bus.clone(),
+            what,
+        })
     }
 
     fn rdwr(&mut self, addr: u16, groups: &mut [Group]) -> Result<(), Error> {
@@ -474,43 +502,45 @@ impl I2c {
         Ok(())
     }
 
-    /// Runs one SMBus command; the bytes it read.
-    fn smbus(&mut self, addr: u16, cmd: &Smbus) -> Result<Vec<u8>, Error> {
+    /// Runs one SMBus command; what it reads lands in `out` (as long as the command reads).
+    fn smbus(&mut self, addr: u16, cmd: &Smbus, out: &mut [u8]) -> Result<(), Error> {
         let dev = self.smbus_device(addr)?;
         let r = match *cmd {
-            Smbus::Quick => dev.smbus_write_quick(false).map(|_| Vec::new()),
-            Smbus::ReceiveByte => dev.smbus_read_byte().map(|b| vec![b]),
-            Smbus::SendByte(b) => dev.smbus_write_byte(b).map(|_| Vec::new()),
-            Smbus::ReadByteData(r) => dev.smbus_read_byte_data(r).map(|b| vec![b]),
-            Smbus::WriteByteData(r, v) => dev.smbus_write_byte_data(r, v).map(|_| Vec::new()),
+            Smbus::Quick => dev.smbus_write_quick(false),
+            Smbus::ReceiveByte => dev.smbus_read_byte().map(|b| out[0] = b),
+            Smbus::SendByte(b) => dev.smbus_write_byte(b),
+            Smbus::ReadByteData(r) => dev.smbus_read_byte_data(r).map(|b| out[0] = b),
+            Smbus::WriteByteData(r, v) => dev.smbus_write_byte_data(r, v),
             Smbus::ReadWordData(r) => dev
                 .smbus_read_word_data(r)
-                .map(|w| w.to_le_bytes().to_vec()),
-            Smbus::WriteWordData(r, w) => dev.smbus_write_word_data(r, w).map(|_| Vec::new()),
-            Smbus::ReadI2cBlock(r, n) => dev.smbus_read_i2c_block_data(r, n),
-            Smbus::WriteI2cBlock(r, ref data) => {
-                dev.smbus_write_i2c_block_data(r, data).map(|_| Vec::new())
-            }
+                .map(|w| out.copy_from_slice(&w.to_le_bytes())),
+            Smbus::WriteWordData(r, w) => dev.smbus_write_word_data(r, w),
+            Smbus::ReadI2cBlock(r, n) => match dev.smbus_read_i2c_block_data(r, n) {
+                Ok(data) if data.len() == out.len() => {
+                    out.copy_from_slice(&data);
+                    Ok(())
+                }
+                Ok(data) => {
+                    return Err(Error::Io {
+                        bus: self.bus.clone(),
+                        addr,
+                        op: "SMBus I2C block read",
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("{} of {n} bytes", data.len()),
+                        ),
+                    });
+                }
+                Err(e) => Err(e),
+            },
+            Smbus::WriteI2cBlock(r, ref data) => dev.smbus_write_i2c_block_data(r, data),
         };
-        let data = r.map_err(|e| self.io_error(addr, "SMBus transfer", e))?;
-        if let Smbus::ReadI2cBlock(_, n) = *cmd {
-            if data.len() != n as usize {
-                return Err(Error::Io {
-                    bus: self.bus.clone(),
-                    addr,
-                    op: "SMBus I2C block read",
-                    source: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{} of {n} bytes", data.len()),
-                    ),
-                });
-            }
-        }
-        Ok(data)
+        r.map_err(|e| self.io_error(addr, "SMBus transfer", e))
     }
 
     fn smbus_device(&mut self, addr: u16) -> Result<&mut LinuxI2CDevice, Error> {
-        let bus = self.bus.clone();
+        // The bus is cloned only into an error: this runs on every SMBus transfer.
+        let bus = &self.bus;
         let bind_err = |e: LinuxI2CError| match io::Error::from(e) {
             e if e.raw_os_error() == Some(libc::EBUSY) => Error::AddressBusy {
                 bus: bus.clone(),
@@ -575,7 +605,7 @@ impl I2c {
             } else {
                 Smbus::Quick
             };
-            match self.smbus(addr, &cmd) {
+            match self.smbus(addr, &cmd, &mut [0u8; 1]) {
                 Ok(_) => found.push(Detected {
                     addr,
                     in_use: false,
