@@ -1,10 +1,15 @@
 //! Commands answered by myelin-net (`org.myelin.Network1`): interface state and configuration.
+//!
+//! A WiFi key is read from a file (`--psk-file`) or standard input (`--psk-stdin`), never taken
+//! from the command line, where every user of the device could read it (`ps`); configurations
+//! read back (`get-config`, `status`) carry no keys.
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
 use myelin_net::client::{self, Network1Proxy};
+use myelin_net::key_input::{self, KeyArgs};
 
 use crate::{Cli, bus};
 
@@ -16,17 +21,21 @@ pub enum Command {
         /// Only this interface.
         ifname: Option<String>,
     },
-    /// Replace an interface's configuration (JSON, e.g. '{"type":"ethernet","ipv4":{"method":"dhcp"}}').
+    /// Replace an interface's configuration (JSON, e.g. '{"type":"ethernet","ipv4":{"method":"dhcp"}}';
+    /// WiFi: '{"type":"wifi","wifi":{"networks":[{"ssid":"home"}]}}' --psk-file FILE).
     Configure {
         /// Interface name.
         ifname: String,
-        /// The configuration, as JSON.
+        /// The configuration, as JSON, without WiFi keys.
         config: String,
         /// Do not save it on /data: it is gone after a reboot.
         #[arg(long)]
         temporary: bool,
+        /// The WiFi key of the network that has none in the JSON.
+        #[command(flatten)]
+        key: KeyArgs,
     },
-    /// Print an interface's configuration (JSON).
+    /// Print an interface's configuration (JSON, without WiFi keys).
     GetConfig {
         /// Interface name.
         ifname: String,
@@ -49,11 +58,14 @@ pub enum Command {
 
 /// Runs a `net` command.
 pub fn run(command: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
-    if let Command::Configure { config, .. } = command {
-        // A typo in hand-written JSON is reported here, with its position, not as a bus error.
-        serde_json::from_str::<serde_json::Value>(config)
-            .context("the configuration is not JSON")?;
-    }
+    // Checked before the bus is asked: a typo in hand-written JSON is reported here with its
+    // position, a key on the command line is refused, and the key file is read.
+    let prepared = match command {
+        Command::Configure { config, key, .. } => {
+            Some(key_input::prepare(config, key.read()?.as_deref())?)
+        }
+        _ => None,
+    };
     bus::block_on(async {
         let conn = bus::connect(cli).await?;
         let net = Network1Proxy::new(&conn)
@@ -61,10 +73,7 @@ pub fn run(command: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<
             .context("cannot reach myelin-net (org.myelin.Network1)")?;
         match command {
             Command::Status { ifname } => {
-                let status = match client::status(&conn, ifname.as_deref()).await {
-                    Ok(s) => s,
-                    Err(e) => bail!("myelin-net: {e}"),
-                };
+                let status = client::status(&conn, ifname.as_deref()).await?;
                 if cli.json {
                     writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
                 } else {
@@ -72,11 +81,9 @@ pub fn run(command: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<
                 }
             }
             Command::Configure {
-                ifname,
-                config,
-                temporary,
+                ifname, temporary, ..
             } => net
-                .configure(ifname, config, !temporary)
+                .configure(ifname, prepared.as_deref().unwrap_or_default(), !temporary)
                 .await
                 .with_context(|| format!("myelin-net refused the configuration of {ifname}"))?,
             Command::GetConfig { ifname } => {
@@ -143,6 +150,58 @@ fn inline(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn configure(args: &[&str]) -> anyhow::Result<i32> {
+        // The bus address is never reached: these configurations fail before it is asked.
+        let mut argv = vec![
+            "myelinctl",
+            "--bus",
+            "unix:path=/nonexistent/bus",
+            "net",
+            "configure",
+        ];
+        argv.extend_from_slice(args);
+        let cli = crate::Cli::try_parse_from(argv)?;
+        let crate::Command::Net(command) = &cli.command else {
+            unreachable!()
+        };
+        run(command, &cli, &mut Vec::new())
+    }
+
+    #[test]
+    fn keys_come_from_a_file_or_stdin_never_argv() {
+        let inline =
+            r#"{"type":"wifi","wifi":{"networks":[{"ssid":"a","passphrase":"hunter2hunter2"}]}}"#;
+        let err = format!("{:#}", configure(&["wlan0", inline]).unwrap_err());
+        assert!(
+            err.contains("--psk-file") && !err.contains("hunter2"),
+            "{err}"
+        );
+        // --psk-file and --psk-stdin exclude each other.
+        let plain = r#"{"type":"wifi","wifi":{"networks":[{"ssid":"a"}]}}"#;
+        assert!(configure(&["wlan0", plain, "--psk-file", "/k", "--psk-stdin"]).is_err());
+        // The file is read before the bus is asked.
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            configure(&[
+                "wlan0",
+                plain,
+                "--psk-file",
+                &dir.path().join("none").display().to_string()
+            ])
+            .unwrap_err()
+        );
+        assert!(err.contains("cannot read the key"), "{err}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let err = format!(
+            "{:#}",
+            configure(&["wlan0", plain, "--psk-file", empty.to_str().unwrap()]).unwrap_err()
+        );
+        assert!(err.contains("empty"), "{err}");
+    }
 
     #[test]
     fn status_prints_nested_objects_indented() {

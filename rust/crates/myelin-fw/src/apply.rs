@@ -1,55 +1,68 @@
-//! Applying a task of an archive to a target (`fwup -a`), streaming.
+//! Applying a task of an archive to a target (`fwup -a`), streaming, refusing before writing.
 //!
 //! 1. **Open**: the first entry may be `meta.conf.ed25519` (64 bytes), then `meta.conf` must
 //!    follow (10 < size < 50 000 bytes). If public keys are given, the archive must be signed
 //!    by one of them; nothing has touched the target yet. meta.conf is parsed with `${...}`
-//!    substituted from the caller's variables plus `FWUP_META_UUID` (the firmware UUID).
+//!    substituted from the caller's variables plus `FWUP_META_UUID` and `FWUP_META_NICKNAME`.
+//!    From a seekable input ([`open_seekable`]) the ZIP central directory is read first, so
+//!    that what the archive holds is known before anything is written.
 //! 2. **Select**: the first task, in file order, whose name starts with the requested one and
 //!    whose requirements all hold (reading the MBR, FAT files, the U-Boot environment, or
 //!    asking [`System`] which partition `/` is on).
-//! 3. **Run**: `on-init`, whose writes are then made durable (they invalidate the slot about to
-//!    be written, so they must land before any of its data); then each archive entry as it
-//!    streams past: entries the task has an
-//!    `on-resource` for are decompressed straight to their destination while their BLAKE2b-256
-//!    is computed, and the digest (and length) is checked when the entry ends; other entries
-//!    are skipped (their CRC still checked). A second data-writing call in the same
-//!    `on-resource` gets no data and fails, as in fwup. Every referenced resource must appear.
-//! 4. **Commit**: only when every resource has been verified, file-system structure is written
+//! 3. **Check, before the first write**: every call of the task is parsed and its arguments
+//!    checked ([`crate::funcs`]); every range it writes (raw writes with the resource's size,
+//!    memsets, trims, FAT volumes, environments, partition tables) must lie inside a target
+//!    whose size is fixed (a device, `--max-size`); a resource offered as a delta must have a
+//!    delta source in the task, and that source must exist (its raw range inside the target,
+//!    its FAT file present). With a central directory every resource the task uses must be in
+//!    the archive and each delta is known in advance; on a stream, the first resource's header
+//!    is read before `on-init` runs, and later ones are checked as they arrive.
+//! 4. **Run**: `on-init`, whose writes are then made durable when they change the environment
+//!    (they invalidate the slot about to be written, so they must land before any of its data);
+//!    then each archive entry as it streams past: entries the task has an `on-resource` for are
+//!    decompressed (or, for a delta, decoded against the running slot, see [`crate::vcdiff`])
+//!    straight to their destination while their BLAKE2b-256 is computed, and the digest and
+//!    length are checked when the entry ends; other entries are skipped without being
+//!    decompressed. A second data-writing call in the same `on-resource` is refused when the
+//!    task is parsed. Every referenced resource must appear.
+//! 5. **Commit**: only when every resource has been verified, file-system structure is written
 //!    and the target synced; then `on-finish` runs; its file-system changes are written, then
 //!    the deferred slot-switching writes (U-Boot environment, MBR, GPT) in the order they were
 //!    last changed, then the target is synced again and `reboot_param` values are written.
-//! 5. **Failure**: everything not yet written is dropped (so a failed upgrade never switches
+//! 6. **Failure**: everything not yet written is dropped (so a failed upgrade never switches
 //!    slots), `on-error` runs on a clean state and its writes are committed, and the first
 //!    error is returned.
 //!
 //! Memory use does not depend on the size of the archive: data moves in chunks of at most
-//! 256 KiB (writes are gathered up to 1 MiB), and only file-system structure is cached.
+//! 256 KiB (writes are gathered up to 1 MiB), a delta's window is at most 16 MiB, and only
+//! file-system structure is cached.
 
-use crate::archive::{MAX_CHUNK, ZipReader};
-use crate::config::model::{parse_c_int, parse_c_uint};
-use crate::config::{Call, Config, FileResource, Task, Vars};
+use crate::archive::{EntryHeader, EntryReader, Index, MAX_CHUNK, ZipReader};
+use crate::config::{Config, FileResource, OnResource, Task, Vars};
 use crate::create::{check_required_version, resource_name};
 use crate::error::Error;
 use crate::fat::{self, Fat, FatError, VolState};
+use crate::funcs::{self, BLOCK, Func, Requirement, Step, TaskSteps};
 use crate::hash::Blake2b256;
 use crate::meta::{MAX_META_CONF, MIN_META_CONF};
 use crate::output::Output;
 use crate::progress::{Callback, Tracker};
-use crate::sign::{PublicKey, SIGNATURE_LEN, firmware_uuid, hex};
+use crate::sign::{PublicKey, SIGNATURE_LEN, firmware_nickname, firmware_uuid, hex};
 use crate::system::System;
 use crate::target::Target;
-use crate::uboot::{self, Location, Txn};
+use crate::uboot::{self, Copies, EnvError, Location};
+use crate::vcdiff::{self, Decoder};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 
-const BLOCK: u64 = 512;
 const WRITE_GATHER: usize = 1 << 20;
 
 /// An archive whose meta.conf has been read (and its signature checked).
 pub struct Opened<R: Read> {
     /// The rest of the archive.
     pub reader: ZipReader<R>,
-    /// The parsed meta.conf with `meta-creation-date` and `meta-uuid` filled in.
+    /// The parsed meta.conf with `meta-creation-date`, `meta-uuid` and `meta-nickname` filled
+    /// in.
     pub config: Config,
     /// meta.conf as stored.
     pub meta_conf: Vec<u8>,
@@ -57,12 +70,14 @@ pub struct Opened<R: Read> {
     pub uuid: String,
     /// Whether the archive carries a signature (checked if keys were given).
     pub signed: bool,
+    /// The central directory, when the input could be read from its end.
+    pub index: Option<Index>,
 }
 
 /// Reads the signature and meta.conf at the start of an archive.
 ///
 /// With `keys` non-empty the archive must be signed by one of them. `vars` are the variables
-/// `${...}` in meta.conf may use; `FWUP_META_UUID` is added.
+/// `${...}` in meta.conf may use; `FWUP_META_UUID` and `FWUP_META_NICKNAME` are added.
 pub fn open<R: Read>(input: R, keys: &[PublicKey], vars: &Vars) -> Result<Opened<R>, Error> {
     let mut reader = ZipReader::new(input);
     let mut entry = reader.next_entry()?.ok_or_else(|| {
@@ -108,16 +123,20 @@ pub fn open<R: Read>(input: R, keys: &[PublicKey], vars: &Vars) -> Result<Opened
         }
     }
     let uuid = firmware_uuid(&meta_conf);
+    let nickname = firmware_nickname(&meta_conf);
     let mut vars = vars.clone();
     vars.set("FWUP_META_UUID", &uuid);
+    vars.set("FWUP_META_NICKNAME", &nickname);
     let mut config = crate::meta::read(&meta_conf, &vars)?;
     if config.meta.uuid.as_deref().is_some_and(|u| u != uuid) || config.meta.nickname.is_some() {
         return Err(corrupt(
             "meta.conf isn't allowed to change 'meta-uuid' or 'meta-nickname'".into(),
         ));
     }
-    check_required_version(config.require_fwup_version.as_deref()).map_err(Error::Unsupported)?;
+    check_required_version(config.require_fwup_version.as_deref())
+        .map_err(|e| Error::Unsupported(e.to_string()))?;
     config.meta.uuid = Some(uuid.clone());
+    config.meta.nickname = Some(nickname);
     if config.meta.creation_date.is_none() {
         config.meta.creation_date = Some(crate::archive::iso8601(entry.mtime));
     }
@@ -127,7 +146,21 @@ pub fn open<R: Read>(input: R, keys: &[PublicKey], vars: &Vars) -> Result<Opened
         meta_conf,
         uuid,
         signed: signature.is_some(),
+        index: None,
     })
+}
+
+/// [`open`] on a seekable input (a file): the central directory is read first, so that the
+/// applier knows every entry before it writes anything.
+pub fn open_seekable<R: Read + Seek>(
+    mut input: R,
+    keys: &[PublicKey],
+    vars: &Vars,
+) -> Result<Opened<R>, Error> {
+    let index = Index::read(&mut input)?;
+    let mut opened = open(input, keys, vars)?;
+    opened.index = Some(index);
+    Ok(opened)
 }
 
 fn corrupt(message: String) -> Error {
@@ -174,8 +207,9 @@ pub fn apply<R: Read>(
     apply_opened(opened, target, opts, progress)
 }
 
-/// Applies an archive already opened with [`open`] (with `opts.public_keys` and
-/// `opts.vars`), so that callers can check the signature before opening the target.
+/// Applies an archive already opened with [`open`] or [`open_seekable`] (with
+/// `opts.public_keys` and `opts.vars`), so that callers can check the signature before opening
+/// the target.
 pub fn apply_opened<R: Read>(
     mut opened: Opened<R>,
     target: &mut dyn Target,
@@ -187,7 +221,6 @@ pub fn apply_opened<R: Read>(
     if opened.signed && opts.public_keys.is_empty() {
         tracker.info("Firmware archive is signed, but signature verification is off.");
     }
-    // Only now is the target touched.
     let cfg = &opened.config;
     let mut engine = Engine {
         cfg,
@@ -198,17 +231,22 @@ pub fn apply_opened<R: Read>(
         system: opts.system,
         enable_trim: opts.enable_trim,
         reboot_params: Vec::new(),
+        deltas: BTreeMap::new(),
     };
     let task = engine
         .find_task(opts.task)?
         .ok_or_else(|| Error::NoTask(opts.task.to_owned()))?;
-    let total = engine.compute_progress(task)?;
+    log::info!("applying task '{}' of firmware {}", task.name, opened.uuid);
+    // Everything that can be checked without the resources' data, before the first write.
+    let steps = funcs::parse_task(cfg, task)?;
+    let total = engine.compute_progress(&steps);
     engine.tracker.set_total(total);
-    let result = engine.run(task, &mut opened.reader);
+    engine.preflight(task, &steps, opened.index.as_ref())?;
+    let result = engine.run(task, &steps, &mut opened.reader);
     let result = match result {
-        Ok(()) => engine.commit().map(|_| ()),
+        Ok(()) => engine.commit(),
         Err(e) => {
-            engine.fail(task);
+            engine.fail(&steps);
             Err(e)
         }
     };
@@ -235,6 +273,8 @@ pub enum Verified {
 }
 
 /// Checks a whole archive without applying it: signature, every resource's length and hash.
+/// A delta resource (an entry whose size differs from meta.conf's) can only be checked for
+/// being VCDIFF: its result depends on the device it is applied to (as `fwup -V`).
 pub fn verify<R: Read>(input: R, keys: &[PublicKey], vars: &Vars) -> Result<Verified, Error> {
     let mut opened = open(input, keys, vars)?;
     let cfg = &opened.config;
@@ -256,12 +296,25 @@ pub fn verify<R: Read>(input: R, keys: &[PublicKey], vars: &Vars) -> Result<Veri
         seen[ix] = true;
         let r = &cfg.resources[ix];
         let expected = r.data_len();
-        if let Some(size) = entry.size {
-            if size != expected {
-                return Err(Error::Unsupported(format!(
-                    "'{name}' is {size} bytes in the archive instead of {expected}: delta (xdelta3) resources are not supported"
-                )));
+        if let Some(size) = entry.size.filter(|&s| s != expected) {
+            if r.length.len() > 1 {
+                return Err(Error::Resource {
+                    resource: name,
+                    message: format!("is {size} bytes in the archive instead of {expected}"),
+                });
             }
+            let mut magic = [0u8; 4];
+            let n = opened.reader.read_chunk(&mut chunk)?;
+            magic[..n.min(4)].copy_from_slice(&chunk[..n.min(4)]);
+            if magic != [0xD6, 0xC3, 0xC4, 0x00] {
+                return Err(Error::Resource {
+                    resource: name,
+                    message: format!(
+                        "is {size} bytes in the archive instead of {expected} and is not a VCDIFF delta"
+                    ),
+                });
+            }
+            continue;
         }
         let mut h = Blake2b256::new();
         let mut len = 0u64;
@@ -270,8 +323,14 @@ pub fn verify<R: Read>(input: R, keys: &[PublicKey], vars: &Vars) -> Result<Veri
             if n == 0 {
                 break;
             }
-            h.update(&chunk[..n]);
             len += n as u64;
+            if len > expected {
+                return Err(Error::Resource {
+                    resource: name,
+                    message: format!("holds more than the {expected} bytes meta.conf states"),
+                });
+            }
+            h.update(&chunk[..n]);
         }
         if len != expected {
             return Err(Error::Resource {
@@ -326,54 +385,90 @@ pub fn metadata<R: Read>(input: R, keys: &[PublicKey]) -> Result<Config, Error> 
 
 #[derive(Clone, Copy)]
 enum Ctx<'r> {
-    Init,
-    Finish,
-    Error,
+    Event,
     Resource(&'r FileResource),
+}
+
+/// Where a delta's source lies on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaSource {
+    /// `delta-source-raw-offset/count`: a range of the target (bytes).
+    Raw {
+        /// Start.
+        offset: u64,
+        /// Length.
+        len: u64,
+    },
+    /// `delta-source-fat-offset/path`: a file's extents on the target (bytes).
+    Fat {
+        /// The file's size.
+        len: u64,
+        /// `(offset, length)` in file order.
+        extents: Vec<(u64, u64)>,
+    },
+}
+
+/// A delta source read through the applier's view of the target.
+struct OutSource<'x, 'o> {
+    out: &'x mut Output<'o>,
+    src: &'x DeltaSource,
+}
+
+impl vcdiff::Source for OutSource<'_, '_> {
+    fn len(&self) -> u64 {
+        match self.src {
+            DeltaSource::Raw { len, .. } | DeltaSource::Fat { len, .. } => *len,
+        }
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match self.src {
+            DeltaSource::Raw { offset: base, .. } => self.out.read(buf, base + offset),
+            DeltaSource::Fat { extents, .. } => {
+                let mut pos = 0u64;
+                let mut done = 0usize;
+                for &(at, len) in extents {
+                    let want = offset + done as u64;
+                    if done == buf.len() {
+                        break;
+                    }
+                    if want < pos + len {
+                        let skip = want - pos;
+                        let n = ((len - skip) as usize).min(buf.len() - done);
+                        self.out.read(&mut buf[done..done + n], at + skip)?;
+                        done += n;
+                    }
+                    pos += len;
+                }
+                if done < buf.len() {
+                    return Err(std::io::Error::other(
+                        "read past the end of the source file",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One environment's copies: as on the disk, and as the task has changed them.
+struct EnvState {
+    loc: Location,
+    disk: Copies,
+    cur: Copies,
 }
 
 struct Engine<'a, 'o, 'p> {
     cfg: &'a Config,
     out: Output<'o>,
     fat: BTreeMap<u64, VolState>,
-    envs: BTreeMap<String, Txn>,
+    envs: BTreeMap<String, EnvState>,
     tracker: Tracker<'p>,
     system: &'a dyn System,
     enable_trim: bool,
     reboot_params: Vec<String>,
-}
-
-fn task_err(call: &Call, msg: impl std::fmt::Display) -> Error {
-    Error::Task(format!("{}: {msg}", call.name()))
-}
-
-fn fat_err(call: &Call, e: FatError) -> Error {
-    match e {
-        FatError::Io(io) => Error::io(call.name(), io),
-        other => task_err(call, format!("{}: {other}", call.args[1..].join(", "))),
-    }
-}
-
-/// Argument `i` (a block count or offset) in bytes.
-fn bytes(call: &Call, i: usize) -> Result<u64, Error> {
-    num(call, i)?.checked_mul(BLOCK).ok_or_else(|| {
-        task_err(
-            call,
-            format!("argument {i} ('{}') is too large", call.arg(i)),
-        )
-    })
-}
-
-fn num(call: &Call, i: usize) -> Result<u64, Error> {
-    parse_c_uint(call.arg(i)).ok_or_else(|| {
-        task_err(
-            call,
-            format!(
-                "argument {i} ('{}') is not a non-negative integer",
-                call.arg(i)
-            ),
-        )
-    })
+    /// Delta sources found before the first write, per resource.
+    deltas: BTreeMap<String, DeltaSource>,
 }
 
 /// Resources at least this large are hashed on a helper thread.
@@ -483,49 +578,91 @@ impl Hasher {
 struct Stream<'s, R: Read> {
     zip: &'s mut ZipReader<R>,
     consumed: bool,
+    /// Set when the entry is a delta against this source.
+    delta: Option<DeltaSource>,
+}
+
+/// Where the bytes of a resource stand while they stream (its sparse map).
+struct Runs {
+    map: Vec<u64>,
+    seg: usize,
+    in_seg: u64,
+    actual: u64,
+    read_total: u64,
+    last_offset: u64,
+}
+
+fn fat_err(func: &Func, e: FatError) -> Error {
+    match e {
+        FatError::Io(io) => Error::io(func.name(), io),
+        other => Error::Fat {
+            func: func.name().to_owned(),
+            source: other,
+        },
+    }
+}
+
+fn env_err(func: &str, e: EnvError) -> Error {
+    Error::Env {
+        func: func.to_owned(),
+        source: e,
+    }
+}
+
+fn task_err(func: &Func, msg: impl std::fmt::Display) -> Error {
+    Error::Task(format!("{}: {msg}", func.name()))
+}
+
+/// fwup's message for a resource whose size is wrong and that has no delta source.
+fn not_a_delta(name: &str, size: u64, expected: u64) -> Error {
+    Error::Resource {
+        resource: name.to_owned(),
+        message: format!(
+            "File '{name}' isn't expected size ({size} vs {expected}) and xdelta3 patch support not enabled on it. (Add delta-source-raw-offset / delta-source-raw-count or delta-source-fat-offset / delta-source-fat-path)"
+        ),
+    }
 }
 
 impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
-    fn env_location(&self, name: &str) -> Result<Location, String> {
+    fn env_location(&self, name: &str) -> Result<Location, Error> {
         let env = self
             .cfg
             .uboot_env(name)
-            .ok_or_else(|| format!("can't find uboot-environment reference {name}"))?;
-        Location::from_config(env)
+            .ok_or_else(|| Error::Task(format!("can't find uboot-environment reference {name}")))?;
+        Location::from_config(env).map_err(|source| Error::EnvLocation {
+            name: name.to_owned(),
+            source,
+        })
     }
 
-    fn requirement_met(&mut self, call: &Call) -> bool {
-        match call.name() {
-            "require-partition-offset" => {
-                let (Some(p), Some(off)) = (
-                    crate::mbr::partition_index(call.arg(1)),
-                    parse_c_uint(call.arg(2)),
-                ) else {
-                    return false;
-                };
-                self.partition_offset(p) == Some(off)
+    fn requirement_met(&mut self, req: &Requirement) -> bool {
+        match req {
+            Requirement::PartitionOffset { partition, offset } => {
+                self.partition_offset(*partition) == Some(*offset)
             }
-            "require-fat-file-exists" | "require-fat-file-match" => {
-                let Some(off) = parse_c_uint(call.arg(1)) else {
-                    return false;
-                };
+            Requirement::FatFileExists { offset, path } => {
                 let mut st = VolState::default();
-                let Ok(mut fat) = Fat::open(&mut self.out, off, &mut st) else {
+                let Ok(mut fat) = Fat::open(&mut self.out, *offset, &mut st) else {
                     return false;
                 };
-                if call.name() == "require-fat-file-exists" {
-                    return call.args.len() == 3 && fat.exists(call.arg(2)).unwrap_or(false);
-                }
-                if call.args.len() != 4 {
+                fat.exists(path).unwrap_or(false)
+            }
+            Requirement::FatFileMatch {
+                offset,
+                path,
+                pattern,
+            } => {
+                let mut st = VolState::default();
+                let Ok(mut fat) = Fat::open(&mut self.out, *offset, &mut st) else {
                     return false;
-                }
-                let pattern = call.arg(3).as_bytes().to_vec();
+                };
+                let pattern = pattern.as_bytes();
                 let mut tail: Vec<u8> = Vec::new();
                 let mut found = pattern.is_empty();
-                let ok = fat.read_file(call.arg(2), |chunk| {
+                let ok = fat.read_file(path, |chunk| {
                     if !found {
                         tail.extend_from_slice(chunk);
-                        if tail.windows(pattern.len()).any(|w| w == pattern.as_slice()) {
+                        if tail.windows(pattern.len()).any(|w| w == pattern) {
                             found = true;
                         }
                         let keep = pattern.len().saturating_sub(1);
@@ -537,26 +674,18 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 });
                 ok.is_ok() && found
             }
-            "require-uboot-variable" => {
-                let Ok(loc) = self.env_location(call.arg(1)) else {
+            Requirement::UbootVariable { env, name, value } => {
+                let Ok(loc) = self.env_location(env) else {
                     return false;
                 };
-                match uboot::read(&mut self.out, &loc) {
-                    Ok(Some(cur)) => {
-                        call.args.len() == 4
-                            && cur.vars.get(call.arg(2)).map(String::as_str) == Some(call.arg(3))
-                    }
-                    _ => false,
-                }
+                let Ok(copies) = uboot::read_copies(&mut self.out, &loc) else {
+                    return false;
+                };
+                uboot::fwup_read(&loc, &copies)
+                    .is_ok_and(|r| r.vars.get(name).map(String::as_str) == Some(value.as_str()))
             }
-            "require-path-on-device" => {
-                call.args.len() == 3 && self.system.path_on_device(call.arg(1), call.arg(2))
-            }
-            "require-path-at-offset" => match parse_c_uint(call.arg(2)) {
-                Some(off) if call.args.len() == 3 => self.system.path_at_offset(call.arg(1), off),
-                _ => false,
-            },
-            _ => false,
+            Requirement::PathOnDevice { path, device } => self.system.path_on_device(path, device),
+            Requirement::PathAtOffset { path, offset } => self.system.path_at_offset(path, *offset),
         }
     }
 
@@ -566,7 +695,8 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
     }
 
     fn find_task(&mut self, prefix: &str) -> Result<Option<&'a Task>, Error> {
-        for t in &self.cfg.tasks {
+        let cfg = self.cfg;
+        for t in &cfg.tasks {
             if !t.name.starts_with(prefix) {
                 continue;
             }
@@ -575,7 +705,15 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             {
                 continue;
             }
-            let reqs = t.reqs.clone();
+            // A requirement that does not parse is not met.
+            let reqs: Option<Vec<Requirement>> = t
+                .reqs
+                .iter()
+                .map(|r| Requirement::parse(cfg, r).ok())
+                .collect();
+            let Some(reqs) = reqs else {
+                continue;
+            };
             if reqs.iter().all(|r| self.requirement_met(r)) {
                 return Ok(Some(t));
             }
@@ -583,82 +721,330 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         Ok(None)
     }
 
-    fn units(&self, call: &Call, ctx: Ctx<'_>) -> Result<u64, Error> {
-        Ok(match call.name() {
-            "raw_write" => match ctx {
-                Ctx::Resource(r) => r.data_len(),
-                _ => 0,
-            },
-            "fat_write" => match ctx {
-                Ctx::Resource(r) => r.total_len(),
-                _ => 0,
-            },
-            "raw_memset" => num(call, 2)?.saturating_mul(BLOCK),
-            "trim" => num(call, 2)? / 256,
-            "gpt_write" => 2 * 33 * BLOCK,
-            "uboot_clearenv" | "uboot_recover" | "uboot_setenv" | "uboot_unsetenv" => self
-                .env_location(call.arg(1))
-                .map(|l| l.progress_units())
-                .unwrap_or(BLOCK),
-            "error" | "info" => 0,
-            _ => BLOCK,
-        })
+    fn env_units(&self, env: &str) -> u64 {
+        self.env_location(env)
+            .map(|l| l.progress_units())
+            .unwrap_or(BLOCK)
     }
 
-    fn compute_progress(&self, task: &Task) -> Result<u64, Error> {
-        let mut total = 0;
-        if let Some(e) = &task.on_init {
-            for c in &e.funcs {
-                total += self.units(c, Ctx::Init)?;
-            }
+    fn compute_progress(&self, steps: &TaskSteps) -> u64 {
+        let mut total = 0u64;
+        let env_units = |e: &str| self.env_units(e);
+        for s in &steps.on_init {
+            total = total.saturating_add(s.func.units(None, env_units));
         }
-        for r in &task.on_resource {
+        for r in &steps.on_resource {
             let Some(res) = self.cfg.resource(&r.name) else {
                 continue;
             };
-            for c in &r.funcs {
-                total += self.units(c, Ctx::Resource(res))?;
+            let sizes = Some((res.data_len(), res.total_len()));
+            for s in &r.steps {
+                total = total.saturating_add(s.func.units(sizes, env_units));
             }
         }
-        if let Some(e) = &task.on_finish {
-            for c in &e.funcs {
-                total += self.units(c, Ctx::Finish)?;
-            }
+        for s in &steps.on_finish {
+            total = total.saturating_add(s.func.units(None, env_units));
         }
-        Ok(total)
+        total
     }
 
-    fn run<R: Read>(&mut self, task: &'a Task, zip: &mut ZipReader<R>) -> Result<(), Error> {
-        let mut pending: Vec<&'a FileResource> = Vec::new();
-        for r in &task.on_resource {
-            let res = self.cfg.resource(&r.name).ok_or_else(|| {
-                corrupt(format!(
+    /// Refuses, before anything is written, what can be known to fail (see the module's
+    /// documentation, step 3).
+    fn preflight(
+        &mut self,
+        task: &'a Task,
+        steps: &TaskSteps,
+        index: Option<&Index>,
+    ) -> Result<(), Error> {
+        let hard = self.out.hard_size();
+        let size = self.out.size();
+        let within = |what: String, start: u64, len: u64| -> Result<(), Error> {
+            let end = start.checked_add(len).ok_or_else(|| Error::OutOfRange {
+                what: what.clone(),
+                end: u64::MAX,
+                size: hard.unwrap_or(0),
+            })?;
+            match hard {
+                Some(h) if end > h => Err(Error::OutOfRange { what, end, size: h }),
+                _ => Ok(()),
+            }
+        };
+        let blocks = size.unwrap_or(0) / BLOCK;
+        let all = steps
+            .on_init
+            .iter()
+            .map(|s| (s, None))
+            .chain(steps.on_resource.iter().flat_map(|r| {
+                let res = self.cfg.resource(&r.name);
+                r.steps.iter().map(move |s| (s, res))
+            }))
+            .chain(steps.on_finish.iter().map(|s| (s, None)))
+            .chain(steps.on_error.iter().map(|s| (s, None)));
+        for (step, res) in all {
+            let at = |b: u64| b * BLOCK;
+            let what = format!("{} at {}", step.func.name(), step.span);
+            match &step.func {
+                Func::RawWrite { offset } => {
+                    let len = res.map_or(0, FileResource::total_len);
+                    within(what, at(*offset), len)?;
+                }
+                Func::RawMemset { offset, count, .. }
+                | Func::Trim { offset, count }
+                | Func::FatMkfs { offset, count } => within(what, at(*offset), at(*count))?,
+                Func::FatWrite { offset, .. }
+                | Func::FatMv { offset, .. }
+                | Func::FatRm { offset, .. }
+                | Func::FatMkdir { offset, .. }
+                | Func::FatSetlabel { offset, .. }
+                | Func::FatTouch { offset, .. }
+                | Func::FatAttrib { offset, .. } => within(what, at(*offset), BLOCK)?,
+                Func::FatCp { from, to } => {
+                    within(what.clone(), at(from.0), BLOCK)?;
+                    within(what, at(to.0), BLOCK)?;
+                }
+                Func::MbrWrite { mbr } => {
+                    if let Some(m) = self.cfg.mbr(mbr) {
+                        for (b, sector) in crate::mbr::encode(m, blocks)? {
+                            within(what.clone(), at(b), BLOCK)?;
+                            // Every partition (primary or logical) lies inside the device.
+                            for e in crate::mbr::decode(&sector).into_iter().flatten() {
+                                if e.count > 0 && e.ptype != 0x0f && e.ptype != 0x05 {
+                                    let start = b + u64::from(e.offset);
+                                    within(
+                                        format!("{what}: partition at block {start}"),
+                                        at(start),
+                                        at(u64::from(e.count)),
+                                    )?;
+                                }
+                            }
+                        }
+                    }
+                }
+                Func::GptWrite { gpt } => {
+                    if let Some(g) = self.cfg.gpt(gpt) {
+                        for (o, bytes) in crate::gpt::encode(g, blocks)? {
+                            within(what.clone(), o, bytes.len() as u64)?;
+                        }
+                    }
+                }
+                Func::UbootClearenv { env }
+                | Func::UbootRecover { env }
+                | Func::UbootSetenv { env, .. }
+                | Func::UbootUnsetenv { env, .. } => {
+                    let loc = self.env_location(env)?;
+                    within(what, 0, loc.end())?;
+                    if let Func::UbootSetenv { name, .. } | Func::UbootUnsetenv { name, .. } =
+                        &step.func
+                    {
+                        myelin_ubootenv::format::check_name(name)
+                            .map_err(|e| task_err(&step.func, format!("{e}")))?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Delta sources the task names for its resources must make sense, and a delta in
+        // the archive needs one.
+        for on in &task.on_resource {
+            let Some(res) = self.cfg.resource(&on.name) else {
+                return Err(corrupt(format!(
                     "Resource '{}' used, but metadata is missing. Archive is corrupt.",
-                    r.name
+                    on.name
+                )));
+            };
+            let writes = steps
+                .on_resource(&on.name)
+                .is_some_and(|r| r.steps.iter().any(|s| s.func.writes_resource()));
+            if let Some(index) = index {
+                let path =
+                    crate::create::archive_path(&on.name).map_err(|e| corrupt(e.to_string()))?;
+                let Some(entry) = index.get(&path) else {
+                    return Err(Error::Resource {
+                        resource: on.name.clone(),
+                        message: "not found in archive (nothing was written)".into(),
+                    });
+                };
+                if writes && entry.size != res.data_len() {
+                    self.delta_for(res, on, entry.size)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves (once) the delta source of a resource whose entry is `size` bytes instead of
+    /// meta.conf's length.
+    fn delta_for(
+        &mut self,
+        res: &FileResource,
+        on: &OnResource,
+        size: u64,
+    ) -> Result<DeltaSource, Error> {
+        if let Some(d) = self.deltas.get(&res.name) {
+            return Ok(d.clone());
+        }
+        let name = res.name.clone();
+        let bad = |message: String| Error::Resource {
+            resource: name.clone(),
+            message,
+        };
+        if res.length.len() > 1 {
+            return Err(bad(format!(
+                "is {size} bytes in the archive instead of {}; a sparse resource cannot be a delta",
+                res.data_len()
+            )));
+        }
+        let raw = on
+            .delta_source_raw_offset
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        let fat_off = on
+            .delta_source_fat_offset
+            .as_deref()
+            .filter(|s| !s.is_empty());
+        let src = if let Some(off) = raw {
+            if on
+                .delta_source_raw_options
+                .as_deref()
+                .is_some_and(|o| !o.is_empty())
+            {
+                return Err(Error::Unsupported(format!(
+                    "{name}: delta-source-raw-options (encrypted delta sources) are not supported by myelin-fw"
+                )));
+            }
+            let off = block_offset(off).ok_or_else(|| {
+                bad(format!(
+                    "delta-source-raw-offset '{off}' is not a block offset"
                 ))
             })?;
-            pending.push(res);
-        }
-        if let Some(e) = &task.on_init {
-            for c in &e.funcs {
-                self.call(c, Ctx::Init, None::<&mut Stream<'_, R>>)?;
+            let count = on.delta_source_raw_count;
+            if count <= 0 || count == crate::config::model::UNSET_COUNT {
+                return Err(bad(
+                    "delta-source-raw-count must be set with delta-source-raw-offset".into(),
+                ));
             }
+            let (offset, len) = (off * BLOCK, count as u64 * BLOCK);
+            let end = offset.saturating_add(len);
+            let limit = self.out.hard_size().or(self.out.size());
+            if let Some(l) = limit.filter(|&l| end > l) {
+                return Err(bad(format!(
+                    "the delta source (bytes {offset}..{end}) lies outside the target ({l} bytes)"
+                )));
+            }
+            DeltaSource::Raw { offset, len }
+        } else if let Some(off) = fat_off {
+            let off = block_offset(off).ok_or_else(|| {
+                bad(format!(
+                    "delta-source-fat-offset '{off}' is not a block offset"
+                ))
+            })?;
+            let path = on.delta_source_fat_path.clone().unwrap_or_default();
+            let mut st = VolState::default();
+            let found =
+                Fat::open(&mut self.out, off, &mut st).and_then(|mut fat| fat.file_extents(&path));
+            let (len, extents) = found.map_err(|e| {
+                bad(format!(
+                    "the delta source '{path}' is missing from the FAT file system at block {off}: {e}"
+                ))
+            })?;
+            DeltaSource::Fat { len, extents }
+        } else {
+            return Err(not_a_delta(&name, size, res.data_len()));
+        };
+        log::info!(
+            "'{}' is a {size}-byte delta; source: {}",
+            res.name,
+            match &src {
+                DeltaSource::Raw { offset, len } => format!("{len} bytes at byte {offset}"),
+                DeltaSource::Fat { len, .. } => format!(
+                    "'{}' ({len} bytes)",
+                    on.delta_source_fat_path.as_deref().unwrap_or("")
+                ),
+            }
+        );
+        self.deltas.insert(res.name.clone(), src.clone());
+        Ok(src)
+    }
+
+    /// Checks an entry's header against meta.conf before its data is used; returns the delta
+    /// source if the entry is a delta.
+    fn check_entry(
+        &mut self,
+        res: &FileResource,
+        on: &OnResource,
+        writes: bool,
+        entry: &EntryHeader,
+    ) -> Result<Option<DeltaSource>, Error> {
+        match entry.size {
+            Some(size) if writes && size != res.data_len() => {
+                self.delta_for(res, on, size).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn run<R: Read>(
+        &mut self,
+        task: &'a Task,
+        steps: &TaskSteps,
+        zip: &mut ZipReader<R>,
+    ) -> Result<(), Error> {
+        let mut pending: Vec<&'a FileResource> = Vec::new();
+        for r in &task.on_resource {
+            if let Some(res) = self.cfg.resource(&r.name) {
+                pending.push(res);
+            }
+        }
+        // On a stream, the first entry the task uses is read (its header only) before on-init
+        // writes anything, so that a delta without a source is refused first.
+        let mut first = None;
+        if !pending.is_empty() {
+            while let Some(entry) = zip.next_entry()? {
+                if entry.name.is_empty() || entry.name.ends_with('/') {
+                    continue;
+                }
+                let name = resource_name(&entry.name);
+                if let (Some(on), Some(res)) = (task.on_resource(&name), self.cfg.resource(&name)) {
+                    let writes = steps
+                        .on_resource(&name)
+                        .is_some_and(|r| r.steps.iter().any(|s| s.func.writes_resource()));
+                    let delta = self.check_entry(res, on, writes, &entry)?;
+                    first = Some((name, delta));
+                    break;
+                }
+            }
+        }
+        for s in &steps.on_init {
+            self.call(s, Ctx::Event, None::<&mut Stream<'_, R>>)?;
         }
         // on-init's environment writes invalidate the slot about to be overwritten (its
         // metadata, its validated flag). They must be on the disk before the first byte of that
         // slot changes: otherwise a power cut leaves a half-written slot that the environment
-        // still calls valid, and a revert or a bootloader's fallback would boot it.
-        self.make_durable()?;
-        for txn in self.envs.values_mut() {
-            txn.reset();
-        }
-        while let Some(entry) = zip.next_entry()? {
-            if entry.name.is_empty() || entry.name.ends_with('/') {
-                continue;
-            }
-            let name = resource_name(&entry.name);
-            let Some(on) = task.on_resource(&name) else {
-                continue;
+        // still calls valid. An environment whose variables on-init left as they were is not
+        // rewritten yet (fwup does not either: its cache writes it at the end).
+        self.make_durable(true)?;
+        let mut next: Option<(String, Option<DeltaSource>)> = first;
+        loop {
+            let (name, delta) = match next.take() {
+                Some(r) => r,
+                None => {
+                    let Some(entry) = zip.next_entry()? else {
+                        break;
+                    };
+                    if entry.name.is_empty() || entry.name.ends_with('/') {
+                        continue;
+                    }
+                    let name = resource_name(&entry.name);
+                    let (Some(on), Some(res)) = (task.on_resource(&name), self.cfg.resource(&name))
+                    else {
+                        continue;
+                    };
+                    let writes = steps
+                        .on_resource(&name)
+                        .is_some_and(|r| r.steps.iter().any(|s| s.func.writes_resource()));
+                    let delta = self.check_entry(res, on, writes, &entry)?;
+                    (name, delta)
+                }
             };
             let Some(pos) = pending.iter().position(|r| r.name == name) else {
                 return Err(corrupt(format!(
@@ -666,32 +1052,15 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 )));
             };
             let res = pending.remove(pos);
-            if let Some(size) = entry.size {
-                if res.length.len() <= 1 && size != res.data_len() {
-                    let delta = on.delta_source_raw_offset.is_some()
-                        || on.delta_source_fat_offset.is_some();
-                    return Err(if delta {
-                        Error::Unsupported(format!(
-                            "'{name}' is a delta (xdelta3) update ({size} bytes instead of {}); myelin-fw applies full updates only",
-                            res.data_len()
-                        ))
-                    } else {
-                        Error::Resource {
-                            resource: name,
-                            message: format!(
-                                "isn't the expected size ({size} vs {})",
-                                res.data_len()
-                            ),
-                        }
-                    });
-                }
-            }
             let mut stream = Stream {
                 zip: &mut *zip,
                 consumed: false,
+                delta,
             };
-            for c in &on.funcs {
-                self.call(c, Ctx::Resource(res), Some(&mut stream))?;
+            if let Some(rs) = steps.on_resource(&name) {
+                for s in &rs.steps {
+                    self.call(s, Ctx::Resource(res), Some(&mut stream))?;
+                }
             }
         }
         if let Some(r) = pending.first() {
@@ -708,17 +1077,16 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         self.out
             .sync()
             .map_err(|e| Error::io("syncing the target", e))?;
-        if let Some(e) = &task.on_finish {
-            for c in &e.funcs {
-                self.call(c, Ctx::Finish, None::<&mut Stream<'_, R>>)?;
-            }
+        for s in &steps.on_finish {
+            self.call(s, Ctx::Event, None::<&mut Stream<'_, R>>)?;
         }
         Ok(())
     }
 
     /// Writes everything pending (file-system structure, then the environment and partition
-    /// table records) and syncs after each step.
-    fn make_durable(&mut self) -> Result<(), Error> {
+    /// table records) and syncs after each step. With `init`, an environment whose variables
+    /// are unchanged stays pending.
+    fn make_durable(&mut self, init: bool) -> Result<(), Error> {
         self.fat.clear();
         self.out
             .flush_cache()
@@ -726,16 +1094,34 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         self.out
             .sync()
             .map_err(|e| Error::io("syncing the target", e))?;
+        let mut keep: Vec<String> = Vec::new();
+        if init {
+            for (name, st) in &self.envs {
+                let old = uboot::active(&st.loc, &st.disk).map(|a| a.1);
+                let new = uboot::active(&st.loc, &st.cur).map(|a| a.1);
+                if old == new {
+                    log::debug!(
+                        "environment '{name}': on-init left its variables, not written yet"
+                    );
+                    keep.push(env_key(name));
+                }
+            }
+        }
         self.out
-            .commit_deferred()
+            .commit_deferred_except(|k| keep.iter().any(|x| x == k))
             .map_err(|e| Error::io("writing the environment and partition table", e))?;
+        for (name, st) in self.envs.iter_mut() {
+            if !keep.contains(&env_key(name)) {
+                st.disk.clone_from(&st.cur);
+            }
+        }
         self.out
             .sync()
             .map_err(|e| Error::io("syncing the target", e))
     }
 
     fn commit(&mut self) -> Result<(), Error> {
-        self.make_durable()?;
+        self.make_durable(false)?;
         for p in std::mem::take(&mut self.reboot_params) {
             self.system
                 .reboot_param(&p)
@@ -744,110 +1130,107 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         Ok(())
     }
 
-    fn fail(&mut self, task: &'a Task) {
+    fn fail(&mut self, steps: &TaskSteps) {
+        log::debug!("the task failed: dropping everything not yet written");
         self.fat.clear();
         self.envs.clear();
         self.reboot_params.clear();
         self.out.discard_pending();
-        if let Some(e) = &task.on_error {
-            let mut ok = true;
-            for c in &e.funcs {
-                if self
-                    .call(c, Ctx::Error, None::<&mut Stream<'_, std::io::Empty>>)
-                    .is_err()
-                {
-                    ok = false;
-                    break;
-                }
+        if steps.on_error.is_empty() {
+            return;
+        }
+        let mut ok = true;
+        for s in &steps.on_error {
+            if self
+                .call(s, Ctx::Event, None::<&mut Stream<'_, std::io::Empty>>)
+                .is_err()
+            {
+                ok = false;
+                break;
             }
-            if ok {
-                let _ = self.commit();
-            } else {
-                self.out.discard_pending();
-            }
+        }
+        if ok {
+            let _ = self.commit();
+        } else {
+            self.out.discard_pending();
         }
     }
 
-    /// Writes data straight to the target, resetting environments it overwrites.
+    /// Writes data straight to the target, forgetting environments it overwrites.
     fn write_direct(&mut self, buf: &[u8], offset: u64) -> Result<(), Error> {
         let end = offset + buf.len() as u64;
-        for txn in self.envs.values_mut() {
-            if txn
-                .loc
+        self.envs.retain(|_, st| {
+            !st.loc
                 .ranges()
                 .iter()
                 .any(|(o, l)| *o < end && o + l > offset)
-            {
-                txn.reset();
-            }
-        }
+        });
         self.out
             .write_direct(buf, offset)
             .map_err(|e| Error::io("writing the target", e))
     }
 
-    fn env_txn(&mut self, call: &Call) -> Result<&mut Txn, Error> {
-        let name = call.arg(1).to_owned();
-        if !self.envs.contains_key(&name) {
-            let loc = self.env_location(&name).map_err(|m| task_err(call, m))?;
-            self.envs.insert(name.clone(), Txn::new(loc));
+    /// One `uboot_*` call: read (once per task), change, and record the writes.
+    fn env_call(
+        &mut self,
+        func: &Func,
+        env: &str,
+        op: impl FnOnce(&Location, &mut Copies) -> Result<(), EnvError>,
+    ) -> Result<(), Error> {
+        if !self.envs.contains_key(env) {
+            let loc = self.env_location(env)?;
+            let copies =
+                uboot::read_copies(&mut self.out, &loc).map_err(|e| Error::io(func.name(), e))?;
+            self.envs.insert(
+                env.to_owned(),
+                EnvState {
+                    loc,
+                    disk: copies.clone(),
+                    cur: copies,
+                },
+            );
         }
-        self.envs
-            .get_mut(&name)
-            .ok_or_else(|| task_err(call, "environment vanished"))
-    }
-
-    fn defer_env(&mut self, call: &Call) -> Result<(), Error> {
-        let name = call.arg(1).to_owned();
-        let Some(txn) = self.envs.get(&name) else {
-            return Ok(());
+        let Some(st) = self.envs.get_mut(env) else {
+            return Err(task_err(func, "environment vanished"));
         };
-        let writes = txn.writes().map_err(|e| task_err(call, e))?;
-        self.out.defer(&format!("uboot-env:{name}"), writes);
+        op(&st.loc, &mut st.cur).map_err(|e| env_err(func.name(), e))?;
+        let writes = uboot::safe_writes(&st.loc, &st.disk, &st.cur);
+        self.out.defer_ordered(&env_key(env), writes);
         Ok(())
     }
 
     fn call<R: Read>(
         &mut self,
-        call: &Call,
+        step: &Step,
         ctx: Ctx<'_>,
         stream: Option<&mut Stream<'_, R>>,
     ) -> Result<(), Error> {
-        let units = self.units(call, ctx)?;
-        match call.name() {
-            "raw_write" => {
-                let Ctx::Resource(res) = ctx else {
-                    return Err(task_err(call, "only usable in on-resource"));
+        let func = &step.func;
+        let sizes = match ctx {
+            Ctx::Resource(r) => Some((r.data_len(), r.total_len())),
+            Ctx::Event => None,
+        };
+        let units = func.units(sizes, |e| self.env_units(e));
+        match func {
+            Func::RawWrite { offset } => {
+                let (Ctx::Resource(res), Some(stream)) = (ctx, stream) else {
+                    return Err(task_err(func, "only usable in on-resource"));
                 };
-                if call.args.len() > 2 {
-                    return Err(Error::Unsupported(
-                        "raw_write with encryption options is not supported by myelin-fw".into(),
-                    ));
-                }
-                let dest = bytes(call, 1)?;
-                let stream = stream.ok_or_else(|| task_err(call, "no resource to write"))?;
-                self.raw_write(call, res, stream, dest)?;
-                return Ok(());
+                return self.raw_write(func, res, stream, offset * BLOCK);
             }
-            "fat_write" => {
-                let Ctx::Resource(res) = ctx else {
-                    return Err(task_err(call, "only usable in on-resource"));
+            Func::FatWrite { offset, path } => {
+                let (Ctx::Resource(res), Some(stream)) = (ctx, stream) else {
+                    return Err(task_err(func, "only usable in on-resource"));
                 };
-                let off = num(call, 1)?;
-                let stream = stream.ok_or_else(|| task_err(call, "no resource to write"))?;
-                self.fat_write(call, res, stream, off)?;
-                return Ok(());
+                return self.fat_write(func, res, stream, *offset, path);
             }
-            "raw_memset" => {
-                let dest = bytes(call, 1)?;
-                let count = bytes(call, 2)?;
-                if dest.checked_add(count).is_none() {
-                    return Err(task_err(call, "range out of bounds"));
-                }
-                let value = parse_c_int(call.arg(3))
-                    .filter(|v| (0..=255).contains(v))
-                    .ok_or_else(|| task_err(call, "value must be between 0 and 255"))?;
-                let chunk = vec![value as u8; WRITE_GATHER.min(count as usize)];
+            Func::RawMemset {
+                offset,
+                count,
+                value,
+            } => {
+                let (dest, count) = (offset * BLOCK, count * BLOCK);
+                let chunk = vec![*value; WRITE_GATHER.min(count as usize)];
                 let mut done = 0;
                 while done < count {
                     let n = (count - done).min(chunk.len() as u64);
@@ -859,65 +1242,68 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 }
                 return Ok(());
             }
-            "trim" => {
-                let off = bytes(call, 1)?;
-                let count = bytes(call, 2)?;
-                if self.enable_trim && off.checked_add(count).is_some() {
+            Func::Trim { offset, count } => {
+                let (off, len) = (offset * BLOCK, count * BLOCK);
+                self.out.trim(off, len);
+                if self.enable_trim {
                     self.out
-                        .discard(off, count)
+                        .discard(off, len)
                         .map_err(|e| Error::io("trim", e))?;
                 }
             }
-            "fat_mkfs" => {
-                let off = num(call, 1)?;
-                let count = num(call, 2)?;
-                self.fat.remove(&off);
-                fat::mkfs(&mut self.out, off, count).map_err(|e| fat_err(call, e))?;
+            Func::FatMkfs { offset, count } => {
+                self.fat.remove(offset);
+                // As fwup: the volume's segments read as zeros from now on, so the free
+                // space of the new file system is zero where it is written.
+                self.out.trim(offset * BLOCK, count * BLOCK);
+                fat::mkfs(&mut self.out, *offset, *count).map_err(|e| fat_err(func, e))?;
             }
-            "fat_mv" | "fat_mv!" | "fat_rm" | "fat_rm!" | "fat_mkdir" | "fat_setlabel"
-            | "fat_touch" | "fat_attrib" => {
-                let off = num(call, 1)?;
-                let st = self.fat.entry(off).or_default();
-                let mut fat = Fat::open(&mut self.out, off, st).map_err(|e| fat_err(call, e))?;
-                let r = match call.name() {
-                    "fat_mv" => fat.rename(call.arg(2), call.arg(3)),
-                    "fat_mv!" => fat
-                        .remove(call.arg(3))
-                        .and_then(|_| fat.rename(call.arg(2), call.arg(3))),
-                    "fat_rm" => fat.remove(call.arg(2)).map(|_| ()),
-                    "fat_rm!" => match fat.remove(call.arg(2)) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(FatError::NoFile(call.arg(2).to_owned())),
-                        Err(e) => Err(e),
-                    },
-                    "fat_mkdir" => fat.mkdir(call.arg(2)),
-                    "fat_setlabel" => fat.set_label(call.arg(2)),
-                    "fat_touch" => fat.touch(call.arg(2)),
-                    _ => fat.set_attributes(call.arg(2), call.arg(3)),
-                };
-                r.map_err(|e| fat_err(call, e))?;
+            Func::FatMv {
+                offset,
+                from,
+                to,
+                replace,
+            } => self.with_fat(func, *offset, |fat| {
+                if *replace {
+                    fat.remove(to)?;
+                }
+                fat.rename(from, to)
+            })?,
+            Func::FatRm {
+                offset,
+                path,
+                must_exist,
+            } => self.with_fat(func, *offset, |fat| match fat.remove(path) {
+                Ok(false) if *must_exist => Err(FatError::NoFile(path.clone())),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            })?,
+            Func::FatMkdir { offset, path } => self.with_fat(func, *offset, |f| f.mkdir(path))?,
+            Func::FatSetlabel { offset, label } => {
+                self.with_fat(func, *offset, |f| f.set_label(label))?
             }
-            "fat_cp" => {
-                let from = num(call, 1)?;
-                let (to, to_name) = if call.args.len() == 5 {
-                    (num(call, 3)?, call.arg(4))
-                } else {
-                    (from, call.arg(3))
-                };
+            Func::FatTouch { offset, path } => self.with_fat(func, *offset, |f| f.touch(path))?,
+            Func::FatAttrib {
+                offset,
+                path,
+                attrib,
+            } => self.with_fat(func, *offset, |f| f.set_attributes(path, attrib))?,
+            Func::FatCp { from, to } => {
                 fat::copy(
                     &mut self.out,
                     &mut self.fat,
-                    (from, call.arg(2)),
-                    (to, to_name),
+                    (from.0, &from.1),
+                    (to.0, &to.1),
                 )
-                .map_err(|e| fat_err(call, e))?;
+                .map_err(|e| fat_err(func, e))?;
             }
-            "mbr_write" => {
-                let mbr = self.cfg.mbr(call.arg(1)).ok_or_else(|| {
-                    task_err(call, format!("can't find mbr reference {}", call.arg(1)))
-                })?;
+            Func::MbrWrite { mbr } => {
+                let mbr = self
+                    .cfg
+                    .mbr(mbr)
+                    .ok_or_else(|| task_err(func, format!("can't find mbr reference {mbr}")))?;
                 let blocks = self.out.size().unwrap_or(0) / BLOCK;
-                let sectors = crate::mbr::encode(mbr, blocks).map_err(|e| task_err(call, e))?;
+                let sectors = crate::mbr::encode(mbr, blocks)?;
                 self.out.defer(
                     "partition-table",
                     sectors
@@ -926,56 +1312,98 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                         .collect(),
                 );
             }
-            "gpt_write" => {
-                let gpt = self.cfg.gpt(call.arg(1)).ok_or_else(|| {
-                    task_err(call, format!("can't find gpt reference {}", call.arg(1)))
-                })?;
+            Func::GptWrite { gpt } => {
+                let gpt = self
+                    .cfg
+                    .gpt(gpt)
+                    .ok_or_else(|| task_err(func, format!("can't find gpt reference {gpt}")))?;
                 let blocks = self.out.size().unwrap_or(0) / BLOCK;
-                let writes = crate::gpt::encode(gpt, blocks).map_err(|e| task_err(call, e))?;
+                let writes = crate::gpt::encode(gpt, blocks)?;
                 self.out.defer("partition-table", writes);
             }
-            "uboot_clearenv" => {
-                self.env_txn(call)?.clear();
-                self.defer_env(call)?;
+            Func::UbootClearenv { env } => self.env_call(func, env, uboot::clear)?,
+            Func::UbootRecover { env } => self.env_call(func, env, uboot::recover)?,
+            Func::UbootSetenv { env, name, value } => {
+                myelin_ubootenv::format::check_name(name)
+                    .map_err(|e| env_err(func.name(), EnvError::Encode(e.into())))?;
+                self.env_call(func, env, |loc, c| {
+                    uboot::change(loc, c, |v| {
+                        v.insert(name.clone(), value.clone());
+                    })
+                })?;
             }
-            "uboot_setenv" | "uboot_unsetenv" | "uboot_recover" => {
-                let name = call.arg(1).to_owned();
-                if !self.envs.contains_key(&name) {
-                    self.env_txn(call)?;
-                }
-                let (envs, out) = (&mut self.envs, &mut self.out);
-                let txn = envs
-                    .get_mut(&name)
-                    .ok_or_else(|| task_err(call, "environment vanished"))?;
-                let r = match call.name() {
-                    "uboot_setenv" => txn.set(out, call.arg(2), call.arg(3)),
-                    "uboot_unsetenv" => txn.unset(out, call.arg(2)),
-                    _ => txn.recover(out),
-                };
-                r.map_err(|e| task_err(call, e))?;
-                self.defer_env(call)?;
-            }
-            "info" => {
-                let msg = call.arg(1).to_owned();
-                self.tracker.info(&msg);
-            }
-            "error" => return Err(Error::Task(call.arg(1).to_owned())),
-            "reboot_param" => self.reboot_params.push(call.arg(1).to_owned()),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "function '{other}' is not supported by myelin-fw"
-                )));
-            }
+            Func::UbootUnsetenv { env, name } => self.env_call(func, env, |loc, c| {
+                uboot::change(loc, c, |v| {
+                    v.remove(name);
+                })
+            })?,
+            Func::Info { message } => self.tracker.info(message),
+            Func::Error { message } => return Err(Error::Task(message.clone())),
+            Func::RebootParam { param } => self.reboot_params.push(param.clone()),
         }
         self.tracker.report(units);
         Ok(())
     }
 
-    /// Streams a resource through `sink(offset, bytes)`, checking length and hash.
-    /// Returns the resource's full size and the size of a final hole.
+    fn with_fat(
+        &mut self,
+        func: &Func,
+        offset: u64,
+        f: impl FnOnce(&mut Fat<'_, '_>) -> Result<(), FatError>,
+    ) -> Result<(), Error> {
+        let st = self.fat.entry(offset).or_default();
+        let mut fat = Fat::open(&mut self.out, offset, st).map_err(|e| fat_err(func, e))?;
+        f(&mut fat).map_err(|e| fat_err(func, e))
+    }
+
+    /// Hands `data` (the next bytes of a resource's data runs) to `sink` at their offsets.
+    fn feed(
+        &mut self,
+        res: &FileResource,
+        runs: &mut Runs,
+        mut data: &[u8],
+        count_holes: bool,
+        sink: &mut impl FnMut(&mut Self, u64, &[u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        while !data.is_empty() {
+            if runs.seg >= runs.map.len() {
+                return Err(Error::Resource {
+                    resource: res.name.clone(),
+                    message: format!(
+                        "holds more than the {} bytes meta.conf states",
+                        res.data_len()
+                    ),
+                });
+            }
+            let take = ((runs.map[runs.seg] - runs.in_seg) as usize).min(data.len());
+            sink(self, runs.actual, &data[..take])?;
+            data = &data[take..];
+            runs.actual += take as u64;
+            runs.in_seg += take as u64;
+            runs.read_total += take as u64;
+            if count_holes {
+                self.tracker.report(runs.actual - runs.last_offset);
+                runs.last_offset = runs.actual;
+            } else {
+                self.tracker.report(take as u64);
+            }
+            if runs.in_seg == runs.map[runs.seg] {
+                runs.seg += 1;
+                runs.in_seg = 0;
+                if runs.seg < runs.map.len() {
+                    runs.actual = runs.actual.saturating_add(runs.map[runs.seg]);
+                    runs.seg += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams a resource (inflated, or decoded from its delta) through `sink(offset, bytes)`,
+    /// checking length and hash. Returns the resource's full size and the size of a final hole.
     fn stream<R: Read>(
         &mut self,
-        call: &Call,
+        func: &Func,
         res: &FileResource,
         stream: &mut Stream<'_, R>,
         count_holes: bool,
@@ -986,10 +1414,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         } else {
             res.length.clone()
         };
-        let data_len: u64 = map
-            .iter()
-            .step_by(2)
-            .fold(0u64, |a, &b| a.saturating_add(b));
+        let data_len = res.data_len();
         let total: u64 = map.iter().fold(0u64, |a, &b| a.saturating_add(b));
         let ending_hole = if map.len() % 2 == 0 {
             map[map.len() - 1]
@@ -998,7 +1423,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         };
         if stream.consumed {
             return Err(task_err(
-                call,
+                func,
                 format!(
                     "didn't write anything and was likely called twice in an on-resource for '{}'. Try a \"cp\" function.",
                     res.name
@@ -1006,73 +1431,77 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             ));
         }
         stream.consumed = true;
-        let mut h = Hasher::new(data_len);
-        let mut seg = 0usize;
-        let mut in_seg = 0u64;
-        let mut actual = 0u64;
-        if map[0] == 0 {
-            if map.len() > 2 {
-                seg = 2;
-                actual = map[1];
-            } else {
-                seg = map.len();
-            }
-        }
-        let mut read_total = 0u64;
-        let mut last_offset = 0u64;
-        loop {
-            let mut chunk = h.buffer();
-            let n = stream.zip.read_chunk(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            let mut data = &chunk[..n];
-            while !data.is_empty() {
-                if seg >= map.len() {
-                    return Err(Error::Resource {
-                        resource: res.name.clone(),
-                        message: format!("holds more than the {data_len} bytes meta.conf states"),
-                    });
-                }
-                let take = ((map[seg] - in_seg) as usize).min(data.len());
-                let offset = actual;
-                sink(self, offset, &data[..take])?;
-                data = &data[take..];
-                actual += take as u64;
-                in_seg += take as u64;
-                read_total += take as u64;
-                if count_holes {
-                    self.tracker.report(actual - last_offset);
-                    last_offset = actual;
-                } else {
-                    self.tracker.report(take as u64);
-                }
-                if in_seg == map[seg] {
-                    seg += 1;
-                    in_seg = 0;
-                    if seg < map.len() {
-                        actual = actual.saturating_add(map[seg]);
-                        seg += 1;
-                    }
-                }
-            }
-            h.submit(chunk, n);
-        }
-        if ending_hole > 0 && count_holes {
-            self.tracker.report(ending_hole);
-        }
         if map.len() > 1 && total > (1u64 << 52) {
             return Err(Error::Resource {
                 resource: res.name.clone(),
                 message: "sparse map in meta.conf is too large".into(),
             });
         }
-        if read_total != data_len {
+        let mut h = Hasher::new(data_len);
+        let mut runs = Runs {
+            seg: 0,
+            in_seg: 0,
+            actual: 0,
+            read_total: 0,
+            last_offset: 0,
+            map,
+        };
+        if runs.map[0] == 0 {
+            if runs.map.len() > 2 {
+                runs.seg = 2;
+                runs.actual = runs.map[1];
+            } else {
+                runs.seg = runs.map.len();
+            }
+        }
+        if let Some(src) = stream.delta.clone() {
+            let mut patch = EntryReader::new(&mut *stream.zip);
+            let mut decoder = Decoder::new();
+            let mut window = Vec::new();
+            loop {
+                let more = {
+                    let mut source = OutSource {
+                        out: &mut self.out,
+                        src: &src,
+                    };
+                    decoder
+                        .next_window(&mut patch, &mut source, &mut window)
+                        .map_err(|source| Error::Delta {
+                            resource: res.name.clone(),
+                            source,
+                        })?
+                };
+                if !more {
+                    break;
+                }
+                for piece in window.chunks(MAX_CHUNK) {
+                    let mut chunk = h.buffer();
+                    chunk[..piece.len()].copy_from_slice(piece);
+                    self.feed(res, &mut runs, piece, count_holes, &mut sink)?;
+                    h.submit(chunk, piece.len());
+                }
+            }
+        } else {
+            loop {
+                let mut chunk = h.buffer();
+                let n = stream.zip.read_chunk(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                self.feed(res, &mut runs, &chunk[..n], count_holes, &mut sink)?;
+                h.submit(chunk, n);
+            }
+        }
+        if ending_hole > 0 && count_holes {
+            self.tracker.report(ending_hole);
+        }
+        if runs.read_total != data_len {
             return Err(Error::Resource {
                 resource: res.name.clone(),
                 message: format!(
-                    "{} wrote {read_total} bytes, but should have written {data_len}",
-                    call.name()
+                    "{} wrote {} bytes, but should have written {data_len}",
+                    func.name(),
+                    runs.read_total
                 ),
             });
         }
@@ -1082,7 +1511,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
 
     fn raw_write<R: Read>(
         &mut self,
-        call: &Call,
+        func: &Func,
         res: &FileResource,
         stream: &mut Stream<'_, R>,
         dest: u64,
@@ -1104,11 +1533,11 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 }
                 Ok(())
             };
-        let (total, ending_hole) = self.stream(call, res, stream, false, |eng, offset, data| {
+        let (total, ending_hole) = self.stream(func, res, stream, false, |eng, offset, data| {
             let abs = dest
                 .checked_add(offset)
                 .filter(|a| a.checked_add(data.len() as u64 + 2 * BLOCK).is_some())
-                .ok_or_else(|| task_err(call, "offset out of range"))?;
+                .ok_or_else(|| task_err(func, "offset out of range"))?;
             let end = start + buf.len() as u64;
             if !buf.is_empty() && abs != end {
                 let block_end = end.div_ceil(BLOCK) * BLOCK;
@@ -1139,7 +1568,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             let zeros = vec![0u8; n as usize];
             let at = dest
                 .checked_add(total - n)
-                .ok_or_else(|| task_err(call, "offset out of range"))?;
+                .ok_or_else(|| task_err(func, "offset out of range"))?;
             self.write_direct(&zeros, at)?;
         }
         Ok(())
@@ -1147,32 +1576,41 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
 
     fn fat_write<R: Read>(
         &mut self,
-        call: &Call,
+        func: &Func,
         res: &FileResource,
         stream: &mut Stream<'_, R>,
         off: u64,
+        path: &str,
     ) -> Result<(), Error> {
-        let path = call.arg(2).to_owned();
         let mut fw = {
             let st = self.fat.entry(off).or_default();
-            let mut fat = Fat::open(&mut self.out, off, st).map_err(|e| fat_err(call, e))?;
-            fat.create(&path).map_err(|e| fat_err(call, e))?
+            let mut fat = Fat::open(&mut self.out, off, st).map_err(|e| fat_err(func, e))?;
+            fat.create(path).map_err(|e| fat_err(func, e))?
         };
         let mut size = 0u64;
-        let (total, _) = self.stream(call, res, stream, true, |eng, offset, data| {
+        let (total, _) = self.stream(func, res, stream, true, |eng, offset, data| {
             let st = eng.fat.entry(off).or_default();
-            let mut fat = Fat::open(&mut eng.out, off, st).map_err(|e| fat_err(call, e))?;
+            let mut fat = Fat::open(&mut eng.out, off, st).map_err(|e| fat_err(func, e))?;
             write_zeros(&mut fat, &mut fw, offset.saturating_sub(size))
-                .map_err(|e| fat_err(call, e))?;
-            fat.write(&mut fw, data).map_err(|e| fat_err(call, e))?;
+                .map_err(|e| fat_err(func, e))?;
+            fat.write(&mut fw, data).map_err(|e| fat_err(func, e))?;
             size = offset + data.len() as u64;
             Ok(())
         })?;
         let st = self.fat.entry(off).or_default();
-        let mut fat = Fat::open(&mut self.out, off, st).map_err(|e| fat_err(call, e))?;
-        write_zeros(&mut fat, &mut fw, total.saturating_sub(size)).map_err(|e| fat_err(call, e))?;
-        fat.close(fw).map_err(|e| fat_err(call, e))
+        let mut fat = Fat::open(&mut self.out, off, st).map_err(|e| fat_err(func, e))?;
+        write_zeros(&mut fat, &mut fw, total.saturating_sub(size)).map_err(|e| fat_err(func, e))?;
+        fat.close(fw).map_err(|e| fat_err(func, e))
     }
+}
+
+/// A block number whose byte offset fits 64 bits.
+fn block_offset(s: &str) -> Option<u64> {
+    crate::config::model::parse_c_uint(s).filter(|o| o.checked_mul(BLOCK).is_some())
+}
+
+fn env_key(name: &str) -> String {
+    format!("uboot-env:{name}")
 }
 
 fn write_zeros(

@@ -507,6 +507,23 @@ pub struct ZipReader<R: Read> {
 
 const INPUT_BUF: usize = 256 * 1024;
 
+impl<R: Read + 'static> ZipReader<R> {
+    /// The same reader, at the same place, over a boxed input (to mix input kinds).
+    pub fn boxed(self) -> ZipReader<Box<dyn Read>> {
+        ZipReader {
+            r: Box::new(self.r),
+            buf: self.buf,
+            start: self.start,
+            end: self.end,
+            offset: self.offset,
+            eof: self.eof,
+            inflate: self.inflate,
+            current: self.current,
+            finished: self.finished,
+        }
+    }
+}
+
 impl<R: Read> ZipReader<R> {
     /// A reader over `r`.
     pub fn new(r: R) -> Self {
@@ -576,7 +593,7 @@ impl<R: Read> ZipReader<R> {
             return Ok(None);
         }
         if self.current.is_some() {
-            self.skip_data()?;
+            self.skip_entry()?;
         }
         let offset = self.offset;
         self.fill(4)?;
@@ -857,7 +874,7 @@ impl<R: Read> ZipReader<R> {
         Ok(())
     }
 
-    /// Skips (and checks) the rest of the current entry.
+    /// Skips (and checks) the rest of the current entry, decompressing it.
     pub fn skip_data(&mut self) -> Result<(), ArchiveError> {
         let mut scratch = vec![0u8; MAX_CHUNK];
         while self.current.is_some() {
@@ -867,6 +884,106 @@ impl<R: Read> ZipReader<R> {
         }
         self.current = None;
         Ok(())
+    }
+
+    /// Skips the current entry **without decompressing it**: a zip bomb in an entry nobody reads
+    /// costs only the reading of its compressed bytes. The entry is not checked. An entry whose
+    /// compressed size is known (stored, or Info-ZIP's headers) is skipped by size; a streamed
+    /// deflate entry (fwup's: sizes in a data descriptor after the data) ends at the first
+    /// descriptor signature whose compressed size equals the bytes since the data started and
+    /// that is followed by another ZIP signature. Entries already partly read are finished by
+    /// decompressing them, as only the inflater knows where they stand.
+    pub fn skip_entry(&mut self) -> Result<(), ArchiveError> {
+        let Some(cur) = self.current.as_ref() else {
+            return Ok(());
+        };
+        if cur.consumed > 0 || cur.produced > 0 {
+            return self.skip_data();
+        }
+        let (has_descriptor, zip64) = (cur.has_descriptor, cur.zip64);
+        if let Some(csize) = cur.csize {
+            let mut left = csize;
+            while left > 0 {
+                let n = left.min(INPUT_BUF as u64) as usize;
+                self.fill(n)?;
+                let avail = (self.end - self.start).min(n);
+                if avail == 0 {
+                    return Err(ArchiveError::Truncated {
+                        offset: self.offset,
+                    });
+                }
+                self.start += avail;
+                self.offset += avail as u64;
+                left -= avail as u64;
+            }
+            if has_descriptor {
+                self.fill(4)?;
+                if self.end - self.start >= 4
+                    && self.buf[self.start..self.start + 4] == DD_SIG.to_le_bytes()
+                {
+                    self.take(4)?;
+                }
+                self.take(if zip64 { 20 } else { 12 })?;
+            }
+            self.current = None;
+            return Ok(());
+        }
+        // Streamed deflate data: look for the descriptor that ends it.
+        let data_start = self.offset;
+        let sig = DD_SIG.to_le_bytes();
+        let tail = if zip64 { 24 } else { 16 };
+        loop {
+            self.fill(64 * 1024)?;
+            let window = &self.buf[self.start..self.end];
+            let is_sig = |at: usize| {
+                window.get(at..at + 4).is_some_and(|s| {
+                    let v = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                    matches!(v, LFH_SIG | CDH_SIG | EOCD_SIG | ZIP64_EOCD_SIG)
+                })
+            };
+            let mut advance = window.len().saturating_sub(3);
+            let mut found = None;
+            for i in 0..window.len().saturating_sub(3) {
+                if window[i..i + 4] != sig {
+                    continue;
+                }
+                if i + tail + 4 > window.len() && !self.eof {
+                    // Not enough look-ahead to decide: refill from here.
+                    advance = i;
+                    break;
+                }
+                let pos = self.offset + i as u64 - data_start;
+                let csize = if zip64 {
+                    window
+                        .get(i + 8..i + 16)
+                        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                } else {
+                    window
+                        .get(i + 8..i + 12)
+                        .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                };
+                if csize == Some(pos) && is_sig(i + tail) {
+                    found = Some(i + tail);
+                    break;
+                }
+            }
+            if let Some(end) = found {
+                self.start += end;
+                self.offset += end as u64;
+                self.current = None;
+                return Ok(());
+            }
+            if self.eof && advance == window.len().saturating_sub(3) {
+                return Err(ArchiveError::Truncated {
+                    offset: self.offset + window.len() as u64,
+                });
+            }
+            if advance == 0 && self.end - self.start >= INPUT_BUF {
+                advance = 1;
+            }
+            self.start += advance;
+            self.offset += advance as u64;
+        }
     }
 
     /// Reads the rest of the current entry into memory, failing if it exceeds `max` bytes.
@@ -888,6 +1005,170 @@ impl<R: Read> ZipReader<R> {
             }
             out.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+/// Reads the current entry of a [`ZipReader`] as a byte stream (a delta's patch data).
+pub struct EntryReader<'z, R: Read> {
+    zip: &'z mut ZipReader<R>,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+}
+
+impl<'z, R: Read> EntryReader<'z, R> {
+    /// A reader over the rest of the current entry.
+    pub fn new(zip: &'z mut ZipReader<R>) -> Self {
+        EntryReader {
+            zip,
+            buf: vec![0u8; MAX_CHUNK],
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for EntryReader<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.len {
+            self.len = self.zip.read_chunk(&mut self.buf).map_err(|e| match e {
+                ArchiveError::Io(io) => io,
+                other => io::Error::new(io::ErrorKind::InvalidData, other),
+            })?;
+            self.pos = 0;
+        }
+        let n = (self.len - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// One entry as the central directory describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Path inside the archive.
+    pub name: String,
+    /// 0 (stored) or 8 (deflated).
+    pub method: u16,
+    /// Compressed size.
+    pub compressed: u64,
+    /// Uncompressed size.
+    pub size: u64,
+    /// Offset of the local header.
+    pub offset: u64,
+}
+
+/// The central directory of an archive read from a seekable input: what the archive holds,
+/// known before its first entry is read, so that an applier can refuse before writing. It is
+/// not signed: the streaming reader still checks every entry it uses against meta.conf.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Index {
+    /// The entries in directory order.
+    pub entries: Vec<IndexEntry>,
+}
+
+/// Largest central directory read (bytes).
+const MAX_CENTRAL_DIR: u64 = 16 << 20;
+
+impl Index {
+    /// Reads the central directory at the end of `r` and rewinds `r` to the start.
+    pub fn read<R: Read + io::Seek>(r: &mut R) -> Result<Index, ArchiveError> {
+        use io::SeekFrom;
+        let len = r.seek(SeekFrom::End(0))?;
+        let tail_len = len.min(22 + 0xffff + 20);
+        r.seek(SeekFrom::Start(len - tail_len))?;
+        let mut tail = vec![0u8; tail_len as usize];
+        r.read_exact(&mut tail)?;
+        let corrupt = |m: &str| ArchiveError::Corrupt {
+            offset: len,
+            message: format!("central directory: {m}"),
+        };
+        let eocd = (0..tail.len().saturating_sub(21))
+            .rev()
+            .find(|&i| tail[i..i + 4] == EOCD_SIG.to_le_bytes())
+            .ok_or_else(|| corrupt("no end record"))?;
+        let e = &tail[eocd..];
+        let mut count = u64::from(u16::from_le_bytes([e[10], e[11]]));
+        let mut cd_size = u64::from(u32::from_le_bytes([e[12], e[13], e[14], e[15]]));
+        let mut cd_off = u64::from(u32::from_le_bytes([e[16], e[17], e[18], e[19]]));
+        if (count == 0xffff || cd_size == 0xffff_ffff || cd_off == 0xffff_ffff) && eocd >= 20 {
+            let loc = &tail[eocd - 20..eocd];
+            if loc[..4] == ZIP64_LOCATOR_SIG.to_le_bytes() {
+                let z_off = u64::from_le_bytes(loc[8..16].try_into().unwrap_or([0; 8]));
+                r.seek(SeekFrom::Start(z_off))?;
+                let mut z = [0u8; 56];
+                r.read_exact(&mut z)?;
+                if z[..4] != ZIP64_EOCD_SIG.to_le_bytes() {
+                    return Err(corrupt("bad ZIP64 end record"));
+                }
+                count = u64::from_le_bytes(z[32..40].try_into().unwrap_or([0; 8]));
+                cd_size = u64::from_le_bytes(z[40..48].try_into().unwrap_or([0; 8]));
+                cd_off = u64::from_le_bytes(z[48..56].try_into().unwrap_or([0; 8]));
+            }
+        }
+        if cd_size > MAX_CENTRAL_DIR || cd_off.checked_add(cd_size).is_none_or(|e| e > len) {
+            return Err(corrupt("directory out of range"));
+        }
+        r.seek(SeekFrom::Start(cd_off))?;
+        let mut cd = vec![0u8; cd_size as usize];
+        r.read_exact(&mut cd)?;
+        r.seek(SeekFrom::Start(0))?;
+        let mut entries = Vec::new();
+        let mut i = 0usize;
+        while entries.len() as u64 != count {
+            let h = cd.get(i..i + 46).ok_or_else(|| corrupt("truncated"))?;
+            if h[..4] != CDH_SIG.to_le_bytes() {
+                return Err(corrupt("bad entry signature"));
+            }
+            let u16_at = |j: usize| usize::from(u16::from_le_bytes([h[j], h[j + 1]]));
+            let u32_at =
+                |j: usize| u64::from(u32::from_le_bytes([h[j], h[j + 1], h[j + 2], h[j + 3]]));
+            let method = u16_at(10) as u16;
+            let (mut csize, mut usize_, mut offset) = (u32_at(20), u32_at(24), u32_at(42));
+            let (nl, xl, cl) = (u16_at(28), u16_at(30), u16_at(32));
+            let name = cd
+                .get(i + 46..i + 46 + nl)
+                .ok_or_else(|| corrupt("truncated"))?;
+            let name =
+                String::from_utf8(name.to_vec()).map_err(|_| corrupt("name is not UTF-8"))?;
+            let extra = cd
+                .get(i + 46 + nl..i + 46 + nl + xl)
+                .ok_or_else(|| corrupt("truncated"))?;
+            let mut j = 0;
+            while j + 4 <= extra.len() {
+                let id = u16::from_le_bytes([extra[j], extra[j + 1]]);
+                let l = usize::from(u16::from_le_bytes([extra[j + 2], extra[j + 3]]));
+                let body = &extra[j + 4..(j + 4 + l).min(extra.len())];
+                if id == 1 {
+                    let mut k = 0;
+                    let mut next = |v: &mut u64| {
+                        if *v == 0xffff_ffff && body.len() >= k + 8 {
+                            *v = u64::from_le_bytes(body[k..k + 8].try_into().unwrap_or([0; 8]));
+                            k += 8;
+                        }
+                    };
+                    next(&mut usize_);
+                    next(&mut csize);
+                    next(&mut offset);
+                }
+                j += 4 + l;
+            }
+            entries.push(IndexEntry {
+                name,
+                method,
+                compressed: csize,
+                size: usize_,
+                offset,
+            });
+            i += 46 + nl + xl + cl;
+        }
+        Ok(Index { entries })
+    }
+
+    /// The entry stored at `name`.
+    pub fn get(&self, name: &str) -> Option<&IndexEntry> {
+        self.entries.iter().find(|e| e.name == name)
     }
 }
 

@@ -103,39 +103,67 @@ fn parse_version(s: &str) -> Option<(u64, u64, u64)> {
     Some((a, b, c))
 }
 
+/// A `require-fwup-version` this crate cannot satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// Not a version number.
+    #[error("Invalid version '{0}' passed to require-fwup-version")]
+    Invalid(String),
+    /// Newer than the fwup this crate implements.
+    #[error("fwup version '{0}' required. myelin-fw implements fwup {1}.{2}.{3}.")]
+    TooNew(String, u64, u64, u64),
+}
+
 /// Checks `require-fwup-version` against the version Myelin implements.
-pub fn check_required_version(req: Option<&str>) -> Result<(), String> {
+pub fn check_required_version(req: Option<&str>) -> Result<(), VersionError> {
     let Some(req) = req.filter(|r| !r.is_empty() && *r != "0") else {
         return Ok(());
     };
-    let v = parse_version(req)
-        .ok_or_else(|| format!("Invalid version '{req}' passed to require-fwup-version"))?;
+    let v = parse_version(req).ok_or_else(|| VersionError::Invalid(req.to_owned()))?;
     if v > FWUP_COMPATIBLE_VERSION {
         let (a, b, c) = FWUP_COMPATIBLE_VERSION;
-        return Err(format!(
-            "fwup version '{req}' required. myelin-fw implements fwup {a}.{b}.{c}."
-        ));
+        return Err(VersionError::TooNew(req.to_owned(), a, b, c));
     }
     Ok(())
 }
 
+/// A resource name that cannot be stored in an archive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceNameError {
+    /// Empty.
+    #[error("resource name can't be empty")]
+    Empty,
+    /// Ends in `/`.
+    #[error("resource name '{0}' can't end in a '/'")]
+    Directory(String),
+    /// `/` alone.
+    #[error("resource name can't be the root directory")]
+    Root,
+    /// `/meta.conf`.
+    #[error("resources can't be named /meta.conf")]
+    MetaConf,
+    /// Under `/data`.
+    #[error("use a normal resource name rather than specifying /data")]
+    Data,
+}
+
 /// Archive path of a resource: `data/NAME`, or `NAME` without its leading `/`.
-pub fn archive_path(name: &str) -> Result<String, String> {
+pub fn archive_path(name: &str) -> Result<String, ResourceNameError> {
     if name.is_empty() {
-        return Err("resource name can't be empty".into());
+        return Err(ResourceNameError::Empty);
     }
     if name.ends_with('/') {
-        return Err(format!("resource name '{name}' can't end in a '/'"));
+        return Err(ResourceNameError::Directory(name.to_owned()));
     }
     if let Some(rest) = name.strip_prefix('/') {
         if rest.is_empty() {
-            return Err("resource name can't be the root directory".into());
+            return Err(ResourceNameError::Root);
         }
         if name == "/meta.conf" {
-            return Err("resources can't be named /meta.conf".into());
+            return Err(ResourceNameError::MetaConf);
         }
         if name == "/data" || name.starts_with("/data/") {
-            return Err("use a normal resource name rather than specifying /data".into());
+            return Err(ResourceNameError::Data);
         }
         return Ok(rest.to_owned());
     }
@@ -289,6 +317,56 @@ fn file_runs(path: &Path, map: &mut Vec<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why `--sparse-check` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SparseError {
+    /// The test file could not be made.
+    #[error("Couldn't create sparse test file: {path}: {source}")]
+    Create {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file system stored data where the hole should be.
+    #[error("Hole of {0} bytes not created on filesystem")]
+    NoHole(u64),
+}
+
+/// fwup's `--sparse-check PATH`: whether a file at `path` can hold a hole of `hole` bytes
+/// (written past the hole, then `SEEK_DATA` must skip it). The test file is removed.
+pub fn sparse_files_supported(path: &Path, hole: u64) -> Result<(), SparseError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let err = |source| SparseError::Create {
+        path: path.display().to_string(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    let result = f
+        .write_all_at(&[0x5a; 4], hole)
+        .map_err(err)
+        .and_then(|()| {
+            // SAFETY: lseek on an open descriptor; no memory is passed.
+            let data = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_DATA) };
+            if data == hole as libc::off_t {
+                Ok(())
+            } else {
+                Err(SparseError::NoHole(hole))
+            }
+        });
+    let _ = std::fs::remove_file(path);
+    result
+}
+
 fn sparse_map(paths: &[PathBuf], skip_holes: bool) -> std::io::Result<Vec<u64>> {
     let total: u64 = paths
         .iter()
@@ -324,8 +402,12 @@ pub fn load_config(path: &Path, vars: &Vars) -> Result<Config, Error> {
     let file = path.to_string_lossy().into_owned();
     let nodes = Parser::new(text, &file, &mut vars, Mode::Create).parse()?;
     let mut cfg = Config::from_nodes(&nodes, Mode::Create)?;
-    check_required_version(cfg.require_fwup_version.as_deref())
-        .map_err(|m| ConfigError::at(crate::config::Span::new(file.clone().into(), 0), m))?;
+    check_required_version(cfg.require_fwup_version.as_deref()).map_err(|m| {
+        ConfigError::at(
+            crate::config::Span::new(file.clone().into(), 0),
+            m.to_string(),
+        )
+    })?;
     crate::funcs::validate_tasks(&mut cfg)?;
     for gpt in &mut cfg.gpts {
         crate::gpt::verify_config(gpt).map_err(|e| ConfigError::at(gpt.span.clone(), e.0))?;
@@ -340,7 +422,7 @@ pub fn load_config(path: &Path, vars: &Vars) -> Result<Config, Error> {
     }
     for env in &cfg.uboot_envs {
         crate::uboot::Location::from_config(env)
-            .map_err(|m| ConfigError::at(env.span.clone(), m))?;
+            .map_err(|m| ConfigError::at(env.span.clone(), m.to_string()))?;
     }
     Ok(cfg)
 }
@@ -437,7 +519,7 @@ pub fn create<W: Write>(opts: &CreateOptions, out: W) -> Result<Created, Error> 
     }
     let mut maps: Vec<Vec<PathBuf>> = Vec::new();
     for r in &mut cfg.resources {
-        archive_path(&r.name).map_err(|m| ConfigError::at(r.span.clone(), m))?;
+        archive_path(&r.name).map_err(|m| ConfigError::at(r.span.clone(), m.to_string()))?;
         let mut h = Blake2b256::new();
         if let Some(host) = r.host_path.clone() {
             let paths = resolve_paths(&cfg_file, &host);
@@ -513,7 +595,8 @@ pub fn create<W: Write>(opts: &CreateOptions, out: W) -> Result<Created, Error> 
         .map_err(|e| Error::io("writing the archive", e))?;
     let mut buf = vec![0u8; 1 << 20];
     for (r, paths) in cfg.resources.iter().zip(&maps) {
-        let path = archive_path(&r.name).map_err(|m| ConfigError::at(r.span.clone(), m))?;
+        let path =
+            archive_path(&r.name).map_err(|m| ConfigError::at(r.span.clone(), m.to_string()))?;
         let wio = |e| Error::io(format!("writing resource '{}' to the archive", r.name), e);
         let mut entry = zip
             .start_deflated(&path, Some(r.data_len()), None)

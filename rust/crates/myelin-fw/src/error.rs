@@ -1,8 +1,14 @@
-//! Errors of the library's operations.
+//! Errors of the library's operations. Each keeps its cause (`source()`), so a caller such as
+//! myelin-update can report the whole chain.
 
 use crate::archive::ArchiveError;
 use crate::config::ConfigError;
+use crate::fat::FatError;
+use crate::gpt::GptError;
+use crate::mbr::MbrError;
 use crate::sign::KeyError;
+use crate::uboot::{EnvError, LocationError};
+use crate::vcdiff::VcdiffError;
 use std::io;
 
 /// Why creating, reading or applying an archive failed.
@@ -36,10 +42,64 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A delta resource cannot be applied (bad delta, or not made from what the device holds).
+    #[error("{resource}: {source}")]
+    Delta {
+        /// Resource name.
+        resource: String,
+        /// Why.
+        #[source]
+        source: VcdiffError,
+    },
+    /// Something the task would write lies outside the target (checked before writing).
+    #[error(
+        "{what} ends at byte {end}, past the end of the target ({size} bytes); nothing was written"
+    )]
+    OutOfRange {
+        /// The function or area.
+        what: String,
+        /// Its end in bytes.
+        end: u64,
+        /// The target's size.
+        size: u64,
+    },
+    /// A FAT function failed.
+    #[error("{func}: {source}")]
+    Fat {
+        /// The function and its arguments.
+        func: String,
+        /// Why.
+        #[source]
+        source: FatError,
+    },
+    /// A `uboot_*` function failed.
+    #[error("{func}: {source}")]
+    Env {
+        /// The function.
+        func: String,
+        /// Why.
+        #[source]
+        source: EnvError,
+    },
+    /// A `uboot-environment` section is unusable.
+    #[error("uboot-environment '{name}': {source}")]
+    EnvLocation {
+        /// Section name.
+        name: String,
+        /// Why.
+        #[source]
+        source: LocationError,
+    },
+    /// An `mbr` section cannot be written to this target.
+    #[error("mbr_write: {0}")]
+    Mbr(#[from] MbrError),
+    /// A `gpt` section cannot be written to this target.
+    #[error("gpt_write: {0}")]
+    Gpt(#[from] GptError),
     /// A task function failed, or called `error()`.
     #[error("{0}")]
     Task(String),
-    /// A feature of fwup that Myelin does not implement (delta updates, encryption, ...).
+    /// A feature of fwup that Myelin does not implement (encryption, a newer fwup, ...).
     #[error("{0}")]
     Unsupported(String),
     /// Reading or writing a file or device failed.
@@ -71,6 +131,7 @@ impl Error {
                 | Error::Unsigned
                 | Error::BadSignature
                 | Error::Resource { .. }
+                | Error::Delta { .. }
                 | Error::Config(_)
         )
     }

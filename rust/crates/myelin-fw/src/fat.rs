@@ -30,12 +30,12 @@
 //! * Directory entries: new entries take the first run of free slots; directories grow by
 //!   one zeroed cluster; a new directory starts with `.` and `..` (`..` is 0 for the root).
 //! * FAT32's FSInfo (free count, next free) is rewritten after changes when it was valid.
-//! * One deliberate difference: `fat_setlabel` also writes the label into the boot sector
-//!   (FatFs only writes the root directory entry, which `fsck.fat` reports as a mismatch).
+//! * `fat_setlabel` writes the label's root directory entry only, as FatFs does; the boot
+//!   sector keeps `NO NAME` (`fsck.fat` notes the difference; fwup's images have it too).
 //!
 //! Structure sectors (boot sector, FATs, directories) go through the applier's sector cache
-//! and reach the disk only when it flushes; file contents are written directly to clusters
-//! that are free in the on-disk FAT. Mount state (the allocation hint and free count) lives
+//! and reach the disk only when it flushes; file contents go to clusters that are free in the
+//! on-disk FAT, kept by the applier until it flushes too (see [`crate::output`]). Mount state (the allocation hint and free count) lives
 //! in [`VolState`], kept by the applier per partition until it closes the file systems.
 
 use crate::output::Output;
@@ -1183,7 +1183,7 @@ impl<'a, 'o> Fat<'a, 'o> {
 
     fn flush_run(&mut self, fw: &mut FileWriter) -> Result<()> {
         if !fw.run.is_empty() {
-            self.out.write_direct(&fw.run, fw.run_start * SS)?;
+            self.out.write_file_data(&fw.run, fw.run_start * SS)?;
             fw.run.clear();
         }
         Ok(())
@@ -1349,6 +1349,33 @@ impl<'a, 'o> Fat<'a, 'o> {
         r.in_cluster += n as u64;
         r.left -= n as u64;
         Ok(n)
+    }
+
+    /// Where a file's bytes lie on the disk: `(size, [(byte offset, length)])`, extents in file
+    /// order (adjacent clusters merged). Used to read a delta's source file at random.
+    pub fn file_extents(&mut self, path: &str) -> Result<(u64, Vec<(u64, u64)>)> {
+        let (mut cl, size) = self.open_existing(path)?;
+        let csize_bytes = u64::from(self.g.csize) * SS;
+        let mut left = u64::from(size);
+        let mut extents: Vec<(u64, u64)> = Vec::new();
+        let mut hops = 0u32;
+        while left > 0 {
+            if cl < 2 || cl >= self.g.n_fatent || hops > self.g.n_fatent {
+                return Err(FatError::Corrupt(format!("chain of '{path}' ends early")));
+            }
+            let pos = self.clust2sect(cl)? * SS;
+            let n = left.min(csize_bytes);
+            match extents.last_mut() {
+                Some((o, l)) if *o + *l == pos => *l += n,
+                _ => extents.push((pos, n)),
+            }
+            left -= n;
+            if left > 0 {
+                cl = self.get_fat(cl)?;
+                hops += 1;
+            }
+        }
+        Ok((u64::from(size), extents))
     }
 
     /// Reads a whole file chunk by chunk into `sink`.
@@ -1542,33 +1569,6 @@ impl<'a, 'o> Fat<'a, 'o> {
                 self.write_entry(pos, &e)?;
             }
             None => {}
-        }
-        // FatFs only writes the directory entry; fsck.fat then reports a mismatch with the
-        // boot sector's copy, so the boot sector (and FAT32's backup) get the label too.
-        let mut bs_label = [b' '; 11];
-        if di == 0 {
-            bs_label.copy_from_slice(b"NO NAME    ");
-        } else {
-            bs_label.copy_from_slice(&vn);
-        }
-        let at = if self.g.fs_type == FsType::Fat32 {
-            71
-        } else {
-            43
-        };
-        let volbase = self.g.volbase;
-        let fat32 = self.g.fs_type == FsType::Fat32;
-        let mut backup = 0;
-        self.out.modify_sector(volbase, |s| {
-            s[at..at + 11].copy_from_slice(&bs_label);
-            backup = ld16(s, 50);
-        })?;
-        if fat32 && backup != 0 && u64::from(backup) < self.g.fatbase - volbase {
-            self.out.modify_sector(volbase + u64::from(backup), |s| {
-                if ld16(s, 510) == 0xAA55 {
-                    s[at..at + 11].copy_from_slice(&bs_label);
-                }
-            })?;
         }
         self.sync_fs()
     }

@@ -9,15 +9,17 @@
 //! Modules, one per concept (each module's documentation specifies what it implements):
 //! [`config`] (the language), [`meta`] (meta.conf), [`archive`] (the ZIP container),
 //! [`sign`] (keys, signatures, UUID), [`create`](mod@create), [`apply`](mod@apply),
+//! [`delta`] (delta archives),
 //! [`funcs`] (task functions), [`target`] and [`output`] (where data goes), [`mbr`], [`gpt`],
-//! [`fat`], [`uboot`], [`progress`] (including `--framing`), [`system`] (the running
-//! system's side effects) and [`burn`] (finding an SD card on a host).
+//! [`fat`], [`uboot`], [`vcdiff`] (delta resources), [`progress`] (including `--framing`),
+//! [`system`] (the running system's side effects) and [`burn`] (finding an SD card on a host).
 
 pub mod apply;
 pub mod archive;
 pub mod burn;
 pub mod config;
 pub mod create;
+pub mod delta;
 pub mod error;
 pub mod fat;
 pub mod funcs;
@@ -31,9 +33,11 @@ pub mod sign;
 pub mod system;
 pub mod target;
 pub mod uboot;
+pub mod vcdiff;
 
 pub use apply::{
-    Applied, ApplyOptions, Opened, Verified, apply, apply_opened, list, metadata, open, verify,
+    Applied, ApplyOptions, Opened, Verified, apply, apply_opened, list, metadata, open,
+    open_seekable, verify,
 };
 pub use config::{Config, Vars};
 pub use create::{CreateOptions, Created, create, create_file};
@@ -41,4 +45,4 @@ pub use error::Error;
 pub use progress::Event;
 pub use sign::{PrivateKey, PublicKey};
 pub use system::{Fixed, Host, System};
-pub use target::{FileTarget, MemTarget, Target};
+pub use target::{FileTarget, MemTarget, MinimizeWrites, Target};

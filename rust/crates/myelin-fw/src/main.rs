@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use myelin_fw::burn::{self, Disks};
 use myelin_fw::progress::{Event, FramedReader, write_frame};
 use myelin_fw::{
-    ApplyOptions, CreateOptions, FileTarget, Host, PrivateKey, PublicKey, Vars, Verified,
+    ApplyOptions, CreateOptions, FileTarget, Host, MinimizeWrites, PrivateKey, PublicKey, Target,
+    Vars, Verified,
 };
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use std::process::ExitCode;
     name = "myelin-fw",
     about = "Create, inspect and apply fwup-compatible firmware update files",
     disable_version_flag = true,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = DIFFERENCES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +31,21 @@ struct Cli {
     #[command(flatten)]
     opts: Opts,
 }
+
+/// What `--help` says about where myelin-fw deliberately differs from fwup 1.16.
+const DIFFERENCES: &str = "\
+Differences from fwup (deliberate; the README explains each):
+  - Checks before the first write: every call's arguments, every range against a device or
+    --max-size, delta sources; from a file, the archive's directory lists every entry first.
+    fwup starts writing on-init and finds some of these problems later.
+  - The environment's bytes are fwup's (one write per uboot_* call), but they reach the disk
+    at commit in an order that keeps a valid environment at every power cut. on-init's
+    environment changes are durable before the slot is written; fwup's cache writes them last.
+  - A delta window is checked (Adler-32) before any of it is written; fwup writes the bytes it
+    decoded first. Entries a task does not use are skipped unread (not inflated, not checked).
+  - Not supported: raw_write encryption, delta-source-raw-options, execute, path_write,
+    pipe_write, ubi_volume_write, require-execute; --verify-writes is accepted and ignored.
+  - Extensions: `burn`, `delta OLD.fw NEW.fw -o DELTA.fw`, `create --ops`.";
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -48,6 +65,52 @@ enum Cmd {
     GenKeys(Opts),
     /// Write an archive's `complete` task to a removable SD card
     Burn(Opts),
+    /// Make a delta archive from OLD.fw to NEW.fw (resources with a delta source in NEW's
+    /// tasks become VCDIFF deltas against OLD's; signature and meta.conf are NEW's)
+    Delta(DeltaArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct DeltaArgs {
+    /// The archive the devices run
+    old: PathBuf,
+    /// The archive to deliver
+    new: PathBuf,
+    /// The delta archive to write
+    #[arg(short = 'o', value_name = "DELTA_FW")]
+    output: PathBuf,
+}
+
+fn make_delta(a: &DeltaArgs) -> Result<()> {
+    let open = |p: &Path| {
+        std::fs::File::open(p)
+            .map(|f| io::BufReader::with_capacity(1 << 20, f))
+            .with_context(|| format!("Failed to open '{}'", p.display()))
+    };
+    let tmp = PathBuf::from(format!("{}.tmp", a.output.display()));
+    let result = (|| -> Result<Vec<myelin_fw::delta::DeltaEntry>> {
+        let out = std::fs::File::create(&tmp)
+            .with_context(|| format!("Error creating archive '{}'", tmp.display()))?;
+        let report = myelin_fw::delta::make(
+            open(&a.old)?,
+            open(&a.new)?,
+            io::BufWriter::new(out),
+            9,
+            &myelin_fw::vcdiff::EncodeOptions::default(),
+        )?;
+        std::fs::rename(&tmp, &a.output)?;
+        Ok(report)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    for e in result? {
+        match e.delta {
+            Some(d) => println!("{}: {} bytes as a {d}-byte delta", e.name, e.size),
+            None => println!("{}: {} bytes, full", e.name, e.size),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -76,9 +139,9 @@ struct Opts {
     /// List the removable memory cards `burn` would consider, as "device,bytes" lines
     #[arg(short = 'D', long = "detect")]
     detect: bool,
-    /// Print the firmware UUID of an archive
+    /// Print the memory card that would be automatically detected and exit (as fwup -z)
     #[arg(short = 'z')]
-    print_uuid: bool,
+    print_detected: bool,
     /// Accepted for fwup compatibility (cards are not ejected)
     #[arg(short = 'E', long = "eject")]
     eject: bool,
@@ -163,6 +226,22 @@ struct Opts {
     /// Accepted for fwup compatibility
     #[arg(long = "no-verify-writes")]
     no_verify_writes: bool,
+    /// Max size of the destination in 512-byte blocks: writes past it are refused before the
+    /// apply starts (usually automatic for devices; image files otherwise grow)
+    #[arg(long = "max-size", value_name = "BLOCKS", value_parser = parse_blocks)]
+    max_size: Option<u64>,
+    /// Skip writes whose contents match the destination (reads before writing)
+    #[arg(long = "minimize-writes", overrides_with = "no_minimize_writes")]
+    minimize_writes: bool,
+    /// Write everything without reading first (default)
+    #[arg(long = "no-minimize-writes")]
+    no_minimize_writes: bool,
+    /// Check whether the file system at PATH supports sparse files, and exit
+    #[arg(long = "sparse-check", value_name = "PATH")]
+    sparse_check: Option<PathBuf>,
+    /// Hole size for --sparse-check (bytes)
+    #[arg(long = "sparse-check-size", value_name = "BYTES", default_value = "4096", value_parser = parse_blocks)]
+    sparse_check_size: u64,
     /// Print the version
     #[arg(long = "version")]
     version: bool,
@@ -268,7 +347,13 @@ enum Mode {
     GenKeys,
     Burn,
     Detect,
-    Uuid,
+    Selected,
+    SparseCheck,
+}
+
+/// A number in C notation (fwup reads these with strtoul).
+fn parse_blocks(s: &str) -> Result<u64, String> {
+    myelin_fw::config::model::parse_c_uint(s).ok_or_else(|| format!("'{s}' is not a number"))
 }
 
 /// Where output goes: plain text or fwup's frames on stdout.
@@ -346,11 +431,17 @@ fn run(mode: Mode, o: &Opts, rep: &Reporter) -> Result<()> {
                 .collect();
             rep.success(&text)
         }
-        Mode::Uuid => {
-            let cfg =
-                myelin_fw::metadata(open_input(o.input().as_deref(), o.framing)?, &o.keys()?)?;
-            let uuid = myelin_fw::meta::metadata_value(&cfg, "meta-uuid").unwrap_or_default();
-            rep.success(&format!("{uuid}\n"))
+        Mode::Selected => {
+            let disk = selected_card(&Disks::default())?;
+            rep.success(&format!("{}\n", disk.path.display()))
+        }
+        Mode::SparseCheck => {
+            let path = o
+                .sparse_check
+                .clone()
+                .ok_or_else(|| anyhow!("specify a path with --sparse-check"))?;
+            myelin_fw::create::sparse_files_supported(&path, o.sparse_check_size)?;
+            rep.success("Sparse files supported\n")
         }
         Mode::Metadata => {
             let cfg =
@@ -445,28 +536,7 @@ fn run(mode: Mode, o: &Opts, rep: &Reporter) -> Result<()> {
                     d.clone()
                 }
                 None => {
-                    let found = disks.candidates();
-                    let disk = match found.as_slice() {
-                        [] => bail!("No memory cards found. Try reinserting the card."),
-                        [one] => one.clone(),
-                        many => {
-                            let list: Vec<String> = many
-                                .iter()
-                                .map(|d| {
-                                    format!(
-                                        "  {} ({}; {})",
-                                        d.path.display(),
-                                        burn::pretty_size(d.size),
-                                        d.model
-                                    )
-                                })
-                                .collect();
-                            bail!(
-                                "Too many possible memory cards found:\n{}\nSpecify one using the -d option.",
-                                list.join("\n")
-                            );
-                        }
-                    };
+                    let disk = selected_card(&disks)?;
                     if !o.yes {
                         if o.input().as_deref().is_some_and(|p| p.as_os_str() == "-") {
                             bail!(
@@ -508,6 +578,32 @@ fn run(mode: Mode, o: &Opts, rep: &Reporter) -> Result<()> {
     }
 }
 
+/// The one removable card found, as `burn` and `-z` pick it.
+fn selected_card(disks: &Disks) -> Result<burn::Disk> {
+    let found = disks.candidates();
+    match found.as_slice() {
+        [] => bail!("No memory cards found. Try reinserting the card."),
+        [one] => Ok(one.clone()),
+        many => {
+            let list: Vec<String> = many
+                .iter()
+                .map(|d| {
+                    format!(
+                        "  {} ({}; {})",
+                        d.path.display(),
+                        burn::pretty_size(d.size),
+                        d.model
+                    )
+                })
+                .collect();
+            bail!(
+                "Too many possible memory cards found:\n{}\nSpecify one using the -d option.",
+                list.join("\n")
+            );
+        }
+    }
+}
+
 fn is_block_device(p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata(p).is_ok_and(|m| m.file_type().is_block_device())
@@ -531,16 +627,43 @@ fn apply_to(o: &Opts, rep: &Reporter, device: &Path) -> Result<()> {
         .clone()
         .ok_or_else(|| anyhow!("specify a task (-t)"))?;
     let keys = o.keys()?;
-    let input = open_input(o.input().as_deref(), o.framing)?;
-    // The signature is checked before the output is even opened.
+    // The signature is checked before the output is even opened; from a file, the archive's
+    // central directory is read first so that everything is checked before the first write.
     let vars = Vars::from_env();
-    let opened = myelin_fw::open(input, &keys, &vars)?;
-    let mut target = FileTarget::open(device).with_context(|| {
+    let opened: myelin_fw::Opened<Box<dyn Read>> = match o.input() {
+        Some(p) if p.as_os_str() != "-" => {
+            let file = std::fs::File::open(&p)
+                .with_context(|| format!("Failed to open '{}'", p.display()))?;
+            let o = myelin_fw::open_seekable(
+                io::BufReader::with_capacity(1 << 20, file),
+                &keys,
+                &vars,
+            )?;
+            myelin_fw::Opened {
+                reader: o.reader.boxed(),
+                config: o.config,
+                meta_conf: o.meta_conf,
+                uuid: o.uuid,
+                signed: o.signed,
+                index: o.index,
+            }
+        }
+        p => myelin_fw::open(open_input(p.as_deref(), o.framing)?, &keys, &vars)?,
+    };
+    let mut file = FileTarget::open(device).with_context(|| {
         format!(
             "Cannot open '{}' for output. Check the path, file permissions or the read-only tab of the SD card.",
             device.display()
         )
     })?;
+    if let Some(blocks) = o.max_size.filter(|&b| b > 0) {
+        file.set_max_size(blocks.saturating_mul(512));
+    }
+    let mut target: Box<dyn Target> = if o.minimize_writes {
+        Box::new(MinimizeWrites(file))
+    } else {
+        Box::new(file)
+    };
     let system = Host {
         reboot_param_path: o.reboot_param_path.clone(),
         ..Host::default()
@@ -606,8 +729,36 @@ fn apply_to(o: &Opts, rep: &Reporter, device: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The library's diagnostics (`log` records) on stderr: warnings always, more with `-v`.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("myelin-fw: {}", r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = match &cli.cmd {
+        Some(Cmd::Delta(_)) => false,
+        Some(Cmd::Create(o) | Cmd::Apply(o) | Cmd::List(o) | Cmd::Metadata(o)) => o.verbose,
+        Some(Cmd::Verify(o) | Cmd::Sign(o) | Cmd::GenKeys(o) | Cmd::Burn(o)) => o.verbose,
+        None => cli.opts.verbose,
+    };
+    if log::set_logger(&StderrLog).is_ok() {
+        log::set_max_level(if verbose {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Warn
+        });
+    }
     let (mode, opts) = match cli.cmd {
         Some(Cmd::Create(o)) => (Some(Mode::Create), o),
         Some(Cmd::Apply(o)) => (Some(Mode::Apply), o),
@@ -617,6 +768,15 @@ fn main() -> ExitCode {
         Some(Cmd::Sign(o)) => (Some(Mode::Sign), o),
         Some(Cmd::GenKeys(o)) => (Some(Mode::GenKeys), o),
         Some(Cmd::Burn(o)) => (Some(Mode::Burn), o),
+        Some(Cmd::Delta(a)) => {
+            return match make_delta(&a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("myelin-fw: {e:#}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         None => {
             let o = cli.opts;
             let mode = if o.apply {
@@ -635,8 +795,10 @@ fn main() -> ExitCode {
                 Some(Mode::GenKeys)
             } else if o.detect {
                 Some(Mode::Detect)
-            } else if o.print_uuid {
-                Some(Mode::Uuid)
+            } else if o.print_detected {
+                Some(Mode::Selected)
+            } else if o.sparse_check.is_some() {
+                Some(Mode::SparseCheck)
             } else if o.file.is_some() {
                 // fwup's easy mode: `myelin-fw x.fw` writes x.fw to an SD card.
                 Some(Mode::Burn)
@@ -656,7 +818,7 @@ fn main() -> ExitCode {
     let result = match mode {
         Some(m) => run(m, &opts, &rep),
         None => Err(anyhow!(
-            "specify a command (create, apply, list, metadata, verify, sign, gen-keys, burn) or one of -a, -c, -l, -m, -S, -V, -g, -D, -z"
+            "specify a command (create, apply, list, metadata, verify, sign, gen-keys, burn, delta) or one of -a, -c, -l, -m, -S, -V, -g, -D, -z, --sparse-check"
         )),
     };
     let code = match result {

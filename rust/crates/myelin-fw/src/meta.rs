@@ -11,8 +11,9 @@
 //!   options only used while creating (`host-path`, `bootstrap-code-host-path`, `contents`,
 //!   `skip-holes`, `assert-size-*`) and the ones computed when reading (`meta-creation-date`,
 //!   `meta-uuid`, `meta-nickname`);
-//! * a section is `name "title" {` ... `}` (title always quoted, never escaped); a section that
-//!   prints nothing is left out, except a task (an empty task is a valid no-op);
+//! * a section is `name "title" {` ... `}` (title always quoted; `\` and `"` escaped, which fwup
+//!   does not do: its meta.conf for such a name cannot be read back); a section that prints
+//!   nothing is left out, except a task (an empty task is a valid no-op);
 //! * a list with more than one value is `name={a,b,c}`; one value prints as a scalar;
 //! * integers print in decimal, booleans as `true`/`false`; a string is printed bare if it is
 //!   non-empty and only has ASCII letters, digits, `_` and `.`, otherwise it is quoted with `"`
@@ -43,6 +44,13 @@ pub fn quote(s: &str) -> String {
     if is_bare(s) {
         return s.to_owned();
     }
+    title(s)
+}
+
+/// A section title as printed: always quoted, with `\` and `"` escaped so that meta.conf
+/// reads back to the same title. (fwup prints titles unescaped, so a name holding either
+/// character gives it a meta.conf it cannot read; for every other name the bytes are fwup's.)
+fn title(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -142,7 +150,7 @@ pub fn write(cfg: &Config) -> String {
     );
     p.int("block-cache-size-mb", cfg.block_cache_size_mb, 8);
     for r in &cfg.resources {
-        p.section(format!("file-resource \"{}\"", r.name), false, |p| {
+        p.section(format!("file-resource {}", title(&r.name)), false, |p| {
             match r.length.len() {
                 0 => {}
                 1 => p.int("length", r.length[0] as i64, 0),
@@ -156,7 +164,7 @@ pub fn write(cfg: &Config) -> String {
         });
     }
     for mbr in &cfg.mbrs {
-        p.section(format!("mbr \"{}\"", mbr.name), false, |p| {
+        p.section(format!("mbr {}", title(&mbr.name)), false, |p| {
             p.string("bootstrap-code", &mbr.bootstrap_code);
             p.boolean("include-osip", mbr.include_osip);
             p.int("osip-major", mbr.osip_major, 1);
@@ -164,7 +172,7 @@ pub fn write(cfg: &Config) -> String {
             p.int("osip-num-pointers", mbr.osip_num_pointers, 1);
             p.string("signature", &mbr.signature);
             for part in &mbr.partitions {
-                p.section(format!("partition \"{}\"", part.title), false, |p| {
+                p.section(format!("partition {}", title(&part.title)), false, |p| {
                     p.string("block-offset", &part.block_offset);
                     p.int("block-count", part.block_count, UNSET_COUNT);
                     p.int("type", part.part_type, -1);
@@ -173,7 +181,7 @@ pub fn write(cfg: &Config) -> String {
                 });
             }
             for o in &mbr.osii {
-                p.section(format!("osii \"{}\"", o.title), false, |p| {
+                p.section(format!("osii {}", title(&o.title)), false, |p| {
                     p.int("os-major", o.os_major, 0);
                     p.int("os-minor", o.os_minor, 0);
                     p.int("start-block-offset", o.start_block_offset, 0);
@@ -186,10 +194,10 @@ pub fn write(cfg: &Config) -> String {
         });
     }
     for gpt in &cfg.gpts {
-        p.section(format!("gpt \"{}\"", gpt.name), false, |p| {
+        p.section(format!("gpt {}", title(&gpt.name)), false, |p| {
             p.string("guid", &gpt.guid);
             for part in &gpt.partitions {
-                p.section(format!("partition \"{}\"", part.title), false, |p| {
+                p.section(format!("partition {}", title(&part.title)), false, |p| {
                     p.string("block-offset", &part.block_offset);
                     p.int("block-count", part.block_count, UNSET_COUNT);
                     p.string("type", &part.part_type);
@@ -203,7 +211,7 @@ pub fn write(cfg: &Config) -> String {
         });
     }
     for t in &cfg.tasks {
-        p.section(format!("task \"{}\"", t.name), true, |p| {
+        p.section(format!("task {}", title(&t.name)), true, |p| {
             p.calls("reqlist", &t.reqs);
             p.int("require-partition1-offset", t.require_partition1_offset, -1);
             p.boolean(
@@ -215,7 +223,7 @@ pub fn write(cfg: &Config) -> String {
             p.event("on-finish", &t.on_finish);
             p.event("on-error", &t.on_error);
             for r in &t.on_resource {
-                p.section(format!("on-resource \"{}\"", r.name), false, |p| {
+                p.section(format!("on-resource {}", title(&r.name)), false, |p| {
                     p.boolean("verify-on-the-fly", r.verify_on_the_fly);
                     p.string("delta-source-raw-offset", &r.delta_source_raw_offset);
                     p.int(
@@ -232,11 +240,15 @@ pub fn write(cfg: &Config) -> String {
         });
     }
     for u in &cfg.uboot_envs {
-        p.section(format!("uboot-environment \"{}\"", u.name), false, |p| {
-            p.string("block-offset", &u.block_offset);
-            p.int("block-count", u.block_count, UNSET_COUNT);
-            p.string("block-offset-redund", &u.block_offset_redund);
-        });
+        p.section(
+            format!("uboot-environment {}", title(&u.name)),
+            false,
+            |p| {
+                p.string("block-offset", &u.block_offset);
+                p.int("block-count", u.block_count, UNSET_COUNT);
+                p.string("block-offset-redund", &u.block_offset_redund);
+            },
+        );
     }
     if p.out.is_empty() {
         return "# Empty file\n".to_owned();

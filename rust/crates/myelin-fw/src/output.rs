@@ -4,6 +4,11 @@
 //!
 //! * **direct**: streamed resource data (`raw_write`, the contents of `fat_write`),
 //!   `raw_memset`. Written at once (they land in the inactive slot or in free FAT clusters).
+//! * **file data**: the contents `fat_write` and `fat_cp` give files, in runs of sectors of
+//!   free clusters. Kept until the applier flushes (as fwup's cache keeps segments it has not
+//!   filled), so a failed update leaves even the free space of a FAT volume as it was; past
+//!   [`FILE_DATA_LIMIT`] bytes the runs are written early (they lie in free clusters, which no
+//!   file points to until the structure is written).
 //! * **cached**: 512-byte sectors of file-system structure (FAT boot sectors, tables,
 //!   directories). Kept in memory (all-zero sectors cost nothing) and written back when the
 //!   applier flushes: after every resource has been verified, before `on-finish`, and at the
@@ -16,13 +21,24 @@
 //! Reads see the newest data: the target, overlaid with cached sectors, overlaid with deferred
 //! writes. A direct write over a cached sector drops it; a direct write over a deferred record
 //! writes that record first (fwup would have written it earlier too).
+//!
+//! **Trimmed segments** reproduce fwup's block cache, so that the bytes left on the disk are
+//! fwup's: `trim()` and `fat_mkfs` mark the 128 KiB segments (aligned on the disk, rounded
+//! inwards) of their range as trimmed. A trimmed segment reads as zeros; the first write that
+//! touches it also writes zeros to the rest of it (fwup writes whole segments); a trimmed
+//! segment never touched keeps its old bytes on the disk.
 
 use crate::target::Target;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+
+/// fwup's block cache segment: the unit of trimming.
+pub const SEGMENT: u64 = 128 * 1024;
 
 /// Bytes of non-zero sector data kept before the cache is written back early.
 pub const CACHE_LIMIT: usize = 16 * 1024 * 1024;
+/// Bytes of file data kept before they are written early.
+pub const FILE_DATA_LIMIT: usize = 16 * 1024 * 1024;
 /// Clean sectors kept for reading before they are dropped.
 const CLEAN_LIMIT: usize = 16 * 1024;
 /// Dirty sectors (zero or not) kept before the cache is written back early: every entry
@@ -48,6 +64,8 @@ struct Cached {
 struct Deferred {
     key: String,
     writes: Vec<(u64, Vec<u8>)>,
+    /// Each write must be durable before the next one starts.
+    ordered: bool,
 }
 
 /// The target as the applier sees it.
@@ -58,6 +76,9 @@ pub struct Output<'t> {
     clean: usize,
     deferred: Vec<Deferred>,
     written: u64,
+    trimmed: BTreeSet<u64>,
+    file_runs: BTreeMap<u64, Vec<u8>>,
+    file_bytes: usize,
 }
 
 fn io_ctx(e: io::Error, what: &str, offset: u64) -> io::Error {
@@ -74,7 +95,144 @@ impl<'t> Output<'t> {
             clean: 0,
             deferred: Vec::new(),
             written: 0,
+            trimmed: BTreeSet::new(),
+            file_runs: BTreeMap::new(),
+            file_bytes: 0,
         }
+    }
+
+    /// Keeps file data (whole sectors at `offset`) until the next flush (see the module
+    /// documentation).
+    pub fn write_file_data(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset + data.len() as u64;
+        self.check_deferred_overlap(offset, data.len() as u64)?;
+        if self.file_runs_overlap(offset, end) {
+            self.write_file_runs()?;
+        }
+        let covered: Vec<u64> = self
+            .cache
+            .range(offset / SECTOR..end.div_ceil(SECTOR))
+            .map(|(&s, _)| s)
+            .collect();
+        for s in covered {
+            self.forget(s);
+        }
+        self.file_runs.insert(offset, data.to_vec());
+        self.file_bytes += data.len();
+        if self.file_bytes > FILE_DATA_LIMIT {
+            self.write_file_runs()?;
+        }
+        Ok(())
+    }
+
+    fn file_runs_overlap(&self, offset: u64, end: u64) -> bool {
+        self.file_runs
+            .range(..end)
+            .next_back()
+            .is_some_and(|(o, d)| o + d.len() as u64 > offset)
+            || self.file_runs.range(offset..end).next().is_some()
+    }
+
+    fn overlay_file_runs(&self, buf: &mut [u8], offset: u64) {
+        if self.file_runs.is_empty() {
+            return;
+        }
+        let end = offset + buf.len() as u64;
+        for (o, d) in &self.file_runs {
+            let from = (*o).max(offset);
+            let to = (o + d.len() as u64).min(end);
+            if from < to {
+                buf[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&d[(from - o) as usize..(to - o) as usize]);
+            }
+        }
+    }
+
+    /// Writes the file data kept so far.
+    fn write_file_runs(&mut self) -> io::Result<()> {
+        let runs = std::mem::take(&mut self.file_runs);
+        self.file_bytes = 0;
+        for (o, d) in runs {
+            self.untrim(o, d.len() as u64)?;
+            self.target
+                .write_at(&d, o)
+                .map_err(|e| io_ctx(e, "write", o))?;
+            self.written += d.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The size the target cannot grow past (a device, or `--max-size`), if any.
+    pub fn hard_size(&self) -> Option<u64> {
+        self.target.hard_size()
+    }
+
+    /// Marks the whole segments inside `offset..offset + len` as trimmed (see the module
+    /// documentation) and drops cached sectors in them.
+    pub fn trim(&mut self, offset: u64, len: u64) {
+        let first = offset.div_ceil(SEGMENT);
+        let last = offset.saturating_add(len) / SEGMENT;
+        if first >= last {
+            return;
+        }
+        let covered: Vec<u64> = self
+            .cache
+            .range(first * (SEGMENT / SECTOR)..last * (SEGMENT / SECTOR))
+            .map(|(&s, _)| s)
+            .collect();
+        for s in covered {
+            self.forget(s);
+        }
+        // Bounded: a trim of a huge range is remembered as at most this many segments; the
+        // rest is simply not zero-filled (it keeps whatever the disk holds).
+        const MAX_TRIMMED: u64 = 1 << 20;
+        for g in first..last.min(first.saturating_add(MAX_TRIMMED)) {
+            self.trimmed.insert(g);
+        }
+    }
+
+    /// Zeroes, in `buf` read from `offset`, the bytes that lie in trimmed segments.
+    fn zero_trimmed(&self, buf: &mut [u8], offset: u64) {
+        if self.trimmed.is_empty() || buf.is_empty() {
+            return;
+        }
+        let end = offset + buf.len() as u64;
+        for &g in self.trimmed.range(offset / SEGMENT..end.div_ceil(SEGMENT)) {
+            let from = (g * SEGMENT).max(offset);
+            let to = ((g + 1) * SEGMENT).min(end);
+            buf[(from - offset) as usize..(to - offset) as usize].fill(0);
+        }
+    }
+
+    /// Before a write of `len` bytes at `offset` reaches the target: the trimmed segments it
+    /// touches get zeros everywhere else, as fwup writes them whole.
+    fn untrim(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        if self.trimmed.is_empty() || len == 0 {
+            return Ok(());
+        }
+        let end = offset + len;
+        let hit: Vec<u64> = self
+            .trimmed
+            .range(offset / SEGMENT..end.div_ceil(SEGMENT))
+            .copied()
+            .collect();
+        for g in hit {
+            self.trimmed.remove(&g);
+            let (gs, ge) = (g * SEGMENT, (g + 1) * SEGMENT);
+            for (a, b) in [(gs, offset.max(gs).min(ge)), (end.min(ge).max(gs), ge)] {
+                if a < b {
+                    let zeros = vec![0u8; (b - a) as usize];
+                    self.target
+                        .write_at(&zeros, a)
+                        .map_err(|e| io_ctx(e, "write", a))?;
+                    self.written += b - a;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The target's size in bytes, if known.
@@ -92,6 +250,8 @@ impl<'t> Output<'t> {
         self.target
             .read_at(buf, offset)
             .map_err(|e| io_ctx(e, "read", offset))?;
+        self.zero_trimmed(buf, offset);
+        self.overlay_file_runs(buf, offset);
         let end = offset + buf.len() as u64;
         let first = offset / SECTOR;
         let last = end.div_ceil(SECTOR);
@@ -137,6 +297,8 @@ impl<'t> Output<'t> {
         self.target
             .read_at(&mut out, sector * SECTOR)
             .map_err(|e| io_ctx(e, "read", sector * SECTOR))?;
+        self.zero_trimmed(&mut out, sector * SECTOR);
+        self.overlay_file_runs(&mut out, sector * SECTOR);
         if self.clean >= CLEAN_LIMIT {
             self.drop_clean();
         }
@@ -278,6 +440,9 @@ impl<'t> Output<'t> {
         }
         let end = offset + buf.len() as u64;
         self.check_deferred_overlap(offset, buf.len() as u64)?;
+        if self.file_runs_overlap(offset, end) {
+            self.write_file_runs()?;
+        }
         if !self.cache.is_empty() {
             let first = offset / SECTOR;
             let last = end.div_ceil(SECTOR);
@@ -303,6 +468,7 @@ impl<'t> Output<'t> {
                 }
             }
         }
+        self.untrim(offset, buf.len() as u64)?;
         self.target
             .write_at(buf, offset)
             .map_err(|e| io_ctx(e, "write", offset))?;
@@ -322,8 +488,9 @@ impl<'t> Output<'t> {
         }
     }
 
-    /// Writes every dirty cached sector to the target, in runs.
+    /// Writes the file data kept, then every dirty cached sector, in runs.
     pub fn flush_cache(&mut self) -> io::Result<()> {
+        self.write_file_runs()?;
         let dirty: Vec<u64> = self
             .cache
             .iter()
@@ -343,6 +510,7 @@ impl<'t> Output<'t> {
                 }
                 j += 1;
             }
+            self.untrim(start * SECTOR, run.len() as u64)?;
             self.target
                 .write_at(&run, start * SECTOR)
                 .map_err(|e| io_ctx(e, "write", start * SECTOR))?;
@@ -364,6 +532,9 @@ impl<'t> Output<'t> {
 
     /// Drops everything not yet written (cache and deferred records), as after a failure.
     pub fn discard_pending(&mut self) {
+        self.trimmed.clear();
+        self.file_runs.clear();
+        self.file_bytes = 0;
         self.cache.clear();
         self.cached_bytes = 0;
         self.clean = 0;
@@ -372,10 +543,24 @@ impl<'t> Output<'t> {
 
     /// Records (or replaces) a deferred record under `key`.
     pub fn defer(&mut self, key: &str, writes: Vec<(u64, Vec<u8>)>) {
+        self.defer_with(key, writes, false);
+    }
+
+    /// Like [`Output::defer`], and each write of the record is synced before the next one
+    /// starts (a sequence whose order makes it power-cut safe).
+    pub fn defer_ordered(&mut self, key: &str, writes: Vec<(u64, Vec<u8>)>) {
+        self.defer_with(key, writes, true);
+    }
+
+    fn defer_with(&mut self, key: &str, writes: Vec<(u64, Vec<u8>)>, ordered: bool) {
         self.deferred.retain(|d| d.key != key);
+        if writes.is_empty() {
+            return;
+        }
         self.deferred.push(Deferred {
             key: key.to_owned(),
             writes,
+            ordered,
         });
     }
 
@@ -400,7 +585,11 @@ impl<'t> Output<'t> {
     }
 
     fn write_records(&mut self, d: &Deferred) -> io::Result<()> {
-        for (o, b) in &d.writes {
+        for (i, (o, b)) in d.writes.iter().enumerate() {
+            if d.ordered && i > 0 {
+                self.target.sync()?;
+            }
+            self.untrim(*o, b.len() as u64)?;
             let first = o / SECTOR;
             let last = (o + b.len() as u64).div_ceil(SECTOR);
             let covered: Vec<u64> = self.cache.range(first..last).map(|(&s, _)| s).collect();
@@ -417,8 +606,16 @@ impl<'t> Output<'t> {
 
     /// Writes the deferred records in the order they were last changed.
     pub fn commit_deferred(&mut self) -> io::Result<()> {
+        self.commit_deferred_except(|_| false)
+    }
+
+    /// Writes the deferred records except those whose key `keep` selects, which stay
+    /// deferred.
+    pub fn commit_deferred_except(&mut self, keep: impl Fn(&str) -> bool) -> io::Result<()> {
         let records = std::mem::take(&mut self.deferred);
-        for d in &records {
+        let (kept, now): (Vec<_>, Vec<_>) = records.into_iter().partition(|d| keep(&d.key));
+        self.deferred = kept;
+        for d in &now {
             self.write_records(d)?;
         }
         Ok(())

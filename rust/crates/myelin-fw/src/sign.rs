@@ -135,10 +135,7 @@ impl PrivateKey {
 
 /// The firmware UUID of a meta.conf, as fwup computes and prints it.
 pub fn firmware_uuid(meta_conf: &[u8]) -> String {
-    let mut h = Blake2b256::new();
-    h.update(&UUID_NAMESPACE);
-    h.update(meta_conf);
-    let mut d = h.finalize();
+    let mut d = uuid_bytes(meta_conf);
     d[6] = (d[6] & 0x0f) | 0x50;
     let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -148,6 +145,56 @@ pub fn firmware_uuid(meta_conf: &[u8]) -> String {
         &hex[12..16],
         &hex[16..20],
         &hex[20..32]
+    )
+}
+
+/// The words of fwup's firmware nicknames (a selection of the BIP-39 English list, five per
+/// row with lengths 3 to 7): an interoperability constant, like the UUID namespace above, so
+/// that `meta-nickname` and `$FWUP_META_NICKNAME` are the ones fwup prints.
+const NICKNAME_WORDS: [&str; 256] = [
+    "act", "able", "about", "absent", "abandon", "add", "away", "aisle", "advice", "address",
+    "aim", "best", "anger", "annual", "analyst", "all", "bone", "armor", "assume", "apology",
+    "arm", "cake", "beach", "barrel", "average", "ask", "chat", "bless", "bitter", "bargain",
+    "bar", "club", "brick", "bronze", "blanket", "bid", "corn", "cabin", "camera", "capital",
+    "boy", "dash", "chalk", "casual", "certain", "can", "dice", "civil", "cherry", "coconut",
+    "cat", "drip", "cloud", "column", "conduct", "cup", "east", "craft", "credit", "crucial",
+    "day", "fall", "curve", "debris", "cushion", "dry", "fine", "dream", "depend", "despair",
+    "egg", "foil", "earth", "dinner", "dilemma", "era", "gain", "entry", "dragon", "dynamic",
+    "fan", "glad", "exist", "energy", "emotion", "few", "grit", "field", "estate", "essence",
+    "fix", "head", "focus", "expire", "exhibit", "fog", "hood", "gauge", "finger", "fatigue",
+    "fox", "idea", "glove", "fossil", "forward", "gap", "jump", "grunt", "garlic", "genuine",
+    "hat", "kiwi", "hello", "guitar", "gravity", "hip", "lazy", "inner", "horror", "illness",
+    "ice", "link", "labor", "indoor", "initial", "job", "loop", "light", "invest", "jealous",
+    "key", "math", "maple", "laptop", "lecture", "kid", "mind", "mimic", "lonely", "lottery",
+    "lab", "name", "nasty", "margin", "mention", "mad", "nose", "offer", "middle", "monitor",
+    "mix", "open", "owner", "motion", "network", "net", "pass", "piano", "nephew", "observe",
+    "nut", "plug", "power", "online", "ostrich", "oak", "pulp", "purse", "palace", "peasant",
+    "oil", "ramp", "ready", "phrase", "popular", "one", "ring", "round", "praise", "present",
+    "pen", "safe", "scrap", "reason", "program", "pig", "seed", "shock", "relief", "pudding",
+    "raw", "sign", "skill", "resist", "raccoon", "rug", "slot", "snack", "ripple", "release",
+    "run", "soon", "spawn", "salute", "satisfy", "say", "step", "spray", "select", "session",
+    "shy", "tape", "still", "silver", "slender", "spy", "text", "super", "sphere", "stomach",
+    "tag", "tiny", "table", "street", "supreme", "tip", "trip", "tired", "symbol", "thunder",
+    "toe", "undo", "trade", "ticket", "trigger", "toy", "visa", "truth", "travel", "uncover",
+    "two", "wasp", "vague", "unfold", "utility", "van", "wild", "vivid", "valley", "vibrant",
+    "web", "yard", "zebra", "voyage", "weather", "zoo",
+];
+
+fn uuid_bytes(meta_conf: &[u8]) -> [u8; 32] {
+    let mut h = Blake2b256::new();
+    h.update(&UUID_NAMESPACE);
+    h.update(meta_conf);
+    h.finalize()
+}
+
+/// The firmware nickname of a meta.conf (`meta-nickname`): two words chosen by the first two
+/// bytes of the firmware UUID, as fwup computes it.
+pub fn firmware_nickname(meta_conf: &[u8]) -> String {
+    let d = uuid_bytes(meta_conf);
+    format!(
+        "{}-{}",
+        NICKNAME_WORDS[usize::from(d[0])],
+        NICKNAME_WORDS[usize::from(d[1])]
     )
 }
 

@@ -19,6 +19,11 @@ pub trait Target: Send {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Size in bytes when known (a device's size, an existing image file's length).
     fn size(&self) -> Option<u64>;
+    /// The size writes may not go past: a block device's, or `--max-size`. `None` for image
+    /// files, which grow (fwup treats their length as a soft limit).
+    fn hard_size(&self) -> Option<u64> {
+        None
+    }
     /// Makes everything written so far durable.
     fn sync(&mut self) -> io::Result<()>;
     /// Tells the storage that a range's contents are no longer needed (TRIM). Optional.
@@ -32,6 +37,7 @@ pub struct FileTarget {
     file: File,
     size: Option<u64>,
     block_device: bool,
+    max_size: Option<u64>,
 }
 
 // `_IOR(0x12, 114, size_t)`: the size field follows the width of size_t.
@@ -78,7 +84,18 @@ impl FileTarget {
             file,
             size,
             block_device,
+            max_size: None,
         })
+    }
+
+    /// Limits the target to `bytes` (fwup's `--max-size`): a hard end for an image file, and a
+    /// smaller one for a device.
+    pub fn set_max_size(&mut self, bytes: u64) {
+        self.max_size = Some(match (self.block_device, self.size) {
+            (true, Some(s)) => s.min(bytes),
+            _ => bytes,
+        });
+        self.size = self.max_size;
     }
 
     /// Whether this is a block device (not an image file).
@@ -105,12 +122,12 @@ impl Target for FileTarget {
     }
 
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if let Some(size) = self.size {
-            if self.block_device && offset + buf.len() as u64 > size {
+        if let Some(size) = self.hard_size() {
+            if offset.saturating_add(buf.len() as u64) > size {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
-                        "write of {} bytes at offset {offset} goes past the end of the device ({size} bytes)",
+                        "write of {} bytes at offset {offset} goes past the end of the target ({size} bytes)",
                         buf.len()
                     ),
                 ));
@@ -121,6 +138,13 @@ impl Target for FileTarget {
 
     fn size(&self) -> Option<u64> {
         self.size
+    }
+
+    fn hard_size(&self) -> Option<u64> {
+        if self.max_size.is_some() {
+            return self.max_size;
+        }
+        if self.block_device { self.size } else { None }
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -158,6 +182,8 @@ pub struct MemTarget {
     pub syncs: usize,
     /// Every write, in order: (offset, length).
     pub log: Vec<(u64, usize)>,
+    /// Whether `size` is a hard end, as a device's (writes past it fail).
+    pub device: bool,
 }
 
 impl MemTarget {
@@ -167,6 +193,16 @@ impl MemTarget {
             data: vec![0; size],
             size: Some(size as u64),
             ..MemTarget::default()
+        }
+    }
+}
+
+impl MemTarget {
+    /// A zero-filled device of `size` bytes: writes past its end fail.
+    pub fn device(size: usize) -> Self {
+        MemTarget {
+            device: true,
+            ..MemTarget::zeroed(size)
         }
     }
 }
@@ -181,6 +217,9 @@ impl Target for MemTarget {
     }
 
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.device && offset.saturating_add(buf.len() as u64) > self.data.len() as u64 {
+            return Err(io::Error::other("write past the end of the device"));
+        }
         let end = offset as usize + buf.len();
         if end > self.data.len() {
             self.data.resize(end, 0);
@@ -194,9 +233,47 @@ impl Target for MemTarget {
         self.size
     }
 
+    fn hard_size(&self) -> Option<u64> {
+        self.device.then_some(self.data.len() as u64)
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         self.syncs += 1;
         Ok(())
+    }
+}
+
+/// fwup's `--minimize-writes`: every write first reads what is there and skips the pieces
+/// (128 KiB at a time) that already hold the same bytes, sparing flash.
+pub struct MinimizeWrites<T: Target>(pub T);
+
+impl<T: Target> Target for MinimizeWrites<T> {
+    fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_at(buf, offset)
+    }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut have = vec![0u8; buf.len().min(128 * 1024)];
+        for (i, piece) in buf.chunks(128 * 1024).enumerate() {
+            let at = offset + (i * 128 * 1024) as u64;
+            let have = &mut have[..piece.len()];
+            self.0.read_at(have, at)?;
+            if have != piece {
+                self.0.write_at(piece, at)?;
+            }
+        }
+        Ok(())
+    }
+    fn size(&self) -> Option<u64> {
+        self.0.size()
+    }
+    fn hard_size(&self) -> Option<u64> {
+        self.0.hard_size()
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync()
+    }
+    fn discard(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        self.0.discard(offset, len)
     }
 }
 
@@ -209,6 +286,9 @@ impl<T: Target + ?Sized> Target for Box<T> {
     }
     fn size(&self) -> Option<u64> {
         (**self).size()
+    }
+    fn hard_size(&self) -> Option<u64> {
+        (**self).hard_size()
     }
     fn sync(&mut self) -> io::Result<()> {
         (**self).sync()

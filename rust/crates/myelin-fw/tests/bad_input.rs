@@ -313,15 +313,20 @@ fn wrong_platform_is_refused_before_anything_is_written() {
     // A device running slot A of platform "golden".
     let mut t = complete_v1();
     {
+        use myelin_fw::uboot;
         let mut o = myelin_fw::output::Output::new(&mut t);
-        let loc = myelin_fw::uboot::Location {
+        let loc = uboot::Location {
             offset: 0x2000,
             size: 0x2000,
             redund: Some(0x4000),
         };
-        let mut txn = myelin_fw::uboot::Txn::new(loc);
-        txn.set(&mut o, "a.nerves_fw_platform", "golden").unwrap();
-        o.defer("env", txn.writes().unwrap());
+        let disk = uboot::read_copies(&mut o, &loc).unwrap();
+        let mut copies = disk.clone();
+        uboot::change(&loc, &mut copies, |v| {
+            v.insert("a.nerves_fw_platform".into(), "golden".into());
+        })
+        .unwrap();
+        o.defer("env", uboot::safe_writes(&loc, &disk, &copies));
         o.commit_deferred().unwrap();
     }
     t.log.clear();
@@ -340,4 +345,25 @@ fn wrong_platform_is_refused_before_anything_is_written() {
     // No task at all.
     let err = apply_golden(&mk("golden"), &mut t, "nosuchtask", &[]).unwrap_err();
     assert!(matches!(err, Error::NoTask(_)));
+}
+
+#[test]
+fn names_with_quotes_and_backslashes_survive_create_verify_and_apply() {
+    // Found by the fuzzer: fwup prints section titles unescaped, so these names gave a
+    // meta.conf that verify and apply could not read.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("fwup.conf");
+    std::fs::write(
+        &conf,
+        r#"file-resource "a\"b\\c" { contents = "quoted" }
+task "t\"x\\" { on-resource "a\"b\\c" { raw_write(1) } }
+"#,
+    )
+    .unwrap();
+    let fw = create_with(&conf, Vars::default(), None).unwrap();
+    myelin_fw::verify(fw.as_slice(), &[], &Vars::default()).unwrap();
+    let mut t = MemTarget::zeroed(4096);
+    let applied = apply_golden(&fw, &mut t, "t\"x", &[]).unwrap();
+    assert_eq!(applied.task, "t\"x\\");
+    assert_eq!(&t.data[512..518], b"quoted");
 }

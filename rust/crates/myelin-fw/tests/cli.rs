@@ -185,14 +185,188 @@ fn fwup_flags_and_subcommands_agree() {
         .output()
         .unwrap());
     assert_eq!(v.stdout, b"Valid archive with a good signature\n");
-    let uuid = ok(fw().args(["-z", "-i", s(&a)]).output().unwrap());
-    let meta = String::from_utf8(read_golden("v1.metadata.txt")).unwrap();
-    let want = meta
-        .lines()
-        .find_map(|l| l.strip_prefix("meta-uuid=\""))
+    // -m prints every line of fwup -m, meta-nickname included.
+    let m = ok(fw().args(["-m", "-i", s(&a)]).output().unwrap());
+    assert_eq!(m.stdout, read_golden("v1.metadata.txt"));
+}
+
+#[test]
+fn fwup_options_with_fwups_meaning() {
+    let dir = scratch_dir();
+    let img = dir.path().join("img");
+    // --max-size: the image may not grow past it, and that is known before writing.
+    let out = fw()
+        .args([
+            "-a",
+            "-t",
+            "complete",
+            "-d",
+            s(&img),
+            "-q",
+            "--max-size",
+            "8192",
+        ])
+        .args(["-i", s(&golden("v1.fw"))])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("past the end of the target"), "{err}");
+    assert!(
+        std::fs::metadata(&img).map_or(0, |m| m.len()) == 0,
+        "an image was written"
+    );
+    std::fs::File::create(&img)
         .unwrap()
-        .trim_end_matches('"');
-    assert_eq!(String::from_utf8(uuid.stdout).unwrap(), format!("{want}\n"));
+        .set_len(11 << 20)
+        .unwrap();
+    ok(fw()
+        .args([
+            "-a",
+            "-t",
+            "complete",
+            "-d",
+            s(&img),
+            "-q",
+            "--max-size",
+            "0x5800",
+        ])
+        .args(["-i", s(&golden("v1.fw"))])
+        .output()
+        .unwrap());
+    let want = golden_image("complete-v1.img.xz");
+    let got = std::fs::read(&img).unwrap();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got.iter().zip(&want).position(|(a, b)| a != b), None);
+    // --minimize-writes: the same bytes (the writes that change nothing are skipped).
+    let img2 = dir.path().join("img2");
+    std::fs::write(&img2, &want).unwrap();
+    ok(fw()
+        .args([
+            "-a",
+            "-t",
+            "upgrade",
+            "-d",
+            s(&img2),
+            "-q",
+            "--minimize-writes",
+        ])
+        .args(["-i", s(&golden("v2.fw"))])
+        .output()
+        .unwrap());
+    assert!(std::fs::read(&img2).unwrap() == golden_image("upgraded-v2.img.xz"));
+    ok(fw()
+        .args([
+            "-a",
+            "-t",
+            "upgrade",
+            "-d",
+            s(&img2),
+            "-q",
+            "--no-minimize-writes",
+        ])
+        .args(["-i", s(&golden("v1.fw"))])
+        .output()
+        .unwrap());
+    // --sparse-check PATH [--sparse-check-size BYTES]
+    let probe = dir.path().join("probe");
+    let out = ok(fw()
+        .args(["--sparse-check", s(&probe), "--sparse-check-size", "65536"])
+        .output()
+        .unwrap());
+    assert_eq!(out.stdout, b"Sparse files supported\n");
+    assert!(!probe.exists());
+    // -z prints the card burn would pick (none here), not a UUID.
+    let z = fw()
+        .args(["-z", "-i", s(&golden("v1.fw"))])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&z.stdout).contains("7a8162cb"));
+    // Deliberate differences from fwup are named in --help.
+    let help = ok(fw().arg("--help").output().unwrap());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Differences from fwup"), "{help}");
+}
+
+#[test]
+fn delta_archives_apply_like_fwups() {
+    // myelin-fw delta v1 -> v2 with the golden delta configuration: the same structure as the
+    // delta fwup's documentation makes by hand (v2-delta.fw), and it applies to the same image.
+    let dir = scratch_dir();
+    let conf = golden("fwup-delta.conf");
+    let key = golden("golden-key.priv");
+    let (v1, v2, d) = (
+        dir.path().join("v1.fw"),
+        dir.path().join("v2.fw"),
+        dir.path().join("delta.fw"),
+    );
+    for (ver, rootfs, out) in [
+        ("1.0.0", "rootfs-v1.bin", &v1),
+        ("2.0.0", "rootfs-v2.bin", &v2),
+    ] {
+        let r = golden(rootfs);
+        ok(fw()
+            .envs([
+                ("VERSION", ver),
+                ("ROOTFS", r.to_str().unwrap()),
+                ("SOURCE_DATE_EPOCH", "1767225600"),
+            ])
+            .args(["-c", "-f", s(&conf), "-o", s(out), "-s", s(&key)])
+            .output()
+            .unwrap());
+    }
+    assert!(std::fs::read(&v2).unwrap() == read_golden("v2-delta-full.fw"));
+    let out = ok(fw()
+        .args(["delta", s(&v1), s(&v2), "-o", s(&d)])
+        .output()
+        .unwrap());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("rootfs.img: 524288 bytes as a"), "{report}");
+    let ours = std::fs::read(&d).unwrap();
+    let theirs = read_golden("v2-delta.fw");
+    // Same entries in the same order, same signature and meta.conf bytes.
+    let entries = |fw: &[u8]| {
+        let mut r = myelin_fw::archive::ZipReader::new(fw);
+        let mut v = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            let data = r.read_to_vec(1 << 20).unwrap();
+            v.push((e.name, data));
+        }
+        v
+    };
+    let (o, t) = (entries(&ours), entries(&theirs));
+    assert_eq!(
+        o.iter().map(|e| &e.0).collect::<Vec<_>>(),
+        t.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
+    assert_eq!(o[0], t[0], "signature");
+    assert_eq!(o[1], t[1], "meta.conf");
+    // zImage is the same in v1 and v2: a tiny copy, as xdelta3's.
+    assert!(o[2].1.len() < 64, "zImage delta of {} bytes", o[2].1.len());
+    assert!(o[4].1.len() < 200, "rootfs delta of {} bytes", o[4].1.len());
+    // Debian's xdelta3 decodes our deltas to the new resources.
+    for (entry, src, tgt) in [
+        (4usize, "rootfs-v1.bin", "rootfs-v2.bin"),
+        (2, "zImage", "zImage"),
+    ] {
+        let p = dir.path().join("patch");
+        std::fs::write(&p, &o[entry].1).unwrap();
+        let decoded = dir.path().join("decoded");
+        run(
+            "xdelta3",
+            &["-f", "-d", "-s", s(&golden(src)), s(&p), s(&decoded)],
+        );
+        assert!(std::fs::read(&decoded).unwrap() == read_golden(tgt));
+    }
+    // Applied (as the reference fwup applies v2-delta.fw) to complete-v1: the upgraded image.
+    let img = dir.path().join("img");
+    std::fs::write(&img, golden_image("complete-v1.img.xz")).unwrap();
+    ok(fw()
+        .args(["-a", "-t", "upgrade", "-q", "-d", s(&img), "-i", s(&d)])
+        .args(["-p", s(&golden("golden-key.pub"))])
+        .output()
+        .unwrap());
+    assert!(std::fs::read(&img).unwrap() == golden_image("upgraded-v2.img.xz"));
 }
 
 #[test]

@@ -338,8 +338,8 @@ fn mkenvimage(args: &MkenvimageArgs) -> Result<()> {
     let input = read_input(&args.input)?;
     let name = args.input.display();
     let entries = text::parse(&input).map_err(|e| anyhow!("{name}: {e}"))?;
-    // Same checks as a default environment (no empty value, no name twice), but the image keeps
-    // the input order, as mkenvimage does.
+    // Same checks as a default environment (no name twice; `name=` is kept with an empty value,
+    // as U-Boot's mkenvimage keeps it), but the image keeps the input order, as mkenvimage does.
     text::to_vars(&entries).map_err(|e| anyhow!("{name}: {e}"))?;
     let layout = if args.redundant {
         Layout::Redundant

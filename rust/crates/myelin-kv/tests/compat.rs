@@ -226,12 +226,31 @@ fn myelin_mkenvimage_matches_uboot() {
 }
 
 #[test]
+fn mkenvimage_keeps_empty_values_as_ubootss_mkenvimage_does() {
+    // bbb's default environment holds `bootdir=`: U-Boot's mkenvimage stores it as is.
+    let dir = tempfile::tempdir().unwrap();
+    let txt = dir.path().join("empty.txt");
+    std::fs::write(&txt, "bootdir=\nbootcmd=run x\nempty=\n").unwrap();
+    let (theirs, ours) = (dir.path().join("theirs.bin"), dir.path().join("ours.bin"));
+    ok(debian("mkenvimage")
+        .args(["-s", "0x2000", "-r", "-o"])
+        .arg(&theirs)
+        .arg(&txt));
+    ok(myelin_kv()
+        .args(["mkenvimage", "-s", "0x2000", "-r", "-o"])
+        .arg(&ours)
+        .arg(&txt));
+    let ours = std::fs::read(&ours).unwrap();
+    assert_eq!(std::fs::read(&theirs).unwrap(), ours);
+    assert_eq!(&ours[5..14], b"bootdir=\0");
+}
+
+#[test]
 fn mkenvimage_input_errors_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
     for (text, expected) in [
         ("a=1\nb=2\nnot a variable\n", "line 3: expected name=value"),
         ("a=1\n=x\n", "line 2: variable name is empty"),
-        ("a=1\nb=\n", "line 2: \"b\" has an empty value"),
         ("a=1\n\na=2\n", "line 3: \"a\" is already set on line 1"),
     ] {
         let txt = dir.path().join("bad.txt");

@@ -4,7 +4,7 @@
 //! ```text
 //! myelin-net daemon [--config /etc/myelin/net.toml] [--address BUS]
 //! myelin-net status [IFNAME]                      JSON
-//! myelin-net configure IFNAME JSON [--temporary]  (--temporary: not persisted)
+//! myelin-net configure IFNAME JSON [--temporary] [--psk-file FILE | --psk-stdin]
 //! myelin-net get-config IFNAME
 //! myelin-net deconfigure IFNAME
 //! myelin-net check-hosts HOST:PORT... [--temporary]
@@ -13,16 +13,20 @@
 //! ```
 //!
 //! Invoked as `myelin-net-dhcp-hook EVENT` (the symlink udhcpc runs), it is the DHCP hook.
+//!
+//! Diagnostics go through `myelin_api::logger` (level: `MYELIN_LOG`, default `info`). A WiFi
+//! key is never taken from the command line (see [`crate::key_input`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::NetConfig;
+use crate::key_input::{self, KeyArgs};
 use crate::manager::{Manager, Options};
 
 /// Default configuration file.
@@ -55,7 +59,8 @@ enum Cmd {
         /// Interface.
         ifname: Option<String>,
     },
-    /// Configure an interface (JSON, see the config documentation).
+    /// Configure an interface (JSON, see the config documentation; WiFi keys with --psk-file
+    /// or --psk-stdin, never in the JSON).
     Configure {
         /// Interface.
         ifname: String,
@@ -64,8 +69,11 @@ enum Cmd {
         /// Do not persist (a reboot returns to the saved or default configuration).
         #[arg(long)]
         temporary: bool,
+        /// The WiFi key.
+        #[command(flatten)]
+        key: KeyArgs,
     },
-    /// Print an interface's running configuration.
+    /// Print an interface's running configuration (without WiFi keys).
     GetConfig {
         /// Interface.
         ifname: String,
@@ -102,6 +110,7 @@ enum Cmd {
 
 /// The binary's main.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    myelin_api::logger::init(log::LevelFilter::Info);
     let called = args
         .first()
         .map(PathBuf::from)
@@ -118,7 +127,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("myelin-net: {e:#}");
+            log::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
@@ -149,7 +158,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Daemon { config } => run_daemon(config, address),
         Cmd::CheckConfig { file } => {
-            let c = NetConfig::load(&file).map_err(|e| anyhow!("{e}"))?;
+            let c = NetConfig::load(&file)?;
+            warn_if_readable_secrets(&file, &c);
             println!(
                 "{}: ok ({} interfaces: {})",
                 file.display(),
@@ -158,20 +168,27 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Configure {
+            ifname,
+            json,
+            temporary,
+            key,
+        } => {
+            // Before the bus: a key is read (and a key in the JSON refused) without a daemon.
+            let config = key_input::prepare(&json, key.read()?.as_deref())?;
+            runtime()?.block_on(async move {
+                let conn = connect(&address).await?;
+                let net = crate::client::Network1Proxy::new(&conn).await?;
+                Ok(net.configure(&ifname, &config, !temporary).await?)
+            })
+        }
         cmd => runtime()?.block_on(async move {
             let conn = connect(&address).await?;
             let net = crate::client::Network1Proxy::new(&conn).await?;
             match cmd {
-                Cmd::Status { ifname } => print_json(
-                    &crate::client::status(&conn, ifname.as_deref())
-                        .await
-                        .map_err(|e| anyhow!(e))?,
-                ),
-                Cmd::Configure {
-                    ifname,
-                    json,
-                    temporary,
-                } => Ok(net.configure(&ifname, &json, !temporary).await?),
+                Cmd::Status { ifname } => {
+                    print_json(&crate::client::status(&conn, ifname.as_deref()).await?)
+                }
                 Cmd::GetConfig { ifname } => {
                     println!("{}", net.get_configuration(&ifname).await?);
                     Ok(())
@@ -185,12 +202,10 @@ fn run(cli: Cli) -> Result<()> {
                     let w = crate::client::wifi(&conn, &ifname).await?;
                     w.scan().await?;
                     tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0))).await;
-                    let s = crate::client::status(&conn, Some(&ifname))
-                        .await
-                        .map_err(|e| anyhow!(e))?;
+                    let s = crate::client::status(&conn, Some(&ifname)).await?;
                     print_json(s.get("access_points").unwrap_or(&serde_json::Value::Null))
                 }
-                Cmd::Daemon { .. } | Cmd::CheckConfig { .. } => Ok(()),
+                Cmd::Daemon { .. } | Cmd::CheckConfig { .. } | Cmd::Configure { .. } => Ok(()),
             }
         }),
     }
@@ -206,16 +221,42 @@ fn hostname(config: &NetConfig) -> String {
     })
 }
 
+/// Warns when `file` holds WiFi keys and users other than its owner may read it (the shipped
+/// /etc/myelin/net.toml is world-readable: keys belong in the 0600 runtime configuration, set
+/// with `configure --psk-file`, or in a 0600 file).
+fn warn_if_readable_secrets(file: &std::path::Path, config: &NetConfig) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let keyed: Vec<&str> = config
+        .interface
+        .iter()
+        .filter(|(_, c)| c.has_secrets())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mode = std::fs::metadata(file).map(|m| m.permissions().mode() & 0o777);
+    if !keyed.is_empty()
+        && let Ok(mode) = mode
+        && mode & 0o077 != 0
+    {
+        log::warn!(
+            "{} (mode {mode:03o}) holds WiFi keys ({}) that every user can read: make it 0600, \
+             or set them at run time with `myelin-net configure --psk-file`",
+            file.display(),
+            keyed.join(", ")
+        );
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run_daemon(config_path: PathBuf, address: Option<String>) -> Result<()> {
     let config = match NetConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) if !config_path.exists() => {
-            eprintln!("myelin-net: {e}; using the built-in defaults");
+            log::warn!("{e}; using the built-in defaults");
             NetConfig::default()
         }
-        Err(e) => return Err(anyhow!("{e}")),
+        Err(e) => return Err(e.into()),
     };
+    warn_if_readable_secrets(&config_path, &config);
     let hook_program = match &config.daemon.hook_program {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("cannot find this executable for the DHCP hook")?,
@@ -228,7 +269,7 @@ pub fn run_daemon(config_path: PathBuf, address: Option<String>) -> Result<()> {
     runtime()?.block_on(async move {
         let net = Arc::new(crate::netlink::Rtnl::new().context("cannot open rtnetlink")?);
         let (mut manager, handle) = Manager::new(opts, net);
-        manager.start().await.map_err(|e| anyhow!(e))?;
+        manager.start().await?;
         let conn = match &address {
             Some(a) => zbus::connection::Builder::address(a.as_str()).build().await,
             None => zbus::connection::Builder::system().build().await,
@@ -239,8 +280,9 @@ pub fn run_daemon(config_path: PathBuf, address: Option<String>) -> Result<()> {
             .await
             .with_context(|| format!("cannot own {}", crate::service::BUS_NAME))?;
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-            eprintln!("myelin-net: cannot notify readiness: {e}");
+            log::warn!("cannot notify readiness: {e}");
         }
+        log::info!("ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("SIGTERM handler")?;
         tokio::select! {

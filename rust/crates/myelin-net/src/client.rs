@@ -132,11 +132,28 @@ pub async fn wifi(conn: &Connection, ifname: &str) -> zbus::Result<WiFi1Proxy<'s
         .await
 }
 
+/// Why [`status`] has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The bus or the service failed.
+    #[error("cannot ask org.myelin.Network1 for its status")]
+    Bus(#[from] zbus::Error),
+    /// The service answered something that is not JSON.
+    #[error("myelin-net's status is not JSON")]
+    Json(#[from] serde_json::Error),
+    /// No such interface.
+    #[error("myelin-net knows no interface {0}")]
+    NoInterface(String),
+}
+
 /// The daemon's whole state as JSON; with `ifname`, only that interface's (plus its name).
-pub async fn status(conn: &Connection, ifname: Option<&str>) -> Result<serde_json::Value, String> {
-    let net = Network1Proxy::new(conn).await.map_err(|e| e.to_string())?;
-    let text = net.get_status().await.map_err(|e| e.to_string())?;
-    let mut all: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+pub async fn status(
+    conn: &Connection,
+    ifname: Option<&str>,
+) -> Result<serde_json::Value, StatusError> {
+    let net = Network1Proxy::new(conn).await?;
+    let text = net.get_status().await?;
+    let mut all: serde_json::Value = serde_json::from_str(&text)?;
     let Some(ifname) = ifname else {
         return Ok(all);
     };
@@ -144,7 +161,7 @@ pub async fn status(conn: &Connection, ifname: Option<&str>) -> Result<serde_jso
         .get_mut("interfaces")
         .and_then(|i| i.get_mut(ifname))
         .map(serde_json::Value::take)
-        .ok_or_else(|| format!("myelin-net knows no interface {ifname}"))?;
+        .ok_or_else(|| StatusError::NoInterface(ifname.to_owned()))?;
     if let Some(o) = one.as_object_mut() {
         o.insert("name".into(), ifname.into());
     }

@@ -9,7 +9,8 @@
 //!
 //! ```toml
 //! [daemon]
-//! run_dir = "/run/myelin-net"          # hook socket, generated files, pid and lease files (tmpfs)
+//! run_dir = "/run/myelin-net"          # hook socket, generated files, pid and lease files (tmpfs;
+//!                                      # myelin-net's own: made 0700, files 0600)
 //! persist_dir = "/data/myelin/net"     # runtime configs that survive a reboot
 //! resolv_conf = "/etc/resolv.conf"     # owned by myelin-net (symlinks are followed)
 //! hostname = "..."                     # default: the kernel's host name (DHCP, mDNS, /30 links)
@@ -68,14 +69,20 @@
 //! | `mdns` | all | advertise on this interface (default true) |
 //!
 //! A WiFi passphrase never reaches the disk: it is converted into the 64-digit PSK when the
-//! configuration is accepted (for SAE, which needs the password itself, it is kept).
+//! configuration is accepted (for SAE, which needs the password itself, it is kept). Keys
+//! ([`Secret`]) are written only to the persisted file and the generated wpa_supplicant.conf,
+//! both 0600; clients (D-Bus, `status`, `get-config`) see configurations without them
+//! ([`InterfaceConfig::without_secrets`]). Keys belong in the runtime configuration
+//! (`configure --psk-file`): `/etc/myelin/net.toml` is readable by every user, and the daemon
+//! warns when it finds keys in a file others can read.
 //!
 //! # Persisted files
 //!
 //! `<persist_dir>/interfaces/<ifname>.json`: `{"version": 1, "config": {...}}`;
 //! `<persist_dir>/connectivity.json`: `{"version": 1, "hosts": [...]}`. Written atomically
-//! (temporary file, fsync, rename, fsync of the directory). A persisted file wins over the
-//! defaults; one that cannot be read or parsed is logged and ignored.
+//! (temporary file created 0600, fsync, rename, fsync of the directory) in 0700 directories.
+//! A persisted file wins over the defaults; one that cannot be read or parsed is logged and
+//! ignored.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -112,6 +119,112 @@ impl ConfigError {
             format!("{prefix}.{}", self.field)
         };
         self
+    }
+}
+
+/// A value that does not parse (an address, a port, a duration, a host name); the message quotes
+/// the value, so secrets never go through here (see [`Secret`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// `a.b.c.d/n` without the `/n`.
+    #[error("{0:?} is not an address with a prefix (a.b.c.d/n)")]
+    NoPrefix(String),
+    /// Not a dotted IPv4 address.
+    #[error("{0:?} is not an IPv4 address")]
+    Address(String, #[source] std::net::AddrParseError),
+    /// A prefix length outside 0 to 32.
+    #[error("{0:?} is not a prefix length (0 to 32)")]
+    Prefix(String),
+    /// `host:port` without the `:port`.
+    #[error("{0:?} is not host:port")]
+    NoPort(String),
+    /// A port outside 1 to 65535.
+    #[error("{0:?} is not a TCP port (1 to 65535)")]
+    Port(String),
+    /// Neither an address nor a DNS name.
+    #[error("{0:?} is not an IPv4 address or a host name")]
+    Host(String),
+    /// A duration without a known unit.
+    #[error("{0:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\")")]
+    Duration(String),
+    /// Not a host name for DHCP, mDNS or the /30 derivation.
+    #[error("{0:?} is not a host name (1-63 letters, digits and '-')")]
+    Hostname(String),
+}
+
+/// A WiFi key (a passphrase or a PSK). It reaches the persisted configuration and the generated
+/// wpa_supplicant.conf (both 0600) and nothing else: `Debug` hides it, the D-Bus service only
+/// ever sees [`InterfaceConfig::without_secrets`], and a value of the wrong type is rejected
+/// without being quoted (serde's own messages would quote a number given as a passphrase).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Secret(key.into())
+    }
+
+    /// The key itself, for the files that must hold it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Accepts a string; every other type is an error that does not quote the value.
+        struct Visitor;
+
+        impl Visitor {
+            fn refuse<E: serde::de::Error>(what: &str) -> Result<Secret, E> {
+                Err(E::custom(format!("must be a string, not {what}")))
+            }
+        }
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Visitor::refuse("a boolean")
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Visitor::refuse("a number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Visitor::refuse("a number")
+            }
+            fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<Secret, E> {
+                Visitor::refuse("a number")
+            }
+            fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<Secret, E> {
+                Visitor::refuse("a number")
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Visitor::refuse("a number")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<Secret, E> {
+                Visitor::refuse("bytes")
+            }
+        }
+        // `deserialize_any`, not `deserialize_str`: serde_json answers a wrongly typed value
+        // given to `deserialize_str` itself, with the value in the message.
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -180,19 +293,19 @@ impl fmt::Display for Ipv4Net {
 }
 
 impl FromStr for Ipv4Net {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let (a, p) = s
             .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not an address with a prefix (a.b.c.d/n)"))?;
+            .ok_or_else(|| ValueError::NoPrefix(s.to_owned()))?;
         let addr: Ipv4Addr = a
             .parse()
-            .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+            .map_err(|e| ValueError::Address(a.to_owned(), e))?;
         let prefix: u8 = p
             .parse()
             .ok()
             .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("{p:?} is not a prefix length (0 to 32)"))?;
+            .ok_or_else(|| ValueError::Prefix(p.to_owned()))?;
         Ok(Ipv4Net { addr, prefix })
     }
 }
@@ -226,23 +339,23 @@ impl fmt::Display for HostPort {
 }
 
 impl FromStr for HostPort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let (host, port) = s
             .rsplit_once(':')
-            .ok_or_else(|| format!("{s:?} is not host:port"))?;
+            .ok_or_else(|| ValueError::NoPort(s.to_owned()))?;
         let port: u16 = port
             .parse()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("{port:?} is not a TCP port (1 to 65535)"))?;
+            .ok_or_else(|| ValueError::Port(port.to_owned()))?;
         let valid = !host.is_empty()
             && host.len() <= 253
             && host
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         if !valid {
-            return Err(format!("{host:?} is not an IPv4 address or a host name"));
+            return Err(ValueError::Host(host.to_owned()));
         }
         Ok(HostPort {
             host: host.to_owned(),
@@ -269,9 +382,9 @@ impl<'de> Deserialize<'de> for HostPort {
 pub struct Span(pub Duration);
 
 impl FromStr for Span {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a duration (e.g. \"500ms\", \"5s\", \"2m\")");
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::Duration(s.to_owned());
         let split = s
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
@@ -588,10 +701,10 @@ pub struct WifiNetwork {
     pub key_mgmt: Option<KeyMgmt>,
     /// Passphrase (replaced by `psk` when the config is accepted, except for SAE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passphrase: Option<String>,
+    pub passphrase: Option<Secret>,
     /// 64 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub psk: Option<String>,
+    pub psk: Option<Secret>,
     /// Higher is preferred.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
@@ -677,6 +790,26 @@ impl InterfaceConfig {
         strip(self) == strip(other)
     }
 
+    /// This configuration without its WiFi keys: what is shown to clients (D-Bus replies,
+    /// properties and signals, `myelin-net status`), whoever asks. `key_mgmt` still says
+    /// which networks have one.
+    pub fn without_secrets(&self) -> InterfaceConfig {
+        let mut c = self.clone();
+        for n in c.wifi.iter_mut().flat_map(|w| w.networks.iter_mut()) {
+            n.passphrase = None;
+            n.psk = None;
+        }
+        c
+    }
+
+    /// Whether any WiFi network of this configuration carries a key.
+    pub fn has_secrets(&self) -> bool {
+        self.wifi
+            .iter()
+            .flat_map(|w| w.networks.iter())
+            .any(|n| n.passphrase.is_some() || n.psk.is_some())
+    }
+
     /// Whether this is an access point configuration.
     pub fn is_ap(&self) -> bool {
         self.wifi
@@ -704,7 +837,8 @@ impl InterfaceConfig {
                     ));
                 }
                 if let Some(h) = self.direct.as_ref().and_then(|d| d.hostname.as_ref()) {
-                    check_hostname(h).map_err(|m| ConfigError::new("direct.hostname", m))?;
+                    check_hostname(h)
+                        .map_err(|e| ConfigError::new("direct.hostname", e.to_string()))?;
                 }
             }
             Kind::Ethernet | Kind::Wifi => {
@@ -790,15 +924,13 @@ pub fn check_ifname(ifname: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn check_hostname(h: &str) -> Result<(), String> {
+fn check_hostname(h: &str) -> Result<(), ValueError> {
     let ok =
         !h.is_empty() && h.len() <= 63 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{h:?} is not a host name (1-63 letters, digits and '-')"
-        ))
+        Err(ValueError::Hostname(h.to_owned()))
     }
 }
 
@@ -827,7 +959,7 @@ fn validate_ipv4(ipv4: &Ipv4Config) -> Result<(), ConfigError> {
         ));
     }
     if let Some(h) = &ipv4.hostname {
-        check_hostname(h).map_err(|m| ConfigError::new("ipv4.hostname", m))?;
+        check_hostname(h).map_err(|e| ConfigError::new("ipv4.hostname", e.to_string()))?;
     }
     if ipv4.method == Method::Static {
         let addr = ipv4
@@ -930,7 +1062,7 @@ fn validate_wifi(wifi: &mut WifiConfig, ipv4: &Ipv4Config) -> Result<(), ConfigE
                 "give either passphrase or psk, not both",
             ));
         }
-        if n.passphrase.as_ref().is_some_and(|p| {
+        if n.passphrase.as_ref().map(Secret::expose).is_some_and(|p| {
             !(8..=63).contains(&p.len()) || !p.bytes().all(|b| (32..127).contains(&b))
         }) {
             return Err(ConfigError::new(
@@ -938,7 +1070,7 @@ fn validate_wifi(wifi: &mut WifiConfig, ipv4: &Ipv4Config) -> Result<(), ConfigE
                 "must be 8 to 63 printable ASCII characters",
             ));
         }
-        if let Some(p) = &n.psk
+        if let Some(p) = n.psk.as_ref().map(Secret::expose)
             && !(p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return Err(ConfigError::new(at("psk"), "must be 64 hex digits"));
@@ -982,7 +1114,10 @@ fn validate_wifi(wifi: &mut WifiConfig, ipv4: &Ipv4Config) -> Result<(), ConfigE
         if matches!(km, KeyMgmt::WpaPsk | KeyMgmt::WpaPskSha256)
             && let Some(pass) = n.passphrase.take()
         {
-            n.psk = Some(crate::tech::wifi::passphrase_to_psk(&n.ssid, &pass));
+            n.psk = Some(Secret(crate::tech::wifi::passphrase_to_psk(
+                &n.ssid,
+                pass.expose(),
+            )));
         }
     }
     Ok(())
@@ -1188,12 +1323,45 @@ mod tests {
         assert_eq!(n.key_mgmt, Some(KeyMgmt::WpaPsk));
         // IEEE 802.11i-2004 Annex H.4 test vector.
         assert_eq!(
-            n.psk.as_deref(),
+            n.psk.as_ref().map(Secret::expose),
             Some("f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e")
+        );
+        assert!(
+            !format!("{c:?}").contains("f42c6fc5"),
+            "Debug shows the key"
+        );
+        let public = c.without_secrets();
+        assert!(!public.has_secrets() && c.has_secrets());
+        let json = serde_json::to_string(&public).unwrap();
+        assert!(
+            !json.contains("\"psk\"") && json.contains("\"wpa_psk\""),
+            "{json}"
         );
         // Normalizing again keeps it (the persisted form is a fixed point).
         let again = c.clone().normalize("wlan0").unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn wrongly_typed_keys_are_not_quoted() {
+        for (json, field) in [
+            (
+                r#"{"type":"wifi","wifi":{"networks":[{"ssid":"x","passphrase":73219054}]}}"#,
+                "wifi.networks[0].passphrase",
+            ),
+            (
+                r#"{"type":"wifi","wifi":{"networks":[{"ssid":"x","psk":73219054.5}]}}"#,
+                "wifi.networks[0].psk",
+            ),
+        ] {
+            let e = parse_interface_json("wlan0", json).unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(!e.to_string().contains("73219054"), "{e}");
+        }
+        let e = err(
+            "[interface.wlan0]\ntype = \"wifi\"\nwifi = { networks = [{ ssid = \"x\", passphrase = 73219054 }] }\n",
+        );
+        assert!(!e.to_string().contains("73219054"), "{e}");
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn hook_main(event: &str) -> std::process::ExitCode {
         .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
         .collect();
     let Some(socket) = std::env::var_os(HOOK_SOCKET_ENV) else {
-        eprintln!("myelin-net dhcp hook: {HOOK_SOCKET_ENV} is not set");
+        log::error!("dhcp hook: {HOOK_SOCKET_ENV} is not set");
         return std::process::ExitCode::FAILURE;
     };
     let report = Report {
@@ -105,13 +105,30 @@ pub fn hook_main(event: &str) -> std::process::ExitCode {
     match sent {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
-                "myelin-net dhcp hook: cannot report {event} to {}: {e}",
+            log::error!(
+                "dhcp hook: cannot report {event} to {}: {e}",
                 Path::new(&socket).display()
             );
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Why a `bound`/`renew` report describes no usable lease.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// No `ip` variable.
+    #[error("no ip")]
+    NoAddress,
+    /// `ip` is not an IPv4 address.
+    #[error("bad ip {0:?}")]
+    Address(String),
+    /// `subnet` is not a contiguous netmask.
+    #[error("bad subnet {0:?}")]
+    Subnet(String),
+    /// `mask` is not a prefix length.
+    #[error("bad mask {0:?}")]
+    Mask(String),
 }
 
 /// A lease, as the daemon applies it.
@@ -140,21 +157,22 @@ fn addrs(v: Option<&String>) -> Vec<Ipv4Addr> {
 
 impl Lease {
     /// The lease a `bound`/`renew` report describes.
-    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Lease, String> {
-        let ip: Ipv4Addr = vars
-            .get("ip")
-            .ok_or("no ip")?
-            .parse()
-            .map_err(|_| format!("bad ip {:?}", vars.get("ip")))?;
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Lease, LeaseError> {
+        let ip = vars.get("ip").ok_or(LeaseError::NoAddress)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| LeaseError::Address(ip.clone()))?;
         let address = if let Some(mask) = vars.get("subnet") {
-            let m: Ipv4Addr = mask.parse().map_err(|_| format!("bad subnet {mask:?}"))?;
-            Ipv4Net::from_netmask(ip, m).ok_or_else(|| format!("bad subnet {mask:?}"))?
+            mask.parse()
+                .ok()
+                .and_then(|m| Ipv4Net::from_netmask(ip, m))
+                .ok_or_else(|| LeaseError::Subnet(mask.clone()))?
         } else if let Some(p) = vars.get("mask") {
-            let p: u8 = p.parse().map_err(|_| format!("bad mask {p:?}"))?;
-            Ipv4Net::new(ip, p).ok_or("bad mask")?
+            p.parse()
+                .ok()
+                .and_then(|p| Ipv4Net::new(ip, p))
+                .ok_or_else(|| LeaseError::Mask(p.clone()))?
         } else {
             // RFC 2131 lets a server omit the mask; assume the classful default like udhcpc.
-            Ipv4Net::new(ip, 24).ok_or("bad mask")?
+            Ipv4Net::new(ip, 24).ok_or_else(|| LeaseError::Mask("24".into()))?
         };
         let search = match vars.get("search").or(vars.get("domain")) {
             Some(s) => s.split_whitespace().map(str::to_owned).collect(),
@@ -185,7 +203,7 @@ pub async fn recv(sock: &tokio::net::UnixDatagram) -> std::io::Result<Report> {
         let n = sock.recv(&mut buf).await?;
         match serde_json::from_slice::<Report>(&buf[..n]) {
             Ok(r) => return Ok(r),
-            Err(e) => eprintln!("myelin-net: ignoring a malformed hook report: {e}"),
+            Err(e) => log::warn!("ignoring a malformed hook report: {e}"),
         }
     }
 }
@@ -235,9 +253,22 @@ mod tests {
         assert_eq!(l.search, ["a", "b"]);
         assert!(l.routers.is_empty());
 
-        assert!(Lease::from_vars(&vars(&[("ip", "nope")])).is_err());
-        assert!(Lease::from_vars(&vars(&[("subnet", "255.0.0.0")])).is_err());
-        assert!(Lease::from_vars(&vars(&[("ip", "1.2.3.4"), ("subnet", "255.0.255.0")])).is_err());
+        assert_eq!(
+            Lease::from_vars(&vars(&[("ip", "nope")])),
+            Err(LeaseError::Address("nope".into()))
+        );
+        assert_eq!(
+            Lease::from_vars(&vars(&[("subnet", "255.0.0.0")])),
+            Err(LeaseError::NoAddress)
+        );
+        assert_eq!(
+            Lease::from_vars(&vars(&[("ip", "1.2.3.4"), ("subnet", "255.0.255.0")])),
+            Err(LeaseError::Subnet("255.0.255.0".into()))
+        );
+        assert_eq!(
+            Lease::from_vars(&vars(&[("ip", "1.2.3.4"), ("mask", "33")])),
+            Err(LeaseError::Mask("33".into()))
+        );
     }
 
     #[cfg(feature = "daemon")]

@@ -12,6 +12,9 @@
 //! programs), [`mdns`]. [`manager`] is the event loop that combines them; [`service`] publishes
 //! it on D-Bus and [`client`] is the client side (myelinctl, `myelin-net status`). Those, and
 //! the I/O halves of [`check`], [`dhcp`] and [`wpa`], need the default feature `daemon`.
+//!
+//! Diagnostics are `log` records (the daemon installs `myelin_api::logger`); errors are typed
+//! and keep their causes, which [`report::report`] puts on one line.
 
 pub mod check;
 #[cfg(feature = "daemon")]
@@ -21,6 +24,8 @@ pub mod client;
 pub mod config;
 pub mod dhcp;
 #[cfg(feature = "daemon")]
+pub mod key_input;
+#[cfg(feature = "daemon")]
 pub mod manager;
 #[cfg(feature = "daemon")]
 pub mod mdns;
@@ -29,6 +34,7 @@ pub mod netlink;
 pub mod persist;
 #[cfg(feature = "daemon")]
 pub mod process;
+pub mod report;
 pub mod resolv;
 pub mod route;
 #[cfg(feature = "daemon")]

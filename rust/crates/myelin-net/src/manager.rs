@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::check::{self, CheckLogic, Connection};
 use crate::config::{ConfigError, HostPort, InterfaceConfig, Ipv4Net, Kind, NetConfig};
 use crate::dhcp::{self, HOOK_TOKEN_ENV, Lease, Report};
-use crate::netlink::{LinkState, NetEvent, NetOps};
+use crate::netlink::{LinkState, NetError, NetEvent, NetOps};
 use crate::persist::{self, Store};
-use crate::process::{self, Running};
+use crate::process::{self, Running, SpawnError};
+use crate::report::report;
 use crate::resolv;
 use crate::route::{self, Entry, RouteInput};
 use crate::tech::{self, CheckMode, Plan, When};
@@ -36,10 +37,10 @@ use crate::wpa;
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Errors of manager requests.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    /// The configuration was rejected.
-    #[error("invalid configuration: {0}")]
+    /// The configuration was rejected (the cause names the field).
+    #[error("invalid configuration")]
     Invalid(#[from] ConfigError),
     /// No such interface (or no configuration for it).
     #[error("{0}")]
@@ -47,9 +48,88 @@ pub enum ManagerError {
     /// The interface cannot do that (scanning Ethernet, ...).
     #[error("{0}")]
     NotSupported(String),
-    /// Something failed while carrying it out.
-    #[error("{0}")]
-    Failed(String),
+    /// Saving under `persist_dir` failed; nothing was changed.
+    #[error("cannot persist {what}")]
+    Persist {
+        /// The configuration or the check targets.
+        what: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Removing the persisted configuration failed; nothing was changed.
+    #[error("cannot remove the persisted configuration")]
+    Forget(#[source] std::io::Error),
+    /// wpa_supplicant refused or failed the request.
+    #[error("wpa_supplicant failed the request")]
+    Wifi(#[from] wpa::WpaError),
+    /// The WiFi session ended before answering.
+    #[error("the WiFi session ended")]
+    WifiEnded,
+    /// The manager is not running any more.
+    #[error("the manager has stopped")]
+    Stopped,
+}
+
+/// Why the manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The run directory (or the control socket directory) cannot be made private.
+    #[error("cannot prepare {}", path.display())]
+    Dir {
+        /// Directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The DHCP hook symlink cannot be made.
+    #[error("cannot link the DHCP hook {}", path.display())]
+    Hook {
+        /// Symlink.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hook socket cannot be bound.
+    #[error("cannot bind the hook socket {}", path.display())]
+    HookSocket {
+        /// Socket.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel monitor failed before its first dump was complete.
+    #[error("the rtnetlink monitor failed")]
+    Monitor(#[source] NetError),
+    /// The kernel monitor ended before its first dump was complete.
+    #[error("the rtnetlink monitor ended")]
+    MonitorEnded,
+    /// Nobody holds the event channel any more.
+    #[error("the event channel closed")]
+    Closed,
+}
+
+/// Why bringing an interface up failed (it is retried after `retry_interval`).
+#[derive(Debug, thiserror::Error)]
+pub enum BringUpError {
+    /// A generated file could not be written.
+    #[error("cannot write {}", path.display())]
+    File {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel refused a change.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A program could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
 }
 
 /// Requests from clients (the D-Bus service).
@@ -100,8 +180,8 @@ pub enum Msg {
     Net(NetEvent),
     /// The initial kernel dump is complete.
     NetReady,
-    /// The kernel monitor failed.
-    NetFailed(String),
+    /// The kernel monitor failed (`None`: it ended).
+    NetFailed(Option<NetError>),
     /// A udhcpc hook report.
     Hook(Report),
     /// A supervised program exited on its own.
@@ -146,8 +226,8 @@ pub enum Msg {
         ifname: String,
         /// Generation.
         generation: u64,
-        /// Why.
-        error: String,
+        /// How: `Ok` when its command channel closed.
+        ended: Result<(), wpa::WpaError>,
     },
     /// Time to try a `retrying` interface again.
     Retry {
@@ -243,9 +323,8 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Request(make(reply)))
-            .map_err(|_| ManagerError::Failed("the manager has stopped".into()))?;
-        rx.await
-            .map_err(|_| ManagerError::Failed("the manager dropped the request".into()))?
+            .map_err(|_| ManagerError::Stopped)?;
+        rx.await.map_err(|_| ManagerError::Stopped)?
     }
 
     /// Configures an interface.
@@ -454,22 +533,33 @@ impl Manager {
 
     /// Prepares the run directory and the hook, starts the kernel monitor, waits for its first
     /// dump, loads persisted configs and brings every configured interface up (or waits for it).
-    pub async fn start(&mut self) -> Result<(), String> {
+    pub async fn start(&mut self) -> Result<(), StartError> {
         self.start_with(true).await
     }
 
     /// [`Manager::start`]; without `monitor` the kernel events come from the caller (tests).
-    async fn start_with(&mut self, monitor: bool) -> Result<(), String> {
+    async fn start_with(&mut self, monitor: bool) -> Result<(), StartError> {
+        // The run directory holds the generated wpa_supplicant.conf files, with WiFi keys.
         let run = self.opts.config.daemon.run_dir.clone();
-        std::fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
-        std::fs::create_dir_all(self.ctx.wpa_ctrl_dir.parent().unwrap_or(&run))
-            .map_err(|e| format!("{}: {e}", self.ctx.wpa_ctrl_dir.display()))?;
+        persist::private_dir(&run).map_err(|source| StartError::Dir {
+            path: run.clone(),
+            source,
+        })?;
+        if let Some(parent) = self.ctx.wpa_ctrl_dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StartError::Dir {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
         let hook = self.ctx.hook_path();
         let _ = std::fs::remove_file(&hook);
         std::os::unix::fs::symlink(&self.opts.hook_program, &hook)
-            .map_err(|e| format!("{}: {e}", hook.display()))?;
-        let sock = dhcp::bind(&self.ctx.hook_socket())
-            .map_err(|e| format!("{}: {e}", self.ctx.hook_socket().display()))?;
+            .map_err(|source| StartError::Hook { path: hook, source })?;
+        let sock =
+            dhcp::bind(&self.ctx.hook_socket()).map_err(|source| StartError::HookSocket {
+                path: self.ctx.hook_socket(),
+                source,
+            })?;
         let tx = self.tx.clone();
         tokio::spawn(async move {
             loop {
@@ -480,14 +570,14 @@ impl Manager {
                         }
                     }
                     Err(e) => {
-                        eprintln!("myelin-net: hook socket: {e}");
+                        log::warn!("hook socket: {e}");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
             }
         });
         if let Err(e) = self.net.cleanup().await {
-            eprintln!("myelin-net: cleaning up old routes: {e}");
+            log::warn!("cleaning up old routes: {}", report(&e));
         }
         if !monitor {
             let _ = self.tx.send(Msg::NetReady);
@@ -521,8 +611,7 @@ impl Manager {
                         }
                     }
                     r = &mut mon => {
-                        let why = match r { Ok(()) => "ended".to_owned(), Err(e) => e.to_string() };
-                        let _ = tx.send(Msg::NetFailed(why));
+                        let _ = tx.send(Msg::NetFailed(r.err()));
                         return;
                     }
                 }
@@ -531,29 +620,33 @@ impl Manager {
         loop {
             match self.rx.recv().await {
                 Some(Msg::NetReady) => break,
-                Some(Msg::NetFailed(why)) => return Err(format!("rtnetlink: {why}")),
+                Some(Msg::NetFailed(Some(e))) => return Err(StartError::Monitor(e)),
+                Some(Msg::NetFailed(None)) => return Err(StartError::MonitorEnded),
                 Some(Msg::Net(ev)) => self.on_net(ev).await,
                 Some(other) => self.handle(other).await,
-                None => return Err("event channel closed".into()),
+                None => return Err(StartError::Closed),
             }
         }
-        let (ok, bad) = self.store.load_all();
-        for (path, why) in bad {
-            eprintln!(
-                "myelin-net: ignoring persisted {} ({why}); using the default",
-                path.display()
+        if let Err(e) = self.store.secure() {
+            log::warn!(
+                "cannot restrict {} to root: {e}",
+                self.opts.config.daemon.persist_dir.display()
             );
+        }
+        let (ok, bad) = self.store.load_all();
+        for e in bad {
+            log::warn!("ignoring a persisted configuration: {}", report(&e));
         }
         self.persisted = ok.into_iter().collect();
         match self.store.load_hosts() {
             Ok(Some(h)) => self.check_hosts = h,
             Ok(None) => {}
-            Err(why) => eprintln!("myelin-net: ignoring persisted check targets ({why})"),
+            Err(e) => log::warn!("ignoring the persisted check targets: {}", report(&e)),
         }
         if self.opts.config.mdns.enabled {
             match crate::mdns::Responder::new(&self.opts.hostname, &self.opts.config.mdns) {
                 Ok(r) => self.mdns = Some(r),
-                Err(e) => eprintln!("myelin-net: mDNS disabled: {e}"),
+                Err(e) => log::warn!("mDNS disabled: {e}"),
             }
         }
         let mut names: BTreeSet<String> = self.opts.config.interface.keys().cloned().collect();
@@ -598,7 +691,10 @@ impl Manager {
             Msg::NetReady => {}
             Msg::NetFailed(why) => {
                 // Without the monitor the manager is blind: exit and let init restart it.
-                eprintln!("myelin-net: rtnetlink monitor failed: {why}");
+                match why {
+                    Some(e) => log::error!("the rtnetlink monitor failed: {}", report(&e)),
+                    None => log::error!("the rtnetlink monitor ended"),
+                }
                 std::process::exit(1);
             }
             Msg::Hook(r) => self.on_hook(r).await,
@@ -613,7 +709,7 @@ impl Manager {
                     .get(&ifname)
                     .is_some_and(|i| i.generation == generation)
                 {
-                    eprintln!("myelin-net: {ifname}: {name} exited ({what})");
+                    log::warn!("{ifname}: {name} exited ({what})");
                     self.retry(&ifname, format!("{name} exited ({what})")).await;
                 }
             }
@@ -630,8 +726,8 @@ impl Manager {
                         i.check.failure();
                     }
                     if i.check.connection != before {
-                        eprintln!(
-                            "myelin-net: {ifname}: {} -> {}",
+                        log::info!(
+                            "{ifname}: {} -> {}",
                             before.as_str(),
                             i.check.connection.as_str()
                         );
@@ -658,15 +754,19 @@ impl Manager {
             Msg::WifiEnded {
                 ifname,
                 generation,
-                error,
+                ended,
             } => {
                 if self
                     .ifaces
                     .get(&ifname)
                     .is_some_and(|i| i.generation == generation)
                 {
-                    eprintln!("myelin-net: {ifname}: wpa_supplicant session ended: {error}");
-                    self.retry(&ifname, error).await;
+                    let why = match ended {
+                        Ok(()) => "the wpa_supplicant session was closed".to_owned(),
+                        Err(e) => report(&e),
+                    };
+                    log::warn!("{ifname}: {why}");
+                    self.retry(&ifname, why).await;
                 }
             }
             Msg::Retry { ifname, generation } => {
@@ -709,13 +809,19 @@ impl Manager {
                         return;
                     }
                 };
+                log::debug!(
+                    "{ifname}: configure{} {}",
+                    if persist { "" } else { " (temporary)" },
+                    serde_json::to_string(&config.without_secrets()).unwrap_or_default()
+                );
                 if persist {
-                    if let Err(e) = self.store.save(&ifname, &config) {
+                    if let Err(source) = self.store.save(&ifname, &config) {
                         self.reply_later(
                             reply,
-                            Err(ManagerError::Failed(format!(
-                                "cannot persist the configuration: {e}"
-                            ))),
+                            Err(ManagerError::Persist {
+                                what: "the configuration",
+                                source,
+                            }),
                         );
                         return;
                     }
@@ -736,12 +842,7 @@ impl Manager {
                     return;
                 }
                 if let Err(e) = self.store.clear(&ifname) {
-                    self.reply_later(
-                        reply,
-                        Err(ManagerError::Failed(format!(
-                            "cannot remove the persisted configuration: {e}"
-                        ))),
-                    );
+                    self.reply_later(reply, Err(ManagerError::Forget(e)));
                     return;
                 }
                 self.persisted.remove(&ifname);
@@ -774,12 +875,13 @@ impl Manager {
                     );
                     return;
                 }
-                if persist && let Err(e) = self.store.save_hosts(&hosts) {
+                if persist && let Err(source) = self.store.save_hosts(&hosts) {
                     self.reply_later(
                         reply,
-                        Err(ManagerError::Failed(format!(
-                            "cannot persist the check targets: {e}"
-                        ))),
+                        Err(ManagerError::Persist {
+                            what: "the check targets",
+                            source,
+                        }),
                     );
                     return;
                 }
@@ -816,14 +918,13 @@ impl Manager {
                 };
                 let (tx, rx) = oneshot::channel();
                 if cmd.send(wpa::Command::Scan(tx)).is_err() {
-                    let _ = reply.send(Err(ManagerError::Failed("the WiFi session ended".into())));
+                    let _ = reply.send(Err(ManagerError::WifiEnded));
                     return;
                 }
                 tokio::spawn(async move {
                     let r = match rx.await {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(ManagerError::Failed(e)),
-                        Err(_) => Err(ManagerError::Failed("the WiFi session ended".into())),
+                        Ok(r) => r.map_err(ManagerError::from),
+                        Err(_) => Err(ManagerError::WifiEnded),
                     };
                     let _ = reply.send(r);
                 });
@@ -897,7 +998,7 @@ impl Manager {
                 if let Err(e) = net.del_address(index, a).await
                     && !e.missing()
                 {
-                    eprintln!("myelin-net: {ifname}: {e}");
+                    log::warn!("{ifname}: {}", report(&e));
                 }
             }
         }
@@ -963,6 +1064,7 @@ impl Manager {
             return;
         };
         let plan = tech::plan(ifname, &config, &self.ctx);
+        log::debug!("{ifname}: bringing up: {}", plan.render());
         if let Some(i) = self.ifaces.get_mut(ifname) {
             i.state = State::Configuring;
             i.plan = Some(plan.clone());
@@ -975,25 +1077,29 @@ impl Manager {
                 }
                 self.on_lower(ifname, link.lower_up).await;
             }
-            Err(why) => {
-                eprintln!("myelin-net: {ifname}: bring-up failed: {why}");
+            Err(e) => {
+                let why = report(&e);
+                log::warn!("{ifname}: bring-up failed: {why}");
                 self.retry(ifname, why).await;
             }
         }
     }
 
-    async fn apply_plan(&mut self, link: &LinkState, plan: &Plan) -> Result<(), String> {
+    async fn apply_plan(&mut self, link: &LinkState, plan: &Plan) -> Result<(), BringUpError> {
+        // Every generated file is the owner's only (wpa_supplicant.conf holds the WiFi keys),
+        // in a directory that is too.
         for f in &plan.files {
+            let file = |source| BringUpError::File {
+                path: f.path.clone(),
+                source,
+            };
             if let Some(d) = f.path.parent() {
-                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                persist::private_dir(d).map_err(file)?;
             }
-            persist::write_atomic(&f.path, f.contents.as_bytes(), false)
-                .map_err(|e| format!("{}: {e}", f.path.display()))?;
+            persist::write_atomic(&f.path, f.contents.as_bytes(), persist::PRIVATE_FILE, false)
+                .map_err(file)?;
         }
-        self.net
-            .set_link(link.index, plan.link_up)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.net.set_link(link.index, plan.link_up).await?;
         // Addresses left by someone else (or an earlier run) would confuse routing.
         let stale: Vec<Ipv4Net> = self
             .observed
@@ -1009,21 +1115,17 @@ impl Manager {
             if let Err(e) = self.net.del_address(link.index, a).await
                 && !e.missing()
             {
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
         for a in &plan.addresses {
-            self.net
-                .add_address(link.index, *a)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.net.add_address(link.index, *a).await?;
             if let Some(i) = self.ifaces.get_mut(&plan.ifname) {
                 i.applied.push(*a);
             }
         }
         for spec in plan.daemons.iter().filter(|d| d.when == When::Always) {
-            self.start_daemon(&plan.ifname, spec)
-                .map_err(|e| e.to_string())?;
+            self.start_daemon(&plan.ifname, spec)?;
         }
         if let Some(ctrl) = &plan.wpa_ctrl {
             self.start_wifi(&plan.ifname, ctrl.clone());
@@ -1031,7 +1133,7 @@ impl Manager {
         Ok(())
     }
 
-    fn start_daemon(&mut self, ifname: &str, spec: &tech::DaemonSpec) -> std::io::Result<()> {
+    fn start_daemon(&mut self, ifname: &str, spec: &tech::DaemonSpec) -> Result<(), SpawnError> {
         let token = self.next_token;
         self.next_token += 1;
         let Some(i) = self.ifaces.get_mut(ifname) else {
@@ -1048,6 +1150,7 @@ impl Manager {
             ifname.to_owned(),
             spec.name.clone(),
         );
+        log::debug!("{ifname}: starting {}", spec.argv.join(" "));
         let running = process::spawn(ifname, &spec, STOP_GRACE, move |what| {
             let _ = tx.send(Msg::DaemonExit {
                 ifname: name,
@@ -1093,14 +1196,10 @@ impl Manager {
                     update: u,
                 });
             }
-            let error = match result {
-                Ok(()) => "the session was closed".to_owned(),
-                Err(e) => e.to_string(),
-            };
             let _ = tx.send(Msg::WifiEnded {
                 ifname: name,
                 generation,
-                error,
+                ended: result,
             });
         }));
     }
@@ -1122,7 +1221,9 @@ impl Manager {
                 if !running.contains(&spec.name)
                     && let Err(e) = self.start_daemon(ifname, spec)
                 {
-                    self.retry(ifname, e.to_string()).await;
+                    let why = report(&e);
+                    log::warn!("{ifname}: {why}");
+                    self.retry(ifname, why).await;
                     return;
                 }
             }
@@ -1242,7 +1343,7 @@ impl Manager {
                 let lease = match Lease::from_vars(&r.vars) {
                     Ok(l) => l,
                     Err(why) => {
-                        eprintln!("myelin-net: {ifname}: ignoring a bad lease: {why}");
+                        log::warn!("{ifname}: ignoring a bad lease: {why}");
                         return;
                     }
                 };
@@ -1253,12 +1354,13 @@ impl Manager {
                         let _ = net.del_address(index, old).await;
                     }
                     if let Err(e) = net.add_address(index, lease.address).await {
-                        eprintln!("myelin-net: {ifname}: {e}");
-                        i.last_error = e.to_string();
+                        let why = report(&e);
+                        log::error!("{ifname}: {why}");
+                        i.last_error = why;
                         return;
                     }
                     i.applied.push(lease.address);
-                    eprintln!("myelin-net: {ifname}: leased {}", lease.address);
+                    log::info!("{ifname}: leased {}", lease.address);
                 }
                 i.lease = Some(lease);
                 i.dhcp_options = r.vars.clone();
@@ -1392,14 +1494,14 @@ impl Manager {
             if let Err(err) = self.net.apply(e, false).await
                 && !err.missing()
             {
-                eprintln!("myelin-net: {err}");
+                log::error!("{}", report(&err));
             }
         }
         for e in add {
             if let Err(err) = self.net.apply(e.clone(), true).await
                 && !err.exists()
             {
-                eprintln!("myelin-net: {err}");
+                log::error!("{}", report(&err));
                 failed.push(e);
             }
         }
@@ -1409,8 +1511,8 @@ impl Manager {
         let sources = self.resolv_sources(&order);
         let text = resolv::render(&self.opts.config.daemon.name_servers, &sources);
         if let Err(e) = resolv::write(&self.opts.config.daemon.resolv_conf, &text) {
-            eprintln!(
-                "myelin-net: cannot write {}: {e}",
+            log::error!(
+                "cannot write {}: {e}",
                 self.opts.config.daemon.resolv_conf.display()
             );
         }
@@ -1470,7 +1572,8 @@ impl Manager {
                         mac_address: link.and_then(|l| l.mac.clone()).unwrap_or_default(),
                         addresses,
                         dhcp_options: i.dhcp_options.clone(),
-                        configuration: i.config.clone(),
+                        // Clients see the configuration without its WiFi keys, whoever they are.
+                        configuration: i.config.as_ref().map(InterfaceConfig::without_secrets),
                         access_points: i.access_points.clone(),
                         current_access_point: i.current_ap.clone(),
                         stations: i.stations.clone(),
@@ -1640,7 +1743,7 @@ mod tests {
         }))
         .await;
         let err = rx.await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("ipv4.address"), "{err}");
+        assert!(report(&err).contains("ipv4.address"), "{err:?}");
         assert!(trace.take().is_empty());
         assert!(!dir.path().join("data/interfaces/eth0.json").exists());
 

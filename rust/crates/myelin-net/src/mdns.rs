@@ -49,12 +49,12 @@ impl Responder {
             .collect();
         for gone in self.enabled.difference(&want) {
             if let Err(e) = self.daemon.disable_interface(IfKind::Name(gone.clone())) {
-                eprintln!("myelin-net: mDNS: {gone}: {e}");
+                log::warn!("mDNS: {gone}: {e}");
             }
         }
         for new in want.difference(&self.enabled) {
             if let Err(e) = self.daemon.enable_interface(IfKind::Name(new.clone())) {
-                eprintln!("myelin-net: mDNS: {new}: {e}");
+                log::warn!("mDNS: {new}: {e}");
             }
         }
         self.enabled = want;

@@ -23,41 +23,41 @@ use crate::route::Entry;
 
 /// A kernel or socket error, with the operation that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{op}: {message}")]
+#[error("{op}")]
 pub struct NetError {
     /// What was attempted.
     pub op: String,
-    /// Why it failed.
-    pub message: String,
-    /// errno, when the kernel gave one.
-    pub errno: Option<i32>,
+    /// Why it failed: the kernel's errno where it gave one.
+    #[source]
+    pub source: std::io::Error,
 }
 
 impl NetError {
     fn new(op: impl Into<String>, e: rtnetlink::Error) -> Self {
-        let errno = match &e {
-            rtnetlink::Error::NetlinkError(m) => Some(-m.raw_code()),
-            _ => None,
+        let source = match e {
+            rtnetlink::Error::NetlinkError(m) => m.to_io(),
+            other => std::io::Error::other(other),
         };
         NetError {
             op: op.into(),
-            message: match &e {
-                rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
-                other => other.to_string(),
-            },
-            errno,
+            source,
         }
+    }
+
+    /// The errno, when the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
     }
 
     /// The object already exists (adding twice).
     pub fn exists(&self) -> bool {
-        self.errno == Some(libc::EEXIST)
+        self.errno() == Some(libc::EEXIST)
     }
 
     /// The object does not exist (deleting twice).
     pub fn missing(&self) -> bool {
         matches!(
-            self.errno,
+            self.errno(),
             Some(libc::ENOENT) | Some(libc::ESRCH) | Some(libc::EADDRNOTAVAIL) | Some(libc::ENODEV)
         )
     }
@@ -366,10 +366,9 @@ pub async fn monitor(
 ) -> Result<(), NetError> {
     let (conn, handle, mut messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr])
-            .map_err(|e| NetError {
+            .map_err(|source| NetError {
                 op: "open rtnetlink".into(),
-                message: e.to_string(),
-                errno: e.raw_os_error(),
+                source,
             })?;
     tokio::spawn(conn);
     let mut links = handle.link().get().execute();
@@ -419,7 +418,6 @@ pub async fn monitor(
     }
     Err(NetError {
         op: "rtnetlink monitor".into(),
-        message: "the socket closed".into(),
-        errno: None,
+        source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the socket closed"),
     })
 }

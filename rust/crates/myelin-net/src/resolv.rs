@@ -96,14 +96,15 @@ pub fn target(path: &Path) -> PathBuf {
     p
 }
 
-/// Writes `contents` to `path` (following symlinks) atomically; skips the write when the file
-/// already holds exactly that.
+/// Writes `contents` to `path` (following symlinks) atomically, readable by every user (the
+/// resolver of every program reads it); skips the write when the file already holds exactly
+/// that.
 pub fn write(path: &Path, contents: &str) -> std::io::Result<()> {
     let target = target(path);
     if std::fs::read_to_string(&target).is_ok_and(|c| c == contents) {
         return Ok(());
     }
-    crate::persist::write_atomic(&target, contents.as_bytes(), false)
+    crate::persist::write_atomic(&target, contents.as_bytes(), 0o644, false)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! | `Interfaces` | property `as` | every configured or present interface |
 //! | `Configure(s ifname, s config, b persist)` | method | `config` is JSON (see [`crate::config`]) |
 //! | `ConfigureDict(s ifname, a{sv} config, b persist)` | method | the same as a dictionary |
-//! | `GetConfiguration(s ifname) -> s` | method | the running configuration, JSON |
+//! | `GetConfiguration(s ifname) -> s` | method | the running configuration, JSON, no keys |
 //! | `Deconfigure(s ifname)` | method | down now; the persisted config is forgotten |
 //! | `SetCheckHosts(as hosts, b persist)` | method | replaces the global check targets |
 //! | `GetStatus() -> s` | method | everything above and every interface, as one JSON document |
@@ -32,7 +32,12 @@
 //! list the interface objects and follow them appearing and disappearing.
 //!
 //! Every property emits `PropertiesChanged` (one signal per object and change, carrying all
-//! its changed properties). Errors: `org.myelin.Network1.Error.{InvalidConfig, NotFound,
+//! its changed properties).
+//!
+//! No reply, property or signal carries a WiFi key (`passphrase`, `psk`): configurations are
+//! shown without them to every caller, root included, because properties and their signals
+//! reach every listener on the bus alike. The keys live only in the 0600 files myelin-net
+//! writes (the persisted configuration and the generated wpa_supplicant.conf). Errors: `org.myelin.Network1.Error.{InvalidConfig, NotFound,
 //! NotSupported, Failed}`; `InvalidConfig` messages start with the field at fault.
 
 use std::collections::HashMap;
@@ -44,6 +49,7 @@ use zbus::{Connection, OwnedVariant, Variant, interface};
 
 use crate::config::{HostPort, parse_interface_json};
 use crate::manager::{Handle, IfaceSnapshot, ManagerError, Snapshot};
+use crate::report::report;
 use crate::wpa::{AccessPoint, CurrentAp};
 
 /// Well-known bus name.
@@ -90,10 +96,11 @@ pub enum BusError {
 impl From<ManagerError> for BusError {
     fn from(e: ManagerError) -> Self {
         match e {
+            // The message starts with the field at fault.
             ManagerError::Invalid(c) => BusError::InvalidConfig(c.to_string()),
             ManagerError::NotFound(m) => BusError::NotFound(m),
             ManagerError::NotSupported(m) => BusError::NotSupported(m),
-            ManagerError::Failed(m) => BusError::Failed(m),
+            other => BusError::Failed(report(&other)),
         }
     }
 }
@@ -571,7 +578,7 @@ async fn emit(
     }
     .await;
     if let Err(e) = result {
-        eprintln!("myelin-net: PropertiesChanged on {path}: {e}");
+        log::warn!("PropertiesChanged on {path}: {e}");
     }
 }
 
@@ -601,7 +608,7 @@ async fn sync(conn: &Connection, handle: &Handle, shared: &Shared, old: &Snapsho
                 shared: shared.clone(),
             };
             if let Err(e) = server.at(path.as_str(), obj).await {
-                eprintln!("myelin-net: cannot publish {path}: {e}");
+                log::error!("cannot publish {path}: {e}");
             }
         } else {
             emit(
@@ -620,7 +627,7 @@ async fn sync(conn: &Connection, handle: &Handle, shared: &Shared, old: &Snapsho
                 shared: shared.clone(),
             };
             if let Err(e) = server.at(path.as_str(), obj).await {
-                eprintln!("myelin-net: cannot publish WiFi on {path}: {e}");
+                log::error!("cannot publish WiFi on {path}: {e}");
             }
         } else if !is_wifi(i) && had_wifi {
             let _ = server.remove::<Wifi, _>(path.as_str()).await;

@@ -34,11 +34,12 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug, thiserror::Error)]
 pub enum WpaError {
     /// Socket trouble (the supplicant is gone, the path is wrong, ...).
-    #[error("wpa_supplicant control socket {path}: {source}")]
+    #[error("wpa_supplicant control socket {}", path.display())]
     Io {
         /// Control socket.
         path: PathBuf,
         /// Cause.
+        #[source]
         source: std::io::Error,
     },
     /// No reply in time.
@@ -56,7 +57,7 @@ pub enum WpaError {
     #[error("wpa_supplicant is terminating")]
     Terminating,
     /// The control socket did not appear.
-    #[error("wpa_supplicant's control socket {0} did not appear")]
+    #[error("wpa_supplicant's control socket {} did not appear", .0.display())]
     NoSocket(PathBuf),
 }
 
@@ -368,8 +369,13 @@ impl Client {
     pub async fn request(&self, cmd: &str) -> Result<String, WpaError> {
         let _one_at_a_time = self.busy.lock().await;
         let mut buf = vec![0u8; 16384];
-        // A reply to an earlier, timed-out request must not be taken for this one's.
-        while self.sock.try_recv(&mut buf).is_ok() {}
+        // A reply to an earlier, timed-out request must not be taken for this one's. Drained
+        // with recv(2) itself: tokio's try_recv only sees datagrams its reactor has already
+        // been told about, and a late reply may have arrived just now.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.sock);
+        while nix::sys::socket::recv(fd, &mut buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT).is_ok()
+        {
+        }
         self.sock
             .send(cmd.as_bytes())
             .await
@@ -499,7 +505,7 @@ pub enum Update {
 #[derive(Debug)]
 pub enum Command {
     /// Start a scan; the reply says whether the supplicant accepted it.
-    Scan(oneshot::Sender<Result<(), String>>),
+    Scan(oneshot::Sender<Result<(), WpaError>>),
 }
 
 /// Session timings.
@@ -594,11 +600,10 @@ pub async fn session(
             },
             c = commands.recv() => match c {
                 Some(Command::Scan(reply)) => {
-                    let r = match cmd.request("SCAN").await {
-                        Ok(r) if r.trim_end() == "OK" => Ok(()),
-                        Ok(r) => Err(format!("wpa_supplicant refused the scan: {}", r.trim_end())),
-                        Err(e @ WpaError::Timeout(_)) => return Err(e),
-                        Err(e) => return Err(e),
+                    // A refusal (`FAIL-BUSY`) goes to the caller; a dead socket ends the session.
+                    let r = match cmd.ok("SCAN").await {
+                        Err(e @ (WpaError::Io { .. } | WpaError::Timeout(_))) => return Err(e),
+                        r => r,
                     };
                     let _ = reply.send(r);
                 }

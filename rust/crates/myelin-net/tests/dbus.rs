@@ -5,12 +5,13 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use common::{Bus, Daemon, FakeWpa, Netns, SCAN_TWO, config, require_root, wait_for};
+use common::{
+    Bus, FakeWpa, PATIENCE, SCAN_TWO, as_nobody, block_on, config, device, dhcp_lease,
+    object_manager, start_daemon, wait_for,
+};
+use futures_util::StreamExt;
 use myelin_net::client::{self, Network1Proxy};
-
-const LIMIT: Duration = Duration::from_secs(20);
 
 fn wifi_config(dir: &std::path::Path) -> std::path::PathBuf {
     config(
@@ -29,12 +30,8 @@ ipv4 = { method = "disabled" }
 
 #[tokio::test]
 async fn wifi_scan_results_association_and_a_crashing_supplicant() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("wifi");
     // A stand-in netdev: the radio itself cannot exist here, its supplicant is faked.
-    ns.netdev("wlan0");
-    ns.netdev("eth9");
+    let (dir, ns) = device(&["wlan0", "eth9"]);
     let ctrl_dir = dir.path().join("run/wpa_supplicant");
     std::fs::create_dir_all(&ctrl_dir).unwrap();
     let fake = FakeWpa::start(&ctrl_dir.join("wlan0"));
@@ -42,12 +39,12 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
     let cfg = wifi_config(dir.path());
     let bus = Bus::open();
     let conn = bus.connect().await;
-    let daemon = Daemon::start(&ns, &bus, &cfg);
+    let daemon = start_daemon(&ns, &bus, &cfg);
 
     let wlan0 = client::interface(&conn, "wlan0").await.unwrap();
     let wifi = client::wifi(&conn, "wlan0").await.unwrap();
     assert_eq!(wlan0.kind().await.unwrap(), "wifi");
-    wait_for(LIMIT, "the initial scan results", || async {
+    wait_for("the initial scan results", || async {
         (wifi.access_points().await.unwrap_or_default().len() == 2).then_some(())
     })
     .await;
@@ -65,8 +62,8 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
         "SCAN_RESULTS",
         "bssid / frequency / signal level / flags / ssid\n02:00:00:00:00:03\t2412\t-60\t[ESS]\tNew\n",
     );
-    fake.event("<3>CTRL-EVENT-SCAN-RESULTS ").await;
-    wait_for(LIMIT, "the new scan results", || async {
+    fake.event("<3>CTRL-EVENT-SCAN-RESULTS ");
+    wait_for("the new scan results", || async {
         let aps = wifi.access_points().await.unwrap_or_default();
         (aps.len() == 1).then_some(())
     })
@@ -79,9 +76,8 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
     );
     fake.event(
         "<3>CTRL-EVENT-CONNECTED - Connection to 02:00:00:00:00:01 completed [id=0 id_str=]",
-    )
-    .await;
-    wait_for(LIMIT, "the current access point", || async {
+    );
+    wait_for("the current access point", || async {
         let cur = wifi.current_access_point().await.unwrap_or_default();
         let ssid: Option<String> = cur.get("ssid").and_then(|v| v.clone().try_into().ok());
         (ssid.as_deref() == Some("MyelinHome")).then_some(())
@@ -96,29 +92,43 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
         "{err}"
     );
 
-    // The supplicant crashes: the interface retries, and recovers once it is back.
+    // The supplicant crashes: the interface retries, and recovers once it is back. `retrying`
+    // lasts only retry_interval at a time, so it is heard as a signal, not polled for.
+    let mut states = wlan0.receive_state_changed().await;
     fake.crash();
-    wait_for(LIMIT, "wlan0 retrying", || async {
-        (wlan0.state().await.unwrap_or_default() == "retrying").then_some(())
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(s) = states.next().await {
+            if s.get().await.ok().as_deref() == Some("retrying") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("wlan0 never went to retrying");
+    assert!(!wlan0.last_error().await.unwrap().is_empty());
+    // The WiFi interface's own signal follows the Interface's.
+    wait_for("the access points to be forgotten", || async {
+        wifi.access_points().await.ok()?.is_empty().then_some(())
     })
     .await;
-    assert!(!wlan0.last_error().await.unwrap().is_empty());
-    assert!(wifi.access_points().await.unwrap().is_empty());
     let err = wifi.scan().await.unwrap_err();
     assert!(err.to_string().contains("NotSupported"), "{err}");
     let fake = FakeWpa::start(&ctrl_dir.join("wlan0"));
     fake.reply("SCAN_RESULTS", SCAN_TWO);
-    wait_for(LIMIT, "wlan0 configured again", || async {
+    wait_for("wlan0 configured again", || async {
         (wlan0.state().await.unwrap_or_default() == "configured"
             && wifi.access_points().await.unwrap_or_default().len() == 2)
             .then_some(())
     })
     .await;
 
-    // The passphrase never reaches disk or the bus: the running config carries the PSK.
+    // The key never reaches the bus (tests/secrets.rs checks every way out).
     let running = wlan0.configuration().await.unwrap();
     assert!(!running.contains("correct horse"), "{running}");
-    assert!(running.contains("\"psk\""), "{running}");
+    assert!(
+        !running.contains("\"psk\"") && running.contains("\"wpa_psk\""),
+        "{running}"
+    );
 
     // A setup wizard's access point, temporary: static address and a DHCP server for the
     // stations, nothing persisted.
@@ -132,7 +142,7 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
     )
     .await
     .unwrap();
-    wait_for(LIMIT, "the access point's address", || async {
+    wait_for("the access point's address", || async {
         let a = wlan0.addresses().await.unwrap_or_default();
         (a == ["192.168.24.1/24"] && wlan0.state().await.ok()? == "configured").then_some(())
     })
@@ -144,39 +154,21 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
         "{udhcpd}"
     );
     // A station on the other end gets an address from it.
-    let script = dir.path().join("print-lease");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip\"\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut station = ns.cmd("busybox");
-    station
-        .args([
-            "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", "wlan0p", "-s",
-        ])
-        .arg(&script);
-    // Off the runtime thread: the fake supplicant must keep answering meanwhile.
-    let out = tokio::task::spawn_blocking(move || station.output().unwrap())
-        .await
-        .unwrap();
-    let leased = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("LEASE 192.168.24."))
-        .and_then(|host| host.trim().parse::<u8>().ok());
+    let lease = dhcp_lease(&ns, "wlan0p", dir.path());
+    let host = lease
+        .as_ref()
+        .and_then(|(ip, _)| ip.strip_prefix("192.168.24.")?.parse::<u8>().ok());
     assert!(
-        leased.is_some_and(|h| (10..=20).contains(&h)),
-        "{}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        host.is_some_and(|h| (10..=20).contains(&h)),
+        "{lease:?}\ndaemon log:\n{}",
         daemon.log()
     );
     assert!(!dir.path().join("data/interfaces/wlan0.json").exists());
 
     // A reboot (here: a restart) brings back the client configuration, not the AP.
     daemon.stop();
-    let daemon = Daemon::start(&ns, &bus, &cfg);
-    wait_for(LIMIT, "the client configuration again", || async {
+    let daemon = start_daemon(&ns, &bus, &cfg);
+    wait_for("the client configuration again", || async {
         let a = wlan0.addresses().await.unwrap_or_default();
         (a == ["10.77.0.2/24"]).then_some(())
     })
@@ -191,61 +183,26 @@ async fn wifi_scan_results_association_and_a_crashing_supplicant() {
     daemon.stop();
 }
 
-/// Runs `f` on a thread whose (only) credentials are uid/gid 65534.
-fn as_nobody<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        // Raw syscalls change only this thread's credentials (glibc's wrappers would change
-        // every thread of the test process).
-        // SAFETY: plain syscalls with integer arguments.
-        unsafe {
-            assert_eq!(
-                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
-                0
-            );
-            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
-            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
-        }
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
-    require_root();
+    let (dir, ns) = device(&["eth9"]);
     // The default policy of Debian's /usr/share/dbus-1/system.conf, plus the shipped file.
     let bus = Bus::system(&myelin_testbus::shipped_policy("org.myelin.Network1.conf"));
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("pol");
-    ns.netdev("eth9");
     let cfg = config(
         dir.path(),
         "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.78.0.2/24\" }\n",
     );
-    let daemon = Daemon::start(&ns, &bus, &cfg);
+    let daemon = start_daemon(&ns, &bus, &cfg);
 
     let address = bus.address().to_owned();
     let (status, conn_state, configure, hosts) = as_nobody(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .build()
-                .await
-                .unwrap();
+        block_on(async move {
+            let conn = myelin_testbus::connect(&address).await;
             let net = Network1Proxy::new(&conn).await.unwrap();
             let status = net.get_status().await;
             let eth9 = client::interface(&conn, "eth9").await.unwrap();
             let state = eth9.state().await;
-            let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
-                .destination("org.myelin.Network1")
-                .path("/org/myelin/Network1")
-                .build()
-                .await
-                .unwrap();
+            let om = object_manager(&conn).await;
             assert!(!om.get_managed_objects().await.unwrap().is_empty());
             let configure = net.configure("eth9", r#"{"type":"ethernet"}"#, true).await;
             let hosts = net.set_check_hosts(&["1.2.3.4:80"], false).await;
@@ -266,16 +223,13 @@ async fn the_shipped_policy_lets_everyone_read_and_only_root_configure() {
 
 #[tokio::test]
 async fn the_command_line_client() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let ns = Netns::new("cli");
-    ns.netdev("eth9");
+    let (dir, ns) = device(&["eth9"]);
     let cfg = config(
         dir.path(),
         "[interface.eth9]\ntype = \"ethernet\"\nipv4 = { method = \"static\", address = \"10.79.0.2/24\" }\n",
     );
     let bus = Bus::open();
-    let daemon = Daemon::start(&ns, &bus, &cfg);
+    let daemon = start_daemon(&ns, &bus, &cfg);
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_myelin-net"))
             .args(["--address", bus.address()])
@@ -284,7 +238,7 @@ async fn the_command_line_client() {
             .unwrap()
     };
     let conn = bus.connect().await;
-    wait_for(LIMIT, "eth9 lan", || async {
+    wait_for("eth9 lan", || async {
         let i = client::interface(&conn, "eth9").await.ok()?;
         (i.connection().await.ok()? == "lan").then_some(())
     })
@@ -346,12 +300,7 @@ async fn the_command_line_client() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope0"));
 
     // The interface objects are listed by the ObjectManager.
-    let om = zbus::fdo::ObjectManagerProxy::builder(&conn)
-        .destination("org.myelin.Network1")
-        .path("/org/myelin/Network1")
-        .build()
-        .await
-        .unwrap();
+    let om = object_manager(&conn).await;
     let objects = om.get_managed_objects().await.unwrap();
     let eth9 = objects
         .iter()

@@ -7,16 +7,13 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::{Bus, Daemon, Netns, config, require_root, veth};
+use common::{Bus, Netns, config, require_root, start_daemon, veth};
 use mdns_sd::{ServiceDaemon, ServiceEvent};
 
 /// Browses for `_ssh._tcp` from inside `ns` and returns (host, addresses) of what resolves.
 fn browse(ns: &Netns, limit: Duration) -> std::thread::JoinHandle<Option<(String, Vec<IpAddr>)>> {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        // The responder thread mdns-sd spawns inherits this thread's namespace.
-        let f = std::fs::File::open(&path).unwrap();
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    // The responder thread mdns-sd spawns inherits the browsing thread's namespace.
+    ns.run(move || {
         let mdns = ServiceDaemon::new().unwrap();
         let rx = mdns.browse("_ssh._tcp.local.").unwrap();
         let deadline = Instant::now() + limit;
@@ -67,7 +64,7 @@ mdns = false
 "#,
     );
     let bus = Bus::open();
-    let daemon = Daemon::start(&dev, &bus, &cfg);
+    let daemon = start_daemon(&dev, &bus, &cfg);
 
     let on_eth0 = browse(&peer, Duration::from_secs(10));
     let on_eth1 = browse(&other, Duration::from_secs(4));

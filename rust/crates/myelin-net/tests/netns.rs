@@ -6,44 +6,127 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Bus, Daemon, Netns, config, require_root, udhcpd, veth, wait_for};
+use common::{
+    Bus, Daemon, FAST_CHECKS, Netns, PATIENCE, Proc, config, dhcp_lease, require_root,
+    start_daemon, udhcpd, veth, wait_for,
+};
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
 use myelin_net::client::{self, Network1Proxy};
-
-const LIMIT: Duration = Duration::from_secs(20);
+use zbus::OwnedVariant;
 
 /// Device namespace with `eth0`, a peer namespace acting as router and DHCP server, and a
-/// TCP "internet" target at 203.0.113.1 behind the router.
+/// TCP "internet" target listening at 203.0.113.1:`port` behind the router; `dir` holds the
+/// daemon's files.
 struct Lan {
+    dir: tempfile::TempDir,
     dev: Netns,
     peer: Netns,
-    _udhcpd: common::Proc,
+    port: u16,
+    _target: std::net::TcpListener,
+    _udhcpd: Proc,
 }
 
-fn lan(dir: &std::path::Path) -> Lan {
+/// An uplink from `dev`'s `ifname` to `peer`'s `peer_if`: the router 192.168.`n`.1/24 on the
+/// peer's side, serving leases from .100 to .110 with itself as router and .53 and .1 as name
+/// servers, plus `options`.
+fn uplink(
+    dev: &Netns,
+    ifname: &str,
+    peer: &Netns,
+    peer_if: &str,
+    n: u8,
+    dir: &std::path::Path,
+    options: &[&str],
+) -> Proc {
+    veth(dev, ifname, peer, peer_if);
+    peer.ip(&["addr", "add", &format!("192.168.{n}.1/24"), "dev", peer_if]);
+    let mut all = vec![
+        "option subnet 255.255.255.0".to_owned(),
+        format!("option router 192.168.{n}.1"),
+        format!("option dns 192.168.{n}.53 192.168.{n}.1"),
+    ];
+    all.extend(options.iter().map(|o| (*o).to_owned()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    udhcpd(
+        peer,
+        dir,
+        peer_if,
+        &format!("192.168.{n}.100"),
+        &format!("192.168.{n}.110"),
+        &all,
+    )
+}
+
+fn lan() -> Lan {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
     let dev = Netns::new("dev");
     let peer = Netns::new("peer");
-    veth(&dev, "eth0", &peer, "veth0");
-    peer.ip(&["addr", "add", "192.168.77.1/24", "dev", "veth0"]);
-    peer.ip(&["addr", "add", "203.0.113.1/32", "dev", "lo"]);
-    let d = udhcpd(
+    let d = uplink(
+        &dev,
+        "eth0",
         &peer,
-        dir,
         "veth0",
-        "192.168.77.100",
-        "192.168.77.110",
-        &[
-            "option subnet 255.255.255.0",
-            "option router 192.168.77.1",
-            "option dns 192.168.77.53 192.168.77.1",
-            "option domain test.lan",
-            "option lease 600",
-        ],
+        77,
+        dir.path(),
+        &["option domain test.lan", "option lease 600"],
     );
+    peer.ip(&["addr", "add", "203.0.113.1/32", "dev", "lo"]);
+    let target = peer.listen("203.0.113.1:0");
     Lan {
+        dir,
         dev,
         peer,
+        port: target.local_addr().unwrap().port(),
+        _target: target,
         _udhcpd: d,
+    }
+}
+
+/// `[connectivity]` with fast checks against `hosts` (none: the defaults), then `rest`.
+fn checking(hosts: &[String], rest: &str) -> String {
+    let hosts = if hosts.is_empty() {
+        String::new()
+    } else {
+        format!("hosts = {hosts:?}\n")
+    };
+    format!("[connectivity]\n{hosts}{FAST_CHECKS}\n{rest}")
+}
+
+/// The daemon under test, on a bus of its own, and a client connection to that bus.
+struct Running {
+    bus: Bus,
+    conn: zbus::Connection,
+    daemon: Option<Daemon>,
+}
+
+impl Running {
+    async fn start(ns: &Netns, cfg: &std::path::Path) -> Running {
+        let bus = Bus::open();
+        let conn = bus.connect().await;
+        let daemon = Some(start_daemon(ns, &bus, cfg));
+        Running { bus, conn, daemon }
+    }
+
+    fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().unwrap()
+    }
+
+    /// Stops the daemon (it must exit cleanly) and starts it again: a reboot, as far as
+    /// myelin-net can tell.
+    fn restart(&mut self, ns: &Netns, cfg: &std::path::Path) {
+        if let Some(d) = self.daemon.take() {
+            d.stop();
+        }
+        self.daemon = Some(start_daemon(ns, &self.bus, cfg));
+    }
+
+    fn stop(mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.stop();
+        }
     }
 }
 
@@ -57,10 +140,47 @@ async fn iface_prop(conn: &zbus::Connection, ifname: &str, what: &str) -> String
 }
 
 async fn until_connection(conn: &zbus::Connection, ifname: &str, want: &str) {
-    wait_for(LIMIT, &format!("{ifname} to be {want}"), || async {
+    wait_for(&format!("{ifname} to be {want}"), || async {
         (iface_prop(conn, ifname, "connection").await == want).then_some(())
     })
     .await;
+}
+
+/// The main table's default routes (myelin-net's: `proto static`) in the kernel's order, as
+/// (device, gateway, metric).
+fn default_routes(ns: &Netns) -> Vec<(String, String, u32)> {
+    let out = ns.ip(&["-4", "route", "show", "default", "proto", "static"]);
+    out.lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let after = |key: &str| {
+                w.iter()
+                    .position(|x| *x == key)
+                    .and_then(|i| w.get(i + 1))
+                    .map_or_else(String::new, |v| (*v).to_owned())
+            };
+            (
+                after("dev"),
+                after("via"),
+                after("metric").parse().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn owned((dev, via, metric): (&str, &str, u32)) -> (String, String, u32) {
+    (dev.to_owned(), via.to_owned(), metric)
+}
+
+/// The first name server of the resolv.conf in `dir`.
+fn first_server(dir: &std::path::Path) -> String {
+    let resolv = std::fs::read_to_string(dir.join("resolv.conf")).unwrap();
+    resolv
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no name server in {resolv}"))
+        .to_owned()
 }
 
 fn leased_address(ns: &Netns) -> Option<String> {
@@ -73,30 +193,22 @@ fn leased_address(ns: &Netns) -> Option<String> {
 
 #[tokio::test]
 async fn dhcp_routes_resolv_and_connectivity() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let net = lan(dir.path());
-    let target = net.peer.listen("203.0.113.1:0");
-    let port = target.local_addr().unwrap().port();
+    let net = lan();
+    let (dir, port) = (&net.dir, net.port);
     let cfg = config(
         dir.path(),
-        &format!(
-            r#"[connectivity]
-hosts = ["192.168.77.1:{port}", "203.0.113.1:{port}"]
-min_interval = "100ms"
-max_interval = "400ms"
-timeout = "300ms"
-
-[interface.eth0]
-type = "ethernet"
-"#
+        &checking(
+            &[
+                format!("192.168.77.1:{port}"),
+                format!("203.0.113.1:{port}"),
+            ],
+            "[interface.eth0]\ntype = \"ethernet\"\n",
         ),
     );
-    let bus = Bus::open();
-    let conn = bus.connect().await;
-    let daemon = Daemon::start(&net.dev, &bus, &cfg);
+    let run = Running::start(&net.dev, &cfg).await;
+    let conn = &run.conn;
 
-    let eth0 = client::interface(&conn, "eth0").await.unwrap();
+    let eth0 = client::interface(conn, "eth0").await.unwrap();
     let mut changes = eth0.receive_connection_changed().await;
     let seen = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -110,8 +222,8 @@ type = "ethernet"
         }
         seen
     });
-    until_connection(&conn, "eth0", "internet").await;
-    let seen = tokio::time::timeout(LIMIT, seen).await.unwrap().unwrap();
+    until_connection(conn, "eth0", "internet").await;
+    let seen = tokio::time::timeout(PATIENCE, seen).await.unwrap().unwrap();
     let lan_at = seen.iter().position(|s| s == "lan");
     let inet_at = seen.iter().position(|s| s == "internet");
     assert!(
@@ -163,7 +275,7 @@ type = "ethernet"
     );
 
     // D-Bus state.
-    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    let net1 = Network1Proxy::new(conn).await.unwrap();
     assert_eq!(net1.connection().await.unwrap(), "internet");
     assert_eq!(net1.available_interfaces().await.unwrap(), ["eth0"]);
     let opts = eth0.dhcp_options().await.unwrap();
@@ -176,7 +288,7 @@ type = "ethernet"
     // The target behind the router disappears: three strikes, then lan, and the default route
     // is demoted (the on-subnet target 192.168.77.1 never counted).
     net.peer.ip(&["addr", "del", "203.0.113.1/32", "dev", "lo"]);
-    until_connection(&conn, "eth0", "lan").await;
+    until_connection(conn, "eth0", "lan").await;
     let main = net.dev.ip(&["-4", "route", "show"]);
     assert!(
         main.contains("default via 192.168.77.1 dev eth0 proto static src"),
@@ -190,12 +302,12 @@ type = "ethernet"
 
     // It comes back: internet again (the backoff on lan is capped at max_interval).
     net.peer.ip(&["addr", "add", "203.0.113.1/32", "dev", "lo"]);
-    until_connection(&conn, "eth0", "internet").await;
+    until_connection(conn, "eth0", "internet").await;
 
     // Link down: disconnected, the lease, routes and rules are gone.
     net.peer.ip(&["link", "set", "veth0", "down"]);
-    until_connection(&conn, "eth0", "disconnected").await;
-    wait_for(LIMIT, "the lease to be removed", || async {
+    until_connection(conn, "eth0", "disconnected").await;
+    wait_for("the lease to be removed", || async {
         leased_address(&net.dev).is_none().then_some(())
     })
     .await;
@@ -209,65 +321,49 @@ type = "ethernet"
 
     // Link up again: a new lease and internet.
     net.peer.ip(&["link", "set", "veth0", "up"]);
-    until_connection(&conn, "eth0", "internet").await;
+    until_connection(conn, "eth0", "internet").await;
     assert!(leased_address(&net.dev).is_some());
 
     // New check targets void the old verdict at once (not after three strikes): only the
     // on-subnet router is left, which proves nothing about the internet.
+    // The reply comes once the change is published, so the verdict is already there.
     net1.set_check_hosts(&[&format!("192.168.77.1:{port}")], false)
         .await
         .unwrap();
-    wait_for(
-        Duration::from_millis(300),
-        "lan right after new check targets",
-        || async { (iface_prop(&conn, "eth0", "connection").await == "lan").then_some(()) },
-    )
-    .await;
+    assert_eq!(iface_prop(conn, "eth0", "connection").await, "lan");
+    // Checks keep failing with that target alone (a second or two of them).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(iface_prop(&conn, "eth0", "connection").await, "lan");
+    assert_eq!(iface_prop(conn, "eth0", "connection").await, "lan");
 
     // A target that refuses the connection still proves the path: internet.
     net1.set_check_hosts(&["203.0.113.1:9"], false)
         .await
         .unwrap();
-    until_connection(&conn, "eth0", "internet").await;
+    until_connection(conn, "eth0", "internet").await;
 
-    drop(target);
-    daemon.stop();
+    run.stop();
 }
 
 #[tokio::test]
 async fn static_config_persistence_and_rejected_configs() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let net = lan(dir.path());
-    let target = net.peer.listen("203.0.113.1:0");
-    let port = target.local_addr().unwrap().port();
+    let net = lan();
+    let (dir, port) = (&net.dir, net.port);
     let cfg = config(
         dir.path(),
-        &format!(
-            r#"[connectivity]
-hosts = ["203.0.113.1:{port}"]
-min_interval = "100ms"
-max_interval = "400ms"
-timeout = "300ms"
-
-[interface.eth0]
-type = "ethernet"
-ipv4 = {{ method = "dhcp" }}
-"#
+        &checking(
+            &[format!("203.0.113.1:{port}")],
+            "[interface.eth0]\ntype = \"ethernet\"\nipv4 = { method = \"dhcp\" }\n",
         ),
     );
-    let bus = Bus::open();
-    let conn = bus.connect().await;
-    let daemon = Daemon::start(&net.dev, &bus, &cfg);
-    let net1 = Network1Proxy::new(&conn).await.unwrap();
-    until_connection(&conn, "eth0", "internet").await;
+    let mut run = Running::start(&net.dev, &cfg).await;
+    let conn = &run.conn.clone();
+    let net1 = Network1Proxy::new(conn).await.unwrap();
+    until_connection(conn, "eth0", "internet").await;
 
     // A static configuration, persisted.
     let static_cfg = r#"{"type":"ethernet","ipv4":{"method":"static","address":"192.168.77.9/24","gateway":"192.168.77.1","name_servers":["9.9.9.9"]}}"#;
     net1.configure("eth0", static_cfg, true).await.unwrap();
-    until_connection(&conn, "eth0", "internet").await;
+    until_connection(conn, "eth0", "internet").await;
     assert_eq!(leased_address(&net.dev).as_deref(), Some("192.168.77.9/24"));
     let main = net.dev.ip(&["-4", "route", "show"]);
     assert!(
@@ -286,12 +382,19 @@ ipv4 = {{ method = "dhcp" }}
     assert!(running.contains("192.168.77.9/24"), "{running}");
 
     // Rejected configurations name the field and change nothing.
-    let eth0 = client::interface(&conn, "eth0").await.unwrap();
-    let mut props = eth0
+    let eth0 = client::interface(conn, "eth0").await.unwrap();
+    let eth0_props = zbus::fdo::PropertiesProxy::builder(conn)
+        .destination("org.myelin.Network1")
+        .path(myelin_net::service::interface_path("eth0"))
+        .build()
+        .await
+        .unwrap();
+    let mut props = eth0_props
         .inner()
         .receive_signal("PropertiesChanged")
         .await
         .unwrap();
+    let log_before = run.daemon().log().len();
     for (bad, field) in [
         (
             r#"{"type":"ethernet","ipv4":{"method":"static","address":"192.168.77.300/24"}}"#,
@@ -316,10 +419,16 @@ ipv4 = {{ method = "dhcp" }}
         assert!(msg.starts_with(&format!("{field}:")), "{msg}");
     }
     assert_eq!(net1.get_configuration("eth0").await.unwrap(), running);
+    // The manager logs (at debug level) every configuration it takes and every bring-up,
+    // before it replies: there were none.
+    let log = run.daemon().log();
+    let since = &log[log_before..];
+    assert!(
+        !since.contains("eth0: configure") && !since.contains("eth0: bringing up"),
+        "a rejected Configure was carried out:\n{since}"
+    );
     assert_eq!(leased_address(&net.dev).as_deref(), Some("192.168.77.9/24"));
     assert_eq!(eth0.state().await.unwrap(), "configured");
-    let quiet = tokio::time::timeout(Duration::from_millis(300), props.next()).await;
-    assert!(quiet.is_err(), "a rejected Configure changed a property");
     assert!(
         std::fs::read_to_string(&persisted)
             .unwrap()
@@ -334,11 +443,36 @@ ipv4 = {{ method = "dhcp" }}
     )
     .await
     .unwrap();
-    wait_for(LIMIT, "the temporary address", || async {
+    // The rejected ones changed no property: the first change of the interface's setup that
+    // eth0 announced is this configuration (the check's verdict may change meanwhile).
+    let first = tokio::time::timeout(PATIENCE, async {
+        while let Some(m) = props.next().await {
+            let (_, changed, _): (String, HashMap<String, OwnedVariant>, Vec<String>) =
+                m.body().deserialize().unwrap();
+            if ["Configuration", "State", "Type", "Addresses"]
+                .iter()
+                .any(|k| changed.contains_key(*k))
+            {
+                return changed;
+            }
+        }
+        panic!("the signal stream ended")
+    })
+    .await
+    .expect("no PropertiesChanged for the new configuration");
+    let announced: String = first
+        .get("Configuration")
+        .map(|v| v.try_clone().unwrap().try_into().unwrap())
+        .unwrap_or_default();
+    assert!(
+        announced.contains("192.168.77.10/24"),
+        "a rejected Configure changed a property: {first:?}"
+    );
+    wait_for("the temporary address", || async {
         (leased_address(&net.dev).as_deref() == Some("192.168.77.10/24")).then_some(())
     })
     .await;
-    until_connection(&conn, "eth0", "lan").await;
+    until_connection(conn, "eth0", "lan").await;
     assert!(
         std::fs::read_to_string(&persisted)
             .unwrap()
@@ -354,41 +488,38 @@ ipv4 = {{ method = "dhcp" }}
     assert!(err.to_string().contains("hosts[0]"), "{err}");
 
     // After a restart the persisted static config wins over the file's DHCP default.
-    daemon.stop();
-    let daemon = Daemon::start(&net.dev, &bus, &cfg);
-    wait_for(LIMIT, "the persisted address", || async {
+    run.restart(&net.dev, &cfg);
+    wait_for("the persisted address", || async {
         (leased_address(&net.dev).as_deref() == Some("192.168.77.9/24")).then_some(())
     })
     .await;
     assert_eq!(net1.check_hosts().await.unwrap(), ["10.0.2.2:1234"]);
 
-    // A corrupt persisted file: logged, and the default (DHCP) applies.
-    daemon.stop();
+    // A corrupt persisted file: logged (a warning), and the default (DHCP) applies.
     std::fs::write(&persisted, b"{\"version\":1,\"config\":{\"type\":\"ether").unwrap();
-    let daemon = Daemon::start(&net.dev, &bus, &cfg);
-    wait_for(LIMIT, "a DHCP lease", || async {
+    run.restart(&net.dev, &cfg);
+    wait_for("a DHCP lease", || async {
         leased_address(&net.dev)
             .filter(|a| a.starts_with("192.168.77.1") && a.len() > "192.168.77.1/24".len())
             .map(|_| ())
     })
     .await;
+    let log = run.daemon().log();
     assert!(
-        daemon.log().contains("ignoring persisted"),
-        "{}",
-        daemon.log()
+        log.contains("<4>ignoring a persisted configuration: "),
+        "{log}"
     );
 
     // Deconfigure: down now, persisted config gone.
     net1.configure("eth0", static_cfg, true).await.unwrap();
     net1.deconfigure("eth0").await.unwrap();
     assert!(!persisted.exists());
-    wait_for(LIMIT, "eth0 to be unconfigured", || async {
-        (iface_prop(&conn, "eth0", "state").await == "unconfigured").then_some(())
+    wait_for("eth0 to be unconfigured", || async {
+        (iface_prop(conn, "eth0", "state").await == "unconfigured").then_some(())
     })
     .await;
     assert_eq!(leased_address(&net.dev), None);
-    drop(target);
-    daemon.stop();
+    run.stop();
 }
 
 #[tokio::test]
@@ -399,47 +530,31 @@ async fn gadget_link_serves_the_peer_its_address() {
     let host = Netns::new("ghost");
     veth(&dev, "usb0", &host, "usbhost");
     let cfg = config(dir.path(), "[interface.usb0]\ntype = \"direct\"\n");
-    let bus = Bus::open();
-    let conn = bus.connect().await;
-    let daemon = Daemon::start(&dev, &bus, &cfg);
-    until_connection(&conn, "usb0", "lan").await;
+    let run = Running::start(&dev, &cfg).await;
+    let conn = &run.conn;
+    until_connection(conn, "usb0", "lan").await;
 
     let (ours, peer) = myelin_net::tech::direct::addresses("testdev", "usb0");
     let out = dev.ip(&["-4", "-o", "addr", "show", "dev", "usb0"]);
     assert!(out.contains(&format!("inet {ours} ")), "{out}");
 
     // The laptop side asks for an address with busybox udhcpc and gets the other one.
-    let script = dir.path().join("print-lease");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip $subnet\"\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = host
-        .cmd("busybox")
-        .args([
-            "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", "usbhost", "-s",
-        ])
-        .arg(&script)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("LEASE {peer} 255.255.255.252")),
-        "udhcpc got no lease: {stdout} {}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        daemon.log()
+    let lease = dhcp_lease(&host, "usbhost", dir.path());
+    assert_eq!(
+        lease,
+        Some((peer.to_string(), "255.255.255.252".to_owned())),
+        "daemon log:\n{}",
+        run.daemon().log()
     );
     // No default route through a gadget link.
     assert!(!dev.ip(&["-4", "route", "show"]).contains("default"));
-    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    let net1 = Network1Proxy::new(conn).await.unwrap();
     assert_eq!(net1.connection().await.unwrap(), "lan");
 
     // The link goes down: disconnected.
     host.ip(&["link", "set", "usbhost", "down"]);
-    until_connection(&conn, "usb0", "disconnected").await;
-    daemon.stop();
+    until_connection(conn, "usb0", "disconnected").await;
+    run.stop();
 }
 
 #[tokio::test]
@@ -454,50 +569,16 @@ async fn interfaces_appear_and_disappear() {
     );
     // Leftovers of an earlier run (a crash): its rule, its table, its main-table route; and a
     // route that is not myelin-net's.
-    dev.ip(&[
-        "rule",
-        "add",
-        "from",
-        "198.51.100.7",
-        "lookup",
-        "105",
-        "priority",
-        "10000",
-    ]);
-    dev.ip(&[
-        "route",
-        "add",
-        "198.51.100.0/24",
-        "dev",
-        "lo",
-        "table",
-        "105",
-    ]);
-    dev.ip(&[
-        "route",
-        "add",
-        "198.51.100.0/24",
-        "dev",
-        "lo",
-        "proto",
-        "static",
-        "metric",
-        "300",
-    ]);
-    dev.ip(&[
-        "route",
-        "add",
-        "198.51.101.0/24",
-        "dev",
-        "lo",
-        "proto",
-        "static",
-        "metric",
-        "1000",
-    ]);
-    let bus = Bus::open();
-    let conn = bus.connect().await;
-    let daemon = Daemon::start(&dev, &bus, &cfg);
+    for leftover in [
+        "rule add from 198.51.100.7 lookup 105 priority 10000",
+        "route add 198.51.100.0/24 dev lo table 105",
+        "route add 198.51.100.0/24 dev lo proto static metric 300",
+        "route add 198.51.101.0/24 dev lo proto static metric 1000",
+    ] {
+        dev.ip(&leftover.split(' ').collect::<Vec<_>>());
+    }
+    let run = Running::start(&dev, &cfg).await;
+    let conn = &run.conn;
     assert!(!dev.ip(&["-4", "rule"]).contains("198.51.100.7"));
     assert!(dev.ip(&["-4", "route", "show", "table", "105"]).is_empty());
     let main = dev.ip(&["-4", "route", "show"]);
@@ -506,16 +587,16 @@ async fn interfaces_appear_and_disappear() {
         main.contains("198.51.101.0/24"),
         "not ours, must stay: {main}"
     );
-    wait_for(LIMIT, "eth1 waiting", || async {
-        (iface_prop(&conn, "eth1", "state").await == "waiting").then_some(())
+    wait_for("eth1 waiting", || async {
+        (iface_prop(conn, "eth1", "state").await == "waiting").then_some(())
     })
     .await;
-    let eth1 = client::interface(&conn, "eth1").await.unwrap();
+    let eth1 = client::interface(conn, "eth1").await.unwrap();
     assert!(!eth1.present().await.unwrap());
 
     // Hot-plug: configured as soon as it appears.
     veth(&dev, "eth1", &peer, "p1");
-    until_connection(&conn, "eth1", "lan").await;
+    until_connection(conn, "eth1", "lan").await;
     assert!(eth1.present().await.unwrap());
     assert_eq!(eth1.state().await.unwrap(), "configured");
     assert!(
@@ -525,15 +606,12 @@ async fn interfaces_appear_and_disappear() {
 
     // Unplug: waiting again, disconnected.
     dev.ip(&["link", "del", "eth1"]);
-    wait_for(LIMIT, "eth1 waiting again", || async {
-        (iface_prop(&conn, "eth1", "state").await == "waiting").then_some(())
+    wait_for("eth1 waiting again", || async {
+        (iface_prop(conn, "eth1", "state").await == "waiting").then_some(())
     })
     .await;
-    assert_eq!(
-        iface_prop(&conn, "eth1", "connection").await,
-        "disconnected"
-    );
-    daemon.stop();
+    assert_eq!(iface_prop(conn, "eth1", "connection").await, "disconnected");
+    run.stop();
 }
 
 #[tokio::test]
@@ -542,36 +620,10 @@ async fn two_uplinks_get_distinct_metrics_and_follow_connectivity() {
     let dir = tempfile::tempdir().unwrap();
     let dev = Netns::new("two");
     let peer = Netns::new("twop");
-    veth(&dev, "eth0", &peer, "veth0");
-    veth(&dev, "eth1", &peer, "veth1");
-    peer.ip(&["addr", "add", "192.168.80.1/24", "dev", "veth0"]);
-    peer.ip(&["addr", "add", "192.168.81.1/24", "dev", "veth1"]);
+    let _d0 = uplink(&dev, "eth0", &peer, "veth0", 80, dir.path(), &[]);
+    let _d1 = uplink(&dev, "eth1", &peer, "veth1", 81, dir.path(), &[]);
     peer.ip(&["addr", "add", "203.0.113.10/32", "dev", "lo"]);
     peer.ip(&["addr", "add", "203.0.113.11/32", "dev", "lo"]);
-    let _d0 = udhcpd(
-        &peer,
-        dir.path(),
-        "veth0",
-        "192.168.80.100",
-        "192.168.80.110",
-        &[
-            "option subnet 255.255.255.0",
-            "option router 192.168.80.1",
-            "option dns 192.168.80.53",
-        ],
-    );
-    let _d1 = udhcpd(
-        &peer,
-        dir.path(),
-        "veth1",
-        "192.168.81.100",
-        "192.168.81.110",
-        &[
-            "option subnet 255.255.255.0",
-            "option router 192.168.81.1",
-            "option dns 192.168.81.53",
-        ],
-    );
     let t0 = peer.listen("203.0.113.10:0");
     let t1 = peer.listen("203.0.113.11:0");
     let (p0, p1) = (
@@ -580,13 +632,10 @@ async fn two_uplinks_get_distinct_metrics_and_follow_connectivity() {
     );
     let cfg = config(
         dir.path(),
-        &format!(
-            r#"[connectivity]
-min_interval = "100ms"
-max_interval = "400ms"
-timeout = "300ms"
-
-[interface.eth0]
+        &checking(
+            &[],
+            &format!(
+                r#"[interface.eth0]
 type = "ethernet"
 check_hosts = ["203.0.113.10:{p0}"]
 
@@ -594,30 +643,24 @@ check_hosts = ["203.0.113.10:{p0}"]
 type = "ethernet"
 check_hosts = ["203.0.113.11:{p1}"]
 "#
+            ),
         ),
     );
-    let bus = Bus::open();
-    let conn = bus.connect().await;
-    let daemon = Daemon::start(&dev, &bus, &cfg);
-    until_connection(&conn, "eth0", "internet").await;
-    until_connection(&conn, "eth1", "internet").await;
-    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    let run = Running::start(&dev, &cfg).await;
+    let conn = &run.conn;
+    until_connection(conn, "eth0", "internet").await;
+    until_connection(conn, "eth1", "internet").await;
+    let net1 = Network1Proxy::new(conn).await.unwrap();
     assert_eq!(net1.available_interfaces().await.unwrap(), ["eth0", "eth1"]);
-    let main = dev.ip(&["-4", "route", "show", "default"]);
-    assert!(
-        main.contains("via 192.168.80.1 dev eth0 proto static") && main.contains("metric 100"),
-        "{main}"
+    assert_eq!(
+        default_routes(&dev),
+        [("eth0", "192.168.80.1", 100), ("eth1", "192.168.81.1", 101)].map(owned)
     );
-    assert!(
-        main.contains("via 192.168.81.1 dev eth1 proto static") && main.contains("metric 101"),
-        "{main}"
+    assert_eq!(
+        first_server(dir.path()),
+        "192.168.80.53",
+        "eth0's comes first"
     );
-    let resolv = std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap();
-    let (a, b) = (
-        resolv.find("192.168.80.53").unwrap(),
-        resolv.find("192.168.81.53").unwrap(),
-    );
-    assert!(a < b, "eth0's server should come first: {resolv}");
     // Source rules: each address looks up its own table.
     let rules = dev.ip(&["-4", "rule"]);
     assert!(
@@ -627,65 +670,51 @@ check_hosts = ["203.0.113.11:{p1}"]
 
     // eth0 loses the internet: eth1 takes over the default route and the first name server.
     peer.ip(&["addr", "del", "203.0.113.10/32", "dev", "lo"]);
-    until_connection(&conn, "eth0", "lan").await;
-    wait_for(LIMIT, "eth1 first", || async {
+    until_connection(conn, "eth0", "lan").await;
+    wait_for("eth1 first", || async {
         (net1.available_interfaces().await.ok()? == ["eth1", "eth0"]).then_some(())
     })
     .await;
-    let main = dev.ip(&["-4", "route", "show", "default"]);
-    let first = main.lines().next().unwrap_or_default();
-    assert!(
-        first.contains("dev eth1") && first.contains("metric 101"),
-        "{main}"
+    assert_eq!(
+        default_routes(&dev),
+        [("eth1", "192.168.81.1", 101), ("eth0", "192.168.80.1", 400)].map(owned)
     );
-    assert!(
-        main.contains("dev eth0 proto static") && main.contains("metric 400"),
-        "{main}"
+    assert_eq!(
+        first_server(dir.path()),
+        "192.168.81.53",
+        "eth1's comes first now"
     );
-    let resolv = std::fs::read_to_string(dir.path().join("resolv.conf")).unwrap();
-    let (a, b) = (
-        resolv.find("192.168.80.53").unwrap(),
-        resolv.find("192.168.81.53").unwrap(),
-    );
-    assert!(b < a, "eth1's server should come first now: {resolv}");
     assert_eq!(net1.connection().await.unwrap(), "internet");
-    daemon.stop();
+    run.stop();
 }
 
 /// The QEMU system test's situation: the only reachable host is the gateway, inside the
 /// interface's subnet; `check_local = true` lets the check use it.
 #[tokio::test]
 async fn check_local_uses_the_gateway_itself() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let net = lan(dir.path());
+    let net = lan();
+    let dir = &net.dir;
     let gateway = net.peer.listen("192.168.77.1:0");
     let port = gateway.local_addr().unwrap().port();
     gateway.set_nonblocking(true).unwrap();
     let cfg = config(
         dir.path(),
-        r#"[connectivity]
-check_local = true
-min_interval = "100ms"
-max_interval = "400ms"
-timeout = "300ms"
-
-[interface.eth0]
-type = "ethernet"
-"#,
+        &checking(
+            &[],
+            "check_local = true\n\n[interface.eth0]\ntype = \"ethernet\"\n",
+        ),
     );
-    let bus = Bus::open();
-    let conn = bus.connect().await;
-    let daemon = Daemon::start(&net.dev, &bus, &cfg);
-    until_connection(&conn, "eth0", "lan").await;
-    let net1 = Network1Proxy::new(&conn).await.unwrap();
+    let run = Running::start(&net.dev, &cfg).await;
+    let conn = &run.conn;
+    until_connection(conn, "eth0", "lan").await;
+    let net1 = Network1Proxy::new(conn).await.unwrap();
     net1.set_check_hosts(&[&format!("192.168.77.1:{port}")], false)
         .await
         .unwrap();
-    until_connection(&conn, "eth0", "internet").await;
+    until_connection(conn, "eth0", "internet").await;
     assert!(
         gateway.accept().is_ok(),
         "the check never connected to the gateway"
     );
-    daemon.stop();
+    run.stop();
 }

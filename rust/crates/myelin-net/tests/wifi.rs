@@ -1,44 +1,70 @@
 //! The wpa_supplicant client and WiFi session against a fake control socket (a WiFi chip
 //! cannot exist on the build machine; the client code is what the device runs).
+//!
+//! The session's own timers are short here (a 400 ms keepalive, a 2 s request timeout) so
+//! the tests run quickly, but no assertion depends on how long anything took: each waits for
+//! the event it is about, bounded only by a generous hang guard.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{FakeWpa, SCAN_TWO};
+use common::{FakeWpa, PATIENCE, SCAN_TWO};
 use myelin_net::wpa::{self, Client, Command, Timing, Update, WpaError};
 use tokio::sync::{mpsc, oneshot};
 
 fn timing() -> Timing {
     Timing {
-        request: Duration::from_millis(300),
+        request: Duration::from_secs(2),
         keepalive: Duration::from_millis(400),
-        startup: Duration::from_secs(2),
+        startup: PATIENCE,
     }
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<Update>) -> Update {
-    tokio::time::timeout(Duration::from_secs(3), rx.recv())
+    tokio::time::timeout(PATIENCE, rx.recv())
         .await
-        .expect("no update in time")
+        .expect("no update at all")
         .expect("session gone")
+}
+
+/// A session on the control socket `ctrl` (replies bound in `dir`): its task, its updates and
+/// its command sender.
+fn session(
+    ctrl: &std::path::Path,
+    dir: &std::path::Path,
+) -> (
+    tokio::task::JoinHandle<Result<(), WpaError>>,
+    mpsc::UnboundedReceiver<Update>,
+    mpsc::UnboundedSender<Command>,
+) {
+    let (utx, urx) = mpsc::unbounded_channel();
+    let (ctx, crx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(wpa::session(
+        ctrl.to_owned(),
+        dir.to_owned(),
+        timing(),
+        utx,
+        crx,
+    ));
+    (task, urx, ctx)
+}
+
+/// The session's outcome, once it ends.
+async fn ended<T>(session: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(PATIENCE, session)
+        .await
+        .expect("the session never ended")
+        .unwrap()
 }
 
 #[tokio::test]
 async fn session_scans_connects_and_disconnects() {
     let dir = tempfile::tempdir().unwrap();
     let ctrl = dir.path().join("wlan0");
-    let (utx, mut urx) = mpsc::unbounded_channel();
-    let (ctx, crx) = mpsc::unbounded_channel();
     // The session starts before the supplicant's socket exists (the race of VintageNet #116).
-    let session = tokio::spawn(wpa::session(
-        ctrl.clone(),
-        dir.path().to_owned(),
-        timing(),
-        utx,
-        crx,
-    ));
+    let (session, mut urx, ctx) = session(&ctrl, dir.path());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fake = FakeWpa::start(&ctrl);
 
@@ -49,9 +75,9 @@ async fn session_scans_connects_and_disconnects() {
     fake.reply("SCAN_RESULTS", SCAN_TWO);
     let (tx, rx) = oneshot::channel();
     ctx.send(Command::Scan(tx)).unwrap();
-    assert_eq!(rx.await.unwrap(), Ok(()));
+    rx.await.unwrap().unwrap();
     assert_eq!(fake.received("SCAN"), 1);
-    fake.event("<3>CTRL-EVENT-SCAN-RESULTS ").await;
+    fake.event("<3>CTRL-EVENT-SCAN-RESULTS ");
     let Update::AccessPoints(aps) = next(&mut urx).await else {
         panic!("expected access points")
     };
@@ -66,7 +92,8 @@ async fn session_scans_connects_and_disconnects() {
     fake.reply("SCAN", "FAIL-BUSY\n");
     let (tx, rx) = oneshot::channel();
     ctx.send(Command::Scan(tx)).unwrap();
-    assert!(rx.await.unwrap().unwrap_err().contains("FAIL-BUSY"));
+    let refused = rx.await.unwrap().unwrap_err();
+    assert!(refused.to_string().contains("FAIL-BUSY"), "{refused}");
 
     // Association.
     fake.reply(
@@ -75,8 +102,7 @@ async fn session_scans_connects_and_disconnects() {
     );
     fake.event(
         "<3>CTRL-EVENT-CONNECTED - Connection to 02:00:00:00:00:01 completed [id=0 id_str=]",
-    )
-    .await;
+    );
     let Update::Current(Some(cur)) = next(&mut urx).await else {
         panic!("expected the current AP")
     };
@@ -89,35 +115,29 @@ async fn session_scans_connects_and_disconnects() {
         ),
         ("MyelinHome", "02:00:00:00:00:01", 2437, -55)
     );
-    fake.event("<3>CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid=\"MyelinHome\" auth_failures=1 duration=10 reason=WRONG_KEY")
-        .await;
+    fake.event("<3>CTRL-EVENT-SSID-TEMP-DISABLED id=0 ssid=\"MyelinHome\" auth_failures=1 duration=10 reason=WRONG_KEY");
     let Update::Event(e) = next(&mut urx).await else {
         panic!("expected an event")
     };
     assert!(e.contains("WRONG_KEY"), "{e}");
-    fake.event("<3>CTRL-EVENT-DISCONNECTED bssid=02:00:00:00:00:01 reason=3")
-        .await;
+    fake.event("<3>CTRL-EVENT-DISCONNECTED bssid=02:00:00:00:00:01 reason=3");
     assert_eq!(next(&mut urx).await, Update::Current(None));
 
     // AP mode stations.
-    fake.event("<3>AP-STA-CONNECTED 02:00:00:00:01:00").await;
+    fake.event("<3>AP-STA-CONNECTED 02:00:00:00:01:00");
     assert_eq!(
         next(&mut urx).await,
         Update::Stations(vec!["02:00:00:00:01:00".into()])
     );
-    fake.event("<3>AP-STA-DISCONNECTED 02:00:00:00:01:00").await;
+    fake.event("<3>AP-STA-DISCONNECTED 02:00:00:00:01:00");
     assert_eq!(next(&mut urx).await, Update::Stations(vec![]));
 
     // The keepalive runs.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert!(fake.received("PING") >= 1, "no keepalive PING");
+    fake.wait_received("PING", 1).await;
 
     // Terminating ends the session with an error, so the interface gets restarted.
-    fake.event("<3>CTRL-EVENT-TERMINATING").await;
-    let r = tokio::time::timeout(Duration::from_secs(3), session)
-        .await
-        .unwrap()
-        .unwrap();
+    fake.event("<3>CTRL-EVENT-TERMINATING");
+    let r = ended(session).await;
     assert!(matches!(r, Err(WpaError::Terminating)), "{r:?}");
     // The client removed its reply sockets.
     let left: Vec<_> = std::fs::read_dir(dir.path())
@@ -133,28 +153,16 @@ async fn a_hung_supplicant_fails_the_keepalive() {
     let dir = tempfile::tempdir().unwrap();
     let ctrl = dir.path().join("wlan0");
     let fake = FakeWpa::start(&ctrl);
-    let (utx, _urx) = mpsc::unbounded_channel();
-    let (_ctx, crx) = mpsc::unbounded_channel();
-    let session = tokio::spawn(wpa::session(
-        ctrl,
-        dir.path().to_owned(),
-        timing(),
-        utx,
-        crx,
-    ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (session, _urx, _ctx) = session(&ctrl, dir.path());
+    // Once the session is up (it asked for the scan results), the supplicant goes silent: the
+    // next keepalive PING goes unanswered, and that ends the session.
+    fake.wait_received("SCAN_RESULTS", 1).await;
     fake.mute(true);
-    let t = std::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    let r = ended(session).await;
     assert!(
         matches!(&r, Err(WpaError::Timeout(c)) if c == "PING"),
         "{r:?}"
     );
-    // keepalive 400 ms + request timeout 300 ms.
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
 #[tokio::test]
@@ -162,21 +170,10 @@ async fn a_crashed_supplicant_ends_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let ctrl = dir.path().join("wlan0");
     let fake = FakeWpa::start(&ctrl);
-    let (utx, mut urx) = mpsc::unbounded_channel();
-    let (_ctx, crx) = mpsc::unbounded_channel();
-    let session = tokio::spawn(wpa::session(
-        ctrl,
-        dir.path().to_owned(),
-        timing(),
-        utx,
-        crx,
-    ));
+    let (session, mut urx, _ctx) = session(&ctrl, dir.path());
     next(&mut urx).await;
     fake.crash();
-    let r = tokio::time::timeout(Duration::from_secs(5), session)
-        .await
-        .unwrap()
-        .unwrap();
+    let r = ended(session).await;
     assert!(
         matches!(&r, Err(WpaError::Io { .. }) | Err(WpaError::Timeout(_))),
         "{r:?}"
@@ -201,16 +198,19 @@ async fn requests_time_out_and_late_replies_are_not_mixed_up() {
     let fake = FakeWpa::start(&ctrl);
     let c = Client::open(&ctrl, dir.path(), "t", Duration::from_millis(200)).unwrap();
     c.ping().await.unwrap();
-    // A slow supplicant: the STATUS reply comes after the timeout.
+    // A slow supplicant: the STATUS reply comes only after the request timed out.
     fake.reply("STATUS", "wpa_state=LATE\n");
-    fake.delay(Some(Duration::from_millis(350)));
+    fake.hold();
     let r = c.request("STATUS").await;
     assert!(
         matches!(&r, Err(WpaError::Timeout(cmd)) if cmd == "STATUS"),
         "{r:?}"
     );
-    fake.delay(None);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        fake.release(),
+        1,
+        "the late reply is now in the client's socket"
+    );
     // The next request gets its own answer, not the stale one.
     assert_eq!(c.request("PING").await.unwrap(), "PONG\n");
     let kv = c.signal_poll().await.unwrap();

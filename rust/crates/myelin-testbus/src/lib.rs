@@ -5,6 +5,13 @@
 //! call anything (for tests about a client or a service, not about who may use it), and
 //! [`TestBus::system`], the default policy of a system bus (Debian's `system.conf`) plus a policy
 //! file the root filesystem ships, so that a test sees exactly what a device allows.
+//!
+//! [`daemon::Daemon`] starts the daemon under test the way myelin-init does (`NOTIFY_SOCKET`,
+//! ready at `READY=1`) and keeps its log.
+
+pub mod daemon;
+
+pub use daemon::Daemon;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -121,10 +128,7 @@ impl TestBus {
     /// # Panics
     /// When the bus does not accept it.
     pub async fn connect(&self) -> zbus::Connection {
-        zbus::connection::Builder::address(self.address.as_str())
-            .build()
-            .await
-            .expect("cannot connect to the test bus")
+        connect(&self.address).await
     }
 }
 
@@ -133,6 +137,18 @@ impl Drop for TestBus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A new connection to the bus at `address` (for threads that hold only the address, such as
+/// one running under another uid).
+///
+/// # Panics
+/// When the bus does not accept it.
+pub async fn connect(address: &str) -> zbus::Connection {
+    zbus::connection::Builder::address(address)
+        .build()
+        .await
+        .expect("cannot connect to the test bus")
 }
 
 /// The path of a policy file the root filesystem ships in `/etc/dbus-1/system.d`.

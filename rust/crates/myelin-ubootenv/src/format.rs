@@ -17,7 +17,10 @@
 //! * The CRC is the standard CRC-32 (zlib's: reflected polynomial 0xEDB88320, initial value and
 //!   final XOR 0xFFFFFFFF) over the whole data area, padding included, flags byte excluded.
 //! * On read, as U-Boot's importer does: leading blanks of an entry are skipped, an entry starting
-//!   with `#` is a comment, and an entry without `=` or with an empty value is not a variable.
+//!   with `#` is a comment, and an entry without `=` is not a variable. An entry with an empty
+//!   value (`bootdir=`) is a variable whose value is empty: fwup, libubootenv and U-Boot's
+//!   `mkenvimage` keep it, so every rewrite keeps it too (a *user* setting a value to "" means
+//!   "delete" in `fw_setenv`, which [`check_value`] refuses for callers that set values).
 //!   Backslashes are kept literally, as libubootenv and fwup do (U-Boot's own shell would
 //!   unescape them), so values round-trip byte for byte with `fw_printenv`.
 //! * Variables are written sorted by name (byte order), as U-Boot, libubootenv and fwup do.
@@ -152,11 +155,18 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Checks that `value` can be stored for `name` and read back unchanged.
+/// Checks that `value` can be *set* for `name` by a user: not empty (in `fw_setenv` an empty
+/// value means "delete") and storable ([`check_stored_value`]).
 pub fn check_value(name: &str, value: &str) -> Result<(), NameError> {
     if value.is_empty() {
         return Err(NameError::EmptyValue(name.to_owned()));
     }
+    check_stored_value(name, value)
+}
+
+/// Checks that `value` can be stored for `name` and read back unchanged. An empty value is
+/// stored as `name=`, as fwup and `mkenvimage` store it.
+pub fn check_stored_value(name: &str, value: &str) -> Result<(), NameError> {
     if let Some(index) = value.bytes().position(|b| b == 0) {
         return Err(NameError::NulInValue {
             name: name.to_owned(),
@@ -229,7 +239,7 @@ fn parse_entries(data: &[u8], base: usize) -> Result<Vars, DecodeError> {
             continue;
         };
         let (name, value) = (&trimmed[..eq], &trimmed[eq + 1..]);
-        if name.is_empty() || value.is_empty() {
+        if name.is_empty() {
             continue;
         }
         let utf8 = |bytes: &[u8]| {
@@ -294,7 +304,7 @@ pub fn encode_with<'a>(
     let mut needed = 1;
     for (name, value) in entries.clone() {
         check_name(name)?;
-        check_value(name, value)?;
+        check_stored_value(name, value)?;
         needed += name.len() + 1 + value.len() + 1;
     }
     let data_offset = layout.data_offset();
@@ -436,7 +446,21 @@ mod tests {
         let crc = crc32(&block[4..]);
         block[..4].copy_from_slice(&crc.to_le_bytes());
         let d = decode(&block, Layout::Single).unwrap();
-        assert_eq!(d.vars, vars(&[("lead", "blank"), ("ok", "1")]));
+        assert_eq!(
+            d.vars,
+            vars(&[("empty", ""), ("lead", "blank"), ("ok", "1")])
+        );
+    }
+
+    #[test]
+    fn empty_values_survive_a_rewrite() {
+        // bbb's default environment holds `bootdir=`: fwup, mkenvimage and libubootenv keep it.
+        let v = vars(&[("bootdir", ""), ("x", "1")]);
+        let block = encode(&v, 64, Layout::Redundant, 3).unwrap();
+        assert_eq!(&block[5..17], b"bootdir=\0x=1");
+        assert_eq!(decode(&block, Layout::Redundant).unwrap().vars, v);
+        assert!(check_stored_value("a", "").is_ok());
+        assert!(check_value("a", "").is_err());
     }
 
     #[test]

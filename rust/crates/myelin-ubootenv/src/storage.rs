@@ -815,7 +815,8 @@ mod tests {
         let f = fixture(Layout::Redundant);
         f.env.replace(&vars(&[("a", "1")])).unwrap();
         let before = f.image();
-        for (name, value) in [("a=b", "1"), ("", "1"), ("tab\there", "1"), ("ok", "")] {
+        // (An empty value is stored as `name=`, as fwup and mkenvimage store it.)
+        for (name, value) in [("a=b", "1"), ("", "1"), ("tab\there", "1")] {
             let err = set(&f.env, name, value).unwrap_err();
             assert!(
                 matches!(err, EnvError::Encode(EncodeError::Invalid(_))),

@@ -15,8 +15,9 @@
 //!   the value (mkenvimage does the same).
 //! * A line whose first character is `#` is a comment. Empty lines, and lines of blanks only, are
 //!   skipped.
-//! * `name=` (empty value) means "delete `name`" in a script. A default environment has nothing
-//!   to delete and refuses it ([`to_vars`]), as it refuses a name given twice.
+//! * `name=` (empty value) means "delete `name`" in a script. In a default environment it is a
+//!   variable with an empty value, stored as `name=` as U-Boot's `mkenvimage` stores it
+//!   ([`to_vars`]); a name given twice is refused.
 //! * Names must pass [`check_name`](crate::format::check_name) (no `=`, blanks, controls or
 //!   leading `#`), values must not contain NUL, and the text must be UTF-8. Every error names its
 //!   line.
@@ -58,14 +59,6 @@ pub enum TextError {
         line: usize,
         /// What is wrong.
         source: NameError,
-    },
-    /// A default environment cannot delete.
-    #[error("line {line}: {name:?} has an empty value, which a default environment cannot hold")]
-    EmptyValue {
-        /// 1-based line number.
-        line: usize,
-        /// The variable.
-        name: String,
     },
     /// A default environment sets a name twice.
     #[error("line {line}: {name:?} is already set on line {first}")]
@@ -115,17 +108,12 @@ pub fn parse(input: &[u8]) -> Result<Vec<TextEntry>, TextError> {
     Ok(entries)
 }
 
-/// Turns the entries of a default environment into variables: no empty value, no name twice.
+/// Turns the entries of a default environment into variables (empty values included, as
+/// `mkenvimage` keeps them); a name given twice is refused.
 pub fn to_vars(entries: &[TextEntry]) -> Result<Vars, TextError> {
     let mut vars = Vars::new();
     let mut lines = std::collections::BTreeMap::new();
     for entry in entries {
-        if entry.value.is_empty() {
-            return Err(TextError::EmptyValue {
-                line: entry.line,
-                name: entry.name.clone(),
-            });
-        }
         if let Some(&first) = lines.get(&entry.name) {
             return Err(TextError::Duplicate {
                 line: entry.line,
@@ -205,14 +193,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_refuse_deletes_and_duplicates() {
-        assert_eq!(
-            parse_defaults(b"a=1\nb=\n"),
-            Err(TextError::EmptyValue {
-                line: 2,
-                name: "b".into()
-            })
-        );
+    fn defaults_keep_empty_values_and_refuse_duplicates() {
+        let v = parse_defaults(b"a=1\nbootdir=\n").unwrap();
+        assert_eq!(v["bootdir"], "");
         assert_eq!(
             parse_defaults(b"a=1\n#\na=2\n"),
             Err(TextError::Duplicate {

@@ -4,7 +4,8 @@
 //!
 //! The generated file holds `ctrl_interface`, `country`, and one `network={}` block per
 //! configured network. SSIDs are written as quoted strings when that is unambiguous and as hex
-//! otherwise; WPA keys are written as the 64-digit PSK, never as the passphrase.
+//! otherwise; WPA keys are written as the 64-digit PSK, never as the passphrase. The file holds
+//! keys: the manager writes it 0600 in its 0700 run directory.
 
 use std::fmt::Write as _;
 
@@ -57,13 +58,13 @@ pub fn supplicant_conf(ctrl_dir: &str, wifi: &WifiConfig) -> String {
         match km {
             KeyMgmt::Sae => {
                 if let Some(p) = &n.passphrase {
-                    let _ = writeln!(s, "\tsae_password=\"{p}\"");
+                    let _ = writeln!(s, "\tsae_password=\"{}\"", p.expose());
                 }
                 let _ = writeln!(s, "\tieee80211w=2");
             }
             KeyMgmt::WpaPsk | KeyMgmt::WpaPskSha256 => {
                 if let Some(p) = &n.psk {
-                    let _ = writeln!(s, "\tpsk={p}");
+                    let _ = writeln!(s, "\tpsk={}", p.expose());
                 }
             }
             KeyMgmt::None => {}

@@ -1,15 +1,21 @@
 //! Helpers shared by myelin-net's integration tests: network namespaces with veth pairs, a
-//! private dbus-daemon, busybox udhcpd, the daemon itself under `ip netns exec`, and a fake
+//! private dbus-daemon, busybox udhcpd, the daemon itself inside a namespace, and a fake
 //! wpa_supplicant control socket (the one part that cannot exist on a build machine).
+//!
+//! Nothing here depends on or changes the host's state: a namespace is held by a process of
+//! its own (no `ip netns` mount on /run/netns), and waits are for events, bounded only by
+//! [`PATIENCE`] so that a hang fails instead of stalling.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram as StdDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub use myelin_testbus::daemon::PATIENCE;
 
 /// Fails clearly unless root (namespaces, veth pairs and addresses need it).
 pub fn require_root() {
@@ -18,13 +24,14 @@ pub fn require_root() {
         "myelin-net's integration tests create network namespaces and veth pairs and must run \
          as root (scripts/test runs them as root in CI)"
     );
-    for tool in ["ip", "busybox", "dbus-daemon"] {
+    for tool in ["ip", "nsenter", "busybox", "dbus-daemon"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
         assert!(
             found,
-            "{tool} is missing: install iproute2, busybox-static and dbus (scripts/deps/apt.txt)"
+            "{tool} is missing: install iproute2, util-linux, busybox-static and dbus \
+             (scripts/deps/apt.txt)"
         );
     }
 }
@@ -43,26 +50,51 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace, deleted (with everything in it) on drop.
+/// A network namespace, held by a `sleep` process that was moved into it before it started.
+/// Dropping it kills every process inside, and the kernel deletes the namespace with
+/// everything in it. Nothing is mounted: `ip netns add` would leave a shared mount on
+/// /run/netns behind, which later tests (PID 1's among them) would find.
 pub struct Netns {
-    pub name: String,
+    holder: Child,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("mnet-{}-{tag}{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
+    /// A new namespace with its loopback up. `_tag` names it in panics only.
+    pub fn new(_tag: &str) -> Netns {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("infinity");
+        // SAFETY: between fork and exec only async-signal-safe system calls run: unshare(2)
+        // and prctl(2) (the holder dies with the test's thread, even if the test crashes).
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // spawn() returns after the exec, so the namespace exists from here on.
+        let holder = cmd.spawn().expect("cannot start a namespace holder");
+        let ns = Netns { holder };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
 
-    /// `ip -n <ns> args...`, must succeed.
+    /// The namespace file, for nsenter and setns.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.holder.id()))
+    }
+
+    /// The holder's pid, which `ip link ... netns` takes.
+    pub fn pid(&self) -> String {
+        self.holder.id().to_string()
+    }
+
+    /// `ip args...` inside the namespace, must succeed.
     pub fn ip(&self, args: &[&str]) -> String {
-        let mut v = vec!["ip", "-n", &self.name];
+        let net = format!("--net={}", self.path().display());
+        let mut v = vec!["nsenter", &net, "ip"];
         v.extend_from_slice(args);
         sh(&v)
     }
@@ -77,52 +109,96 @@ impl Netns {
 
     /// A command run inside the namespace.
     pub fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path().display()))
+            .arg(program);
         c
     }
 
-    /// Binds a TCP listener inside the namespace (from a thread that enters it, so the test
-    /// process itself stays put).
-    pub fn listen(&self, addr: &str) -> std::net::TcpListener {
-        let path = format!("/run/netns/{}", self.name);
-        let addr = addr.to_owned();
+    /// Runs `f` on a thread inside the namespace (the test process itself stays put; threads
+    /// the closure starts inherit the namespace).
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = self.path();
         std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            std::net::TcpListener::bind(&addr).unwrap()
+            let ns = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
         })
-        .join()
-        .unwrap()
+    }
+
+    /// Binds a TCP listener inside the namespace.
+    pub fn listen(&self, addr: &str) -> std::net::TcpListener {
+        let addr = addr.to_owned();
+        self.run(move || std::net::TcpListener::bind(&addr).unwrap())
+            .join()
+            .unwrap()
+    }
+
+    /// The processes inside the namespace, the holder included.
+    fn pids(&self) -> Vec<i32> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ours) = std::fs::metadata(self.path()) else {
+            return Vec::new();
+        };
+        let me = std::process::id() as i32;
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| *pid != me)
+            .filter(|pid| {
+                std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| m.dev() == ours.dev() && m.ino() == ours.ino())
+            })
+            .collect()
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-            });
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 
-/// A veth pair: `a_name` in `a`, `b_name` in `b`, both administratively up on B's side only.
+/// The usual start of a test: root is checked, and there is a directory for the daemon's files
+/// and a device namespace with stand-in netdevs `names` (see [`Netns::netdev`]).
+pub fn device(names: &[&str]) -> (tempfile::TempDir, Netns) {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("dev");
+    for n in names {
+        ns.netdev(n);
+    }
+    (dir, ns)
+}
+
+/// A veth pair: `a_name` in `a`, `b_name` in `b`, administratively up on B's side only.
 pub fn veth(a: &Netns, a_name: &str, b: &Netns, b_name: &str) {
     sh(&[
-        "ip", "link", "add", a_name, "netns", &a.name, "type", "veth", "peer", "name", b_name,
-        "netns", &b.name,
+        "ip",
+        "link",
+        "add",
+        a_name,
+        "netns",
+        &a.pid(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_name,
+        "netns",
+        &b.pid(),
     ]);
     b.ip(&["link", "set", b_name, "up"]);
 }
@@ -170,92 +246,35 @@ pub fn udhcpd(
 
 /// A private dbus-daemon on a socket in a temp dir.
 pub use myelin_testbus::TestBus as Bus;
+/// The daemon under test (ready at READY=1, its log kept).
+pub use myelin_testbus::daemon::Daemon;
 
-/// The daemon under test, run in a namespace, with readiness through NOTIFY_SOCKET.
-pub struct Daemon {
-    pub proc: Proc,
-    pub log: Arc<Mutex<String>>,
+/// Starts `myelin-net daemon --config <config>` in `ns` on `bus` at log level `debug` (so the
+/// tests run the debug records too, and can read what the daemon did); returns once it is
+/// ready.
+pub fn start_daemon(ns: &Netns, bus: &Bus, config: &Path) -> Daemon {
+    start_daemon_at(ns, bus, config, "debug")
 }
 
-impl Daemon {
-    /// Starts `myelin-net daemon --config <config>` in `ns` on `bus`; waits for READY=1.
-    pub fn start(ns: &Netns, bus: &Bus, config: &Path) -> Daemon {
-        let notify_dir = tempfile::tempdir().unwrap();
-        let notify = notify_dir.path().join("notify");
-        let sock = StdDatagram::bind(&notify).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut child = ns
-            .cmd(env!("CARGO_BIN_EXE_myelin-net"))
-            .args(["daemon", "--config"])
-            .arg(config)
-            .args(["--address", bus.address()])
-            .env("NOTIFY_SOCKET", &notify)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("MYELIN_NET_TEST_LOG").is_some() {
-                    eprintln!("{line}");
-                }
-                let mut l = l.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut buf = [0u8; 512];
-        let mut d = Daemon {
-            proc: Proc(child),
-            log,
-        };
-        loop {
-            match sock.recv(&mut buf) {
-                Ok(n) => {
-                    if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                        break;
-                    }
-                }
-                Err(e) => panic!("no READY=1 from myelin-net ({e}); log:\n{}", d.log()),
-            }
-            if let Ok(Some(status)) = d.proc.0.try_wait() {
-                panic!("myelin-net exited ({status}); log:\n{}", d.log());
-            }
-        }
-        d
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, and waits for the exit.
-    pub fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.proc.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.proc.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("myelin-net did not stop on SIGTERM");
-    }
+/// [`start_daemon`] at another log level (`MYELIN_LOG`).
+pub fn start_daemon_at(ns: &Netns, bus: &Bus, config: &Path, level: &str) -> Daemon {
+    let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_myelin-net"));
+    cmd.args(["daemon", "--config"])
+        .arg(config)
+        .args(["--address", bus.address()])
+        .env("MYELIN_LOG", level)
+        .stdout(Stdio::null());
+    Daemon::start(cmd)
 }
 
-/// Polls `f` until it returns `Some`, or panics with `what` after `limit`.
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+/// Polls `f` until it returns `Some` (the event it looks for happened), or panics with `what`
+/// after [`PATIENCE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(v) = f().await {
             return v;
@@ -264,6 +283,89 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Starts `f` on a thread whose (only) credentials are uid/gid 65534 (nobody).
+pub fn spawn_as_nobody<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        // Raw syscalls change only this thread's credentials (glibc's wrappers would change
+        // every thread of the test process).
+        // SAFETY: plain syscalls with integer arguments.
+        unsafe {
+            assert_eq!(
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()),
+                0
+            );
+            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
+        }
+        f()
+    })
+}
+
+/// Runs `f` as nobody (see [`spawn_as_nobody`]) and returns its result.
+pub fn as_nobody<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_as_nobody(f).join().unwrap()
+}
+
+/// Runs `f` on a current-thread tokio runtime of its own (for threads of another uid).
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The daemon's ObjectManager (its interface objects).
+pub async fn object_manager(conn: &zbus::Connection) -> zbus::fdo::ObjectManagerProxy<'static> {
+    zbus::fdo::ObjectManagerProxy::builder(conn)
+        .destination("org.myelin.Network1")
+        .path("/org/myelin/Network1")
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Asks for a DHCP lease on `ifname` in `ns` with busybox udhcpc, as a laptop on a gadget link
+/// or a station of an access point would: the (address, netmask) it was offered, if any.
+/// udhcpc stops at the first lease; it tries for up to 30 s.
+pub fn dhcp_lease(ns: &Netns, ifname: &str, dir: &Path) -> Option<(String, String)> {
+    let script = dir.join("print-lease");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"LEASE $ip $subnet\"\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = ns
+        .cmd("busybox")
+        .args([
+            "udhcpc", "-f", "-q", "-n", "-t", "30", "-T", "1", "-i", ifname, "-s",
+        ])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lease = stdout.lines().find_map(|l| {
+        let mut words = l.strip_prefix("LEASE ")?.split_whitespace();
+        Some((words.next()?.to_owned(), words.next()?.to_owned()))
+    });
+    if lease.is_none() {
+        eprintln!(
+            "udhcpc on {ifname} got no lease:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    lease
+}
+
+/// Connectivity checks that decide quickly, for tests that watch the verdict change.
+pub const FAST_CHECKS: &str = r#"min_interval = "100ms"
+max_interval = "400ms"
+timeout = "300ms"
+"#;
 
 /// The daemon's test configuration: everything under `dir`, fast checks, Debian's busybox.
 pub fn config(dir: &Path, extra: &str) -> PathBuf {
@@ -278,7 +380,7 @@ retry_interval = "500ms"
 udhcpc = ["busybox", "udhcpc"]
 udhcpd = ["busybox", "udhcpd"]
 wpa_supplicant = []
-wpa_request_timeout = "2s"
+wpa_request_timeout = "5s"
 wpa_keepalive = "1s"
 
 {mdns}
@@ -298,13 +400,15 @@ wpa_keepalive = "1s"
 }
 
 /// A fake wpa_supplicant: answers commands from a table, records them, and pushes events to
-/// attached clients. It can stop answering or vanish.
+/// attached clients. It can stop answering, hold its replies back, or vanish. It serves from a
+/// thread of its own, so a test thread that blocks (running `ip`, waiting for a daemon) never
+/// keeps it from answering in time.
 #[derive(Clone)]
 pub struct FakeWpa {
     pub path: PathBuf,
     pub state: Arc<Mutex<FakeState>>,
-    sock: Arc<tokio::net::UnixDatagram>,
-    task: Arc<tokio::task::JoinHandle<()>>,
+    sock: Arc<StdDatagram>,
+    stop: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -313,14 +417,19 @@ pub struct FakeState {
     pub received: Vec<String>,
     pub attached: Vec<PathBuf>,
     pub mute: bool,
-    pub delay: Option<Duration>,
+    /// While set, replies are kept in `held` instead of sent.
+    pub hold: bool,
+    pub held: Vec<(String, PathBuf)>,
 }
 
 impl FakeWpa {
-    /// Binds at `path` and serves until dropped (the task ends with the last clone).
+    /// Binds at `path` and serves until the last clone is dropped or it crashes.
     pub fn start(path: &Path) -> FakeWpa {
         let _ = std::fs::remove_file(path);
-        let sock = Arc::new(tokio::net::UnixDatagram::bind(path).unwrap());
+        let sock = Arc::new(StdDatagram::bind(path).unwrap());
+        // Short reads, so the thread notices when it is no longer wanted.
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let mut replies = std::collections::HashMap::new();
         for (k, v) in [
             ("PING", "PONG\n"),
@@ -340,21 +449,20 @@ impl FakeWpa {
             replies,
             ..Default::default()
         }));
-        let weak = Arc::downgrade(&state);
-        let server = sock.clone();
-        let task = tokio::spawn(async move {
-            let (sock, state) = (server, weak);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (weak, server, stopped) = (Arc::downgrade(&state), sock.clone(), stop.clone());
+        std::thread::spawn(move || {
             let mut buf = vec![0u8; 4096];
-            loop {
-                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-                    return;
+            while !stopped.load(Ordering::SeqCst) {
+                let Some(state) = weak.upgrade() else { return };
+                let Ok((n, from)) = server.recv_from(&mut buf) else {
+                    continue;
                 };
-                let Some(state) = state.upgrade() else { return };
                 let cmd = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let Some(from) = from.as_pathname().map(Path::to_owned) else {
                     continue;
                 };
-                let (reply, delay) = {
+                let reply = {
                     let mut s = state.lock().unwrap();
                     s.received.push(cmd.clone());
                     if s.mute {
@@ -364,27 +472,21 @@ impl FakeWpa {
                         s.attached.push(from.clone());
                     }
                     let r = s.replies.get(&cmd).cloned();
-                    (r.unwrap_or_else(|| "UNKNOWN COMMAND\n".into()), s.delay)
+                    let r = r.unwrap_or_else(|| "UNKNOWN COMMAND\n".into());
+                    if s.hold {
+                        s.held.push((r, from));
+                        continue;
+                    }
+                    r
                 };
-                match delay {
-                    None => {
-                        let _ = sock.send_to(reply.as_bytes(), &from).await;
-                    }
-                    Some(d) => {
-                        let sock = sock.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(d).await;
-                            let _ = sock.send_to(reply.as_bytes(), &from).await;
-                        });
-                    }
-                }
+                let _ = server.send_to(reply.as_bytes(), &from);
             }
         });
         FakeWpa {
             path: path.to_owned(),
             state,
             sock,
-            task: Arc::new(task),
+            stop,
         }
     }
 
@@ -406,8 +508,31 @@ impl FakeWpa {
             .count()
     }
 
-    pub fn delay(&self, d: Option<Duration>) {
-        self.state.lock().unwrap().delay = d;
+    /// Waits until `cmd` has arrived at least `n` times.
+    pub async fn wait_received(&self, cmd: &str, n: usize) {
+        wait_for(&format!("{n} {cmd} requests"), || async {
+            (self.received(cmd) >= n).then_some(())
+        })
+        .await
+    }
+
+    /// Keeps the replies to the following requests until [`FakeWpa::release`].
+    pub fn hold(&self) {
+        self.state.lock().unwrap().hold = true;
+    }
+
+    /// Sends the replies kept since [`FakeWpa::hold`] (they are in their clients' sockets when
+    /// this returns) and answers at once again; returns how many there were.
+    pub fn release(&self) -> usize {
+        let held = {
+            let mut s = self.state.lock().unwrap();
+            s.hold = false;
+            std::mem::take(&mut s.held)
+        };
+        for (reply, to) in &held {
+            self.sock.send_to(reply.as_bytes(), to).unwrap();
+        }
+        held.len()
     }
 
     pub fn mute(&self, on: bool) {
@@ -415,16 +540,16 @@ impl FakeWpa {
     }
 
     /// Sends an event (`<3>CTRL-EVENT-...`) to every attached client.
-    pub async fn event(&self, text: &str) {
+    pub fn event(&self, text: &str) {
         let targets = self.state.lock().unwrap().attached.clone();
         for t in targets {
-            let _ = self.sock.send_to(text.as_bytes(), &t).await;
+            let _ = self.sock.send_to(text.as_bytes(), &t);
         }
     }
 
-    /// The supplicant crashes: its socket closes and its path disappears.
+    /// The supplicant crashes: its socket path disappears and it answers nothing more.
     pub fn crash(self) {
-        self.task.abort();
+        self.stop.store(true, Ordering::SeqCst);
         let _ = std::fs::remove_file(&self.path);
     }
 }
