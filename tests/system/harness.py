@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 
-from myelin_qemu import Machine, Shell, TimeoutExpired, MachineExited, CommandFailed
+from myelin_qemu import Machine, Shell, TimeoutExpired, MachineExited, CommandFailed, UartPair
 
 # The registry, in definition order (which is the run order).
 SCENARIOS = []
@@ -136,15 +136,16 @@ class Run:
             raise StepFailed(f"step '{name}' took {elapsed:.1f}s, more than its {timeout}s")
         self.steps.append((name, elapsed))
 
-    def device(self, name="device", image=None):
-        """A new device with a private copy of image (default: the base image)."""
+    def device(self, name="device", image=None, uart_pair=False):
+        """A new device with a private copy of image (default: the base image); with uart_pair,
+        its ttyS1 and ttyS2 are wired to each other (myelin_qemu.UartPair)."""
         src = image or self.images.base_image()
         disk = os.path.join(self.dir, f"{name}.img")
         # The image is sparse and ends where its last write ended: copy it as such, onto a
         # "disk" big enough for the whole layout (/data ends at 785 MiB), as a real one is.
         subprocess.run(["cp", "--sparse=always", src, disk], check=True)
         subprocess.run(["truncate", "-s", DISK_SIZE, disk], check=True)
-        dev = Device(self, name, disk)
+        dev = Device(self, name, disk, UartPair() if uart_pair else None)
         self.devices.append(dev)
         return dev
 
@@ -165,7 +166,7 @@ class Run:
 class Device:
     """A QEMU machine booting one disk, with a shell on its console."""
 
-    def __init__(self, run, name, disk):
+    def __init__(self, run, name, disk, uarts=None):
         self.run = run
         self.name = name
         self.disk = disk
@@ -173,14 +174,18 @@ class Device:
         self.machine = None
         self.shell = None
         self.boots = 0
+        self.uarts = uarts
 
     def power_on(self):
         """Starts QEMU on the disk (the previous machine, if any, must be off)."""
         assert self.machine is None or not self.machine.running()
         if self.machine is not None:
             self.machine.stop()
-        self.machine = Machine(self.disk, self.log).start()
+        extra = self.uarts.qemu_args() if self.uarts else ()
+        self.machine = Machine(self.disk, self.log, extra=extra).start()
         self.shell = Shell(self.machine)
+        if self.uarts:
+            self.uarts.start(self.run.remaining(30))
         return self
 
     def boot(self, timeout=120):
@@ -227,6 +232,8 @@ class Device:
         """Turns the machine off and closes its log."""
         if self.machine is not None:
             self.machine.stop()
+        if self.uarts:
+            self.uarts.close()
 
 
 class FileServer:

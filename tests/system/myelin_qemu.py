@@ -11,6 +11,8 @@ share this module, so that what a user tries interactively is the machine the te
 - `Shell` runs commands through a shell on the serial console. Each command is bracketed by
   markers that the echo of the typed line cannot contain, so its output and exit status are
   recovered exactly even when the terminal echoes input.
+- `UartPair` gives the guest two more 16550 UARTs (ttyS1, ttyS2) whose wires the host joins, as
+  a null-modem cable would: what the guest sends on one arrives on the other.
 
 Run as a program, it boots a disk image interactively (what scripts/qemu does):
     python3 tests/system/myelin_qemu.py DISK.img
@@ -19,10 +21,13 @@ with host port $MYELIN_QEMU_SSH_PORT (default 2222, empty for none) forwarded to
 
 import os
 import re
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -214,6 +219,77 @@ class Machine:
         with self.cond:
             text = ANSI.sub(b"", bytes(self.buf)).replace(b"\r", b"")
         return b"\n".join(text.split(b"\n")[-lines:]).decode(errors="replace")
+
+
+class UartPair:
+    """Two more serial ports for the guest, ttyS1 and ttyS2 after the console's ttyS0, each on a
+    QEMU socket chardev; a host thread copies the bytes of each to the other."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="myelin-uarts-")
+        self.paths = [os.path.join(self.dir, f"ttyS{i}") for i in (1, 2)]
+        self.socks = []
+        self.thread = None
+
+    def qemu_args(self):
+        """The QEMU options adding the two ports (after the console's -serial)."""
+        args = []
+        for i, path in enumerate(self.paths, 1):
+            args += ["-chardev", f"socket,id=uart{i},path={path},server=on,wait=off",
+                     "-serial", f"chardev:uart{i}"]
+        return args
+
+    def start(self, timeout=30):
+        """Connects to both ports once QEMU listens, then starts relaying."""
+        self.stop()
+        deadline = time.monotonic() + timeout
+        for path in self.paths:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            while True:
+                try:
+                    sock.connect(path)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if time.monotonic() > deadline:
+                        raise TimeoutExpired(f"QEMU did not open {path} within {timeout}s")
+                    time.sleep(0.05)
+            self.socks.append(sock)
+        self.thread = threading.Thread(target=self._relay, args=(list(self.socks),), daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _relay(socks):
+        sel = selectors.DefaultSelector()
+        a, b = socks
+        sel.register(a, selectors.EVENT_READ, b)
+        sel.register(b, selectors.EVENT_READ, a)
+        while True:
+            for key, _ in sel.select():
+                try:
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+                except OSError:
+                    return
+
+    def stop(self):
+        """Stops relaying (QEMU closing its end also does)."""
+        for sock in self.socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.socks = []
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+            self.thread = None
+
+    def close(self):
+        """Stops relaying and removes the sockets' directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class CommandFailed(Exception):

@@ -594,3 +594,98 @@ def network(run):
                   f"{listener.accepted - accepted_before} check connection(s)", flush=True)
     finally:
         listener.stop()
+
+
+RUST_DIR = os.path.join(os.path.dirname(os.path.dirname(BIN_DIR)))
+# Where the hw scenario puts the myelin crate's QEMU tests in its image (not a product path).
+QEMU_TESTS = "/usr/lib/myelin-tests/myelin-qemu"
+
+
+def qemu_tests_overlay(run):
+    """A rootfs overlay holding the myelin crate's tests/qemu.rs built for the guest (the x86_64
+    board runs the build machine's glibc); returns (overlay, number of tests it has).
+
+    A debug build, as `cargo test` makes: the unit tests have built its dependencies already."""
+    out = subprocess.run(
+        ["cargo", "test", "--locked", "-p", "myelin", "--features", "qemu-tests",
+         "--test", "qemu", "--no-run", "--message-format=json-render-diagnostics"],
+        cwd=RUST_DIR, check=True, stdout=subprocess.PIPE, text=True).stdout
+    exe = None
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+                and msg["target"]["name"] == "qemu":
+            exe = msg["executable"]
+    if exe is None:
+        raise Failure("cargo built no executable for myelin's tests/qemu.rs")
+    listing = subprocess.run([exe, "--list"], check=True, stdout=subprocess.PIPE, text=True).stdout
+    count = sum(1 for line in listing.splitlines() if line.endswith(": test"))
+    overlay = os.path.join(run.dir, "overlay-qemu-tests")
+    shutil.rmtree(overlay, ignore_errors=True)
+    dest = overlay + QEMU_TESTS
+    os.makedirs(os.path.dirname(dest))
+    # Without its debug information the binary is a tenth of the size in the squashfs.
+    subprocess.run(["strip", "--strip-debug", "-o", dest, exe], check=True)
+    return overlay, count
+
+
+# configfs, where gpio-sim chips are made (myelin-init does not mount it).
+MOUNT_CONFIGFS = ("grep -q ' /sys/kernel/config configfs ' /proc/mounts"
+                  " || mount -t configfs configfs /sys/kernel/config")
+# A gpio-sim chip made from the shell, as a developer would, for `myelinctl hw` to list.
+MAKE_SIM = " && ".join([
+    "(" + MOUNT_CONFIGFS + ")",
+    "d=/sys/kernel/config/gpio-sim/systest",
+    "mkdir $d $d/bank0 $d/bank0/line2",
+    "echo systest-bank > $d/bank0/label",
+    "echo 4 > $d/bank0/num_lines",
+    "echo status-led > $d/bank0/line2/name",
+    "echo 1 > $d/live",
+])
+
+
+@scenario("hw", "the myelin crate's GPIO, I2C and UART on gpio-sim, i2c-stub and a UART pair",
+          needs=["myelin-init", "myelinctl"])
+def hw(run):
+    """The myelin crate's hardware tests (rust/crates/myelin/tests/qemu.rs) run in the guest on
+    real drivers, sharing one boot: a GPIO line driven by the crate reads back through gpio-sim;
+    edges from a simulated input arrive with kernel timestamps, also on tokio; a TMP102
+    embedded-hal driver and i2cget/i2cset read and write i2c-stub's registers through the crate;
+    bytes go round between ttyS1 and ttyS2, whose wires the host joins; a missing line, a busy
+    line, a missing bus and a missing port give errors that name them. Then `myelinctl hw`
+    lists that hardware and probes the stub's bus.
+
+    The test kernel has gpio-sim, i2c-stub and configfs from tests/system/linux-test.fragment
+    (never in a product kernel), with i2c_stub.chip_addr=0x48 on its built-in command line."""
+    with run.step("build the crate's QEMU tests and an image with them", timeout=900):
+        overlay, count = qemu_tests_overlay(run)
+        image = run.images.build("hw", run.images.BASE_VERSION, [overlay])
+    dev = run.device(image=os.path.join(image, "x86_64.img"), uart_pair=True)
+    with run.step("boot", timeout=120):
+        dev.boot()
+        if "i2c_stub.chip_addr=0x48" not in dev.sh("cat /proc/cmdline"):
+            raise Failure("the test kernel's command line lacks i2c_stub.chip_addr")
+        dev.sh(MOUNT_CONFIGFS)
+    with run.step(f"the {count} hardware tests pass in the guest", timeout=300):
+        status, out = dev.sh(f"MYELIN_TEST_UARTS=ttyS1,ttyS2 {QEMU_TESTS} --test-threads=1 2>&1",
+                             timeout=290, check=False)
+        summary = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", out)
+        if status != 0 or not summary or summary.group(1) != "ok" \
+                or int(summary.group(2)) != count:
+            raise Failure(f"the crate's QEMU tests did not all pass ({count} expected):\n{out}")
+        print(f"    {summary.group(0)}", flush=True)
+    with run.step("myelinctl hw lists the hardware and probes the bus", timeout=60):
+        dev.sh(MAKE_SIM)
+        listing = dev.sh("myelinctl hw")
+        for expect in ("SMBus stub driver", "systest-bank", "status-led", "ttyS1", "ttyS2"):
+            if expect not in listing:
+                raise Failure(f"myelinctl hw does not list {expect!r}:\n{listing}")
+        inventory = json.loads(dev.sh("myelinctl --json hw uart"))
+        if set(inventory) != {"uart"} or not any(p["console"] for p in inventory["uart"]):
+            raise Failure(f"myelinctl --json hw uart: {inventory}")
+        detect = dev.sh("myelinctl hw --detect 'SMBus stub driver'")
+        if re.findall(r"^\s*(0x[0-9a-f]{2})", detect, re.M) != ["0x48"]:
+            raise Failure(f"probing the stub's bus did not find exactly 0x48:\n{detect}")
+        status, out = dev.sh("myelinctl hw --detect i2c-99 2>&1", check=False)
+        if status == 0 or "no I2C bus i2c-99" not in out:
+            raise Failure(f"a missing bus is not refused by name ({status}): {out}")

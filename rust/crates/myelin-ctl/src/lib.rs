@@ -14,7 +14,10 @@
 //! myelinctl kv get NAME | list | set NAME=VALUE... | unset NAME...
 //! myelinctl net status [IFNAME] | configure IFNAME JSON | get-config IFNAME | check-hosts H:P...
 //! myelinctl fw status | install PATH|URL|- [--reboot] | validate | revert | factory-reset
+//! myelinctl hw [gpio|i2c|spi|uart|pwm] | hw --detect BUS
 //! ```
+//!
+//! [`hw`] reads the kernel's interfaces directly, through the `myelin` crate an application uses.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,6 +26,7 @@ use clap::{Parser, Subcommand};
 
 mod bus;
 pub mod fw;
+pub mod hw;
 pub mod init;
 pub mod kv;
 pub mod net;
@@ -60,6 +64,8 @@ pub enum Command {
     /// Firmware: status, install, validate, revert, through myelin-update.
     #[command(subcommand)]
     Fw(fw::Command),
+    /// The hardware applications can open: GPIO, I2C, SPI, UART, PWM.
+    Hw(hw::Command),
 }
 
 /// Runs a parsed command line, writing to `out`; the process exit code.
@@ -69,6 +75,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Kv(c) => kv::run(c, cli, out),
         Command::Net(c) => net::run(c, cli, out),
         Command::Fw(c) => fw::run(c, cli, out),
+        Command::Hw(c) => hw::run(c, cli, out),
     }
 }
 
@@ -160,5 +167,18 @@ mod tests {
                 ..
             })
         ));
+        let c = Cli::try_parse_from(["myelinctl", "hw", "i2c"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Hw(hw::Command {
+                kind: Some(hw::Kind::I2c),
+                detect: None
+            })
+        ));
+        let c = Cli::try_parse_from(["myelinctl", "hw", "--detect", "i2c-1"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Hw(hw::Command { detect: Some(ref b), .. }) if b == "i2c-1")
+        );
+        assert!(Cli::try_parse_from(["myelinctl", "hw", "leds"]).is_err());
     }
 }
