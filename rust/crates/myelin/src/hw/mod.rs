@@ -31,6 +31,7 @@ pub mod pwm;
 #[cfg(feature = "rpi")]
 pub mod rpi;
 pub mod spi;
+mod termios;
 pub mod uart;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! UARTs through termios (`/dev/ttyS1`, `/dev/ttyAMA0`, `/dev/ttyUSB0`), with serialport.
+//! UARTs through termios (`/dev/ttyS1`, `/dev/ttyAMA0`, `/dev/ttyUSB0`), with serialport for I/O.
 //!
 //! A port is named `ttyS1` or `/dev/ttyS1`. Opening it puts the line in raw mode with the
 //! [`Config`]'s baud rate and framing (`"115200 8N1"` parses as one), and takes it exclusively
@@ -354,17 +354,21 @@ impl Uart {
 
     /// Changes baud rate and framing.
     pub fn configure(&mut self, config: &Config) -> Result<(), Error> {
-        let r = self
-            .tty
-            .set_baud_rate(config.baud)
-            .and_then(|_| self.tty.set_data_bits(data_bits(config.data_bits)))
-            .and_then(|_| self.tty.set_parity(parity(config.parity)))
-            .and_then(|_| self.tty.set_stop_bits(stop_bits(config.stop_bits)))
-            .and_then(|_| self.tty.set_flow_control(flow(config.flow)));
-        r.map_err(|e| Error::Open {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        // SAFETY: the descriptor stays open for as long as self.tty, which outlives the call.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.tty.as_raw_fd()) };
+        let mut r = super::termios::configure(fd, config).map_err(|e| e.to_string());
+        if let Ok(true) = r {
+            r = self
+                .tty
+                .set_baud_rate(config.baud)
+                .map(|_| false)
+                .map_err(|e| e.to_string());
+        }
+        r.map_err(|detail| Error::Open {
             port: self.port.name.clone(),
             config: *config,
-            detail: e.to_string(),
+            detail,
         })?;
         self.config = *config;
         Ok(())
@@ -473,59 +477,29 @@ impl Uart {
 }
 
 fn open_tty(port: &Port, config: &Config) -> Result<TTYPort, Error> {
-    serialport::new(port.path.to_string_lossy(), config.baud)
-        .data_bits(data_bits(config.data_bits))
-        .parity(parity(config.parity))
-        .stop_bits(stop_bits(config.stop_bits))
-        .flow_control(flow(config.flow))
-        .exclusive(true)
-        .timeout(FOREVER)
-        .open_native()
-        .map_err(|e| match e.kind {
-            // serialport's word for "locked by another opener" (TIOCEXCL's EBUSY, or the flock).
-            serialport::ErrorKind::NoDevice if port.path.exists() => Error::Busy {
-                port: port.name.clone(),
-                detail: e.description,
-            },
-            _ => Error::Open {
-                port: port.name.clone(),
-                config: *config,
-                detail: e.description,
-            },
-        })
-}
-
-fn data_bits(n: u8) -> serialport::DataBits {
-    match n {
-        5 => serialport::DataBits::Five,
-        6 => serialport::DataBits::Six,
-        7 => serialport::DataBits::Seven,
-        _ => serialport::DataBits::Eight,
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let open_error = |detail: String| Error::Open {
+        port: port.name.clone(),
+        config: *config,
+        detail,
+    };
+    let (fd, rate_pending) = super::termios::open(&port.path, config).map_err(|e| match e {
+        super::termios::OpenError::Busy(e) => Error::Busy {
+            port: port.name.clone(),
+            detail: e.to_string(),
+        },
+        super::termios::OpenError::Other(e) => open_error(e.to_string()),
+    })?;
+    // SAFETY: into_raw_fd hands over the only owner of the descriptor, already locked.
+    let mut tty = unsafe { TTYPort::from_raw_fd(fd.into_raw_fd()) };
+    tty.set_timeout(FOREVER)
+        .map_err(|e| open_error(e.to_string()))?;
+    if rate_pending {
+        // Only a non-standard rate needs serialport's termios2.
+        tty.set_baud_rate(config.baud)
+            .map_err(|e| open_error(e.to_string()))?;
     }
-}
-
-fn parity(p: Parity) -> serialport::Parity {
-    match p {
-        Parity::None => serialport::Parity::None,
-        Parity::Odd => serialport::Parity::Odd,
-        Parity::Even => serialport::Parity::Even,
-    }
-}
-
-fn stop_bits(n: u8) -> serialport::StopBits {
-    if n == 2 {
-        serialport::StopBits::Two
-    } else {
-        serialport::StopBits::One
-    }
-}
-
-fn flow(f: FlowControl) -> serialport::FlowControl {
-    match f {
-        FlowControl::None => serialport::FlowControl::None,
-        FlowControl::Software => serialport::FlowControl::Software,
-        FlowControl::Hardware => serialport::FlowControl::Hardware,
-    }
+    Ok(tty)
 }
 
 impl io::Read for Uart {
