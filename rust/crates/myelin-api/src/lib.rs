@@ -3,6 +3,18 @@
 //! Daemons, `myelinctl`, the `myelin` app crate and the fleet client all speak to each other
 //! through the definitions here, so a name, an error or a field is written once.
 //!
+//! * [`init`]: myelin-init's control protocol (status, readiness, logs, start/stop, reboot) and
+//!   its blocking client; [`level`] the log levels it stores and filters by.
+//! * [`kv`], [`net`], [`update`]: for each D-Bus service, its bus name, object path and
+//!   interface, the zbus client proxies, and the types and calls its clients share.
 //! * [`logger`]: leveled log records on standard error with the sd-daemon priority prefix
 //!   (`<3>` … `<7>`) that myelin-init's log ring parses and `myelinctl log --level` filters.
+pub mod init;
+#[cfg(feature = "dbus")]
+pub mod kv;
+pub mod level;
 pub mod logger;
+#[cfg(feature = "dbus")]
+pub mod net;
+#[cfg(feature = "dbus")]
+pub mod update;

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Subcommand;
-use myelin_update::client::{self, Request, Update1Proxy};
+use myelin_api::update::{self as client, Request, Update1Proxy};
 
 use crate::{Cli, bus};
 

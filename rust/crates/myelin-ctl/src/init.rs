@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use myelin_init::control::{
+use myelin_api::init::{
     Body, Client, DataReport, Level, LogEntry, NodeStatus, Op, ReadinessReport, StatusReport,
 };
 
@@ -412,7 +412,7 @@ pub fn format_time(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use myelin_init::control::{Level, PolicyStatus, ServiceReadiness, Stream, WatchdogReport};
+    use myelin_api::init::{Level, PolicyStatus, ServiceReadiness, Stream, WatchdogReport};
 
     fn node(name: &str, kind: &str, state: &str) -> NodeStatus {
         NodeStatus {

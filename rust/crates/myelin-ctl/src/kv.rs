@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use myelin_kv::client::Kv1Proxy;
+use myelin_api::kv::Kv1Proxy;
 
 use crate::{Cli, bus};
 

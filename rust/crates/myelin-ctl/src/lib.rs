@@ -36,7 +36,7 @@ pub mod net;
 #[command(name = "myelinctl", version, about = "Control Myelin's services")]
 pub struct Cli {
     /// PID 1's control socket.
-    #[arg(long, global = true, env = "MYELIN_INIT_SOCKET", default_value = myelin_init::control::DEFAULT_SOCKET)]
+    #[arg(long, global = true, env = "MYELIN_INIT_SOCKET", default_value = myelin_api::init::DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -111,7 +111,7 @@ mod tests {
             }) => {
                 assert!(follow);
                 assert_eq!(lines, Some(20));
-                assert_eq!(level, Some(myelin_init::control::Level::Warning));
+                assert_eq!(level, Some(myelin_api::init::Level::Warning));
                 assert_eq!(service.as_deref(), Some("kv"));
             }
             other => panic!("{other:?}"),

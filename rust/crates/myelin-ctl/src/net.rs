@@ -8,8 +8,8 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Subcommand;
-use myelin_net::client::{self, Network1Proxy};
-use myelin_net::key_input::{self, KeyArgs};
+use myelin_api::net::client::{self, Network1Proxy};
+use myelin_api::net::key_input::{self, KeyArgs};
 
 use crate::{Cli, bus};
 

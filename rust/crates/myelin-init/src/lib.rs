@@ -44,10 +44,10 @@
 pub mod boot;
 pub mod clock;
 pub mod config;
-pub mod control;
+pub use myelin_api::init as control;
 pub mod fw_env;
 pub mod hostname;
-pub mod level;
+pub use myelin_api::level;
 pub mod log;
 pub mod mount_options;
 pub mod mountinfo;

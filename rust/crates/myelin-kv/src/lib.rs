@@ -9,7 +9,7 @@
 pub mod batch;
 pub mod cli;
 #[cfg(feature = "dbus")]
-pub mod client;
+pub use myelin_api::kv as client;
 #[cfg(feature = "dbus")]
 pub mod service;
 pub mod store;

@@ -39,12 +39,7 @@ use crate::batch::{Batch, Diff};
 use crate::cli::DaemonArgs;
 use crate::store::{KvError, Store, Tracker, Update};
 
-/// Well-known bus name.
-pub const BUS_NAME: &str = "org.myelin.KV1";
-/// Object path of the store.
-pub const OBJECT_PATH: &str = "/org/myelin/KV1";
-/// Interface name.
-pub const INTERFACE: &str = "org.myelin.KV1";
+pub use myelin_api::kv::{BUS_NAME, INTERFACE, OBJECT_PATH};
 
 /// Errors returned over D-Bus, as `org.myelin.KV1.Error.<variant>`.
 #[derive(Debug, zbus::DBusError)]

@@ -20,11 +20,11 @@ pub mod check;
 #[cfg(feature = "daemon")]
 pub mod cli;
 #[cfg(feature = "daemon")]
-pub mod client;
+pub use myelin_api::net::client;
 pub mod config;
 pub mod dhcp;
 #[cfg(feature = "daemon")]
-pub mod key_input;
+pub use myelin_api::net::key_input;
 #[cfg(feature = "daemon")]
 pub mod manager;
 #[cfg(feature = "daemon")]

@@ -52,29 +52,9 @@ use crate::manager::{Handle, IfaceSnapshot, ManagerError, Snapshot};
 use crate::report::report;
 use crate::wpa::{AccessPoint, CurrentAp};
 
-/// Well-known bus name.
-pub const BUS_NAME: &str = "org.myelin.Network1";
-/// The manager object.
-pub const OBJECT_PATH: &str = "/org/myelin/Network1";
-/// The manager interface.
-pub const INTERFACE: &str = "org.myelin.Network1";
-/// Per-interface objects' interface.
-pub const IFACE_INTERFACE: &str = "org.myelin.Network1.Interface";
-/// WiFi objects' extra interface.
-pub const WIFI_INTERFACE: &str = "org.myelin.Network1.WiFi";
-
-/// The object path of an interface.
-pub fn interface_path(ifname: &str) -> String {
-    let mut p = String::from("/org/myelin/Network1/Interface/");
-    for b in ifname.bytes() {
-        if b.is_ascii_alphanumeric() {
-            p.push(b as char);
-        } else {
-            p.push_str(&format!("_{b:02x}"));
-        }
-    }
-    p
-}
+pub use myelin_api::net::{
+    BUS_NAME, IFACE_INTERFACE, INTERFACE, OBJECT_PATH, WIFI_INTERFACE, interface_path,
+};
 
 /// Errors over D-Bus, as `org.myelin.Network1.Error.<variant>`.
 #[derive(Debug, zbus::DBusError)]

@@ -24,7 +24,7 @@
 
 #[cfg(feature = "daemon")]
 pub mod cli;
-pub mod client;
+pub use myelin_api::update as client;
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod fw;

@@ -55,12 +55,7 @@ use crate::slot::{self, BootStatus, Slot, SlotInfo};
 use crate::source::{self, Cancel, Source, Tracked};
 use crate::system::{EnvSource, Init};
 
-/// Well-known bus name.
-pub const BUS_NAME: &str = "org.myelin.Update1";
-/// Object path.
-pub const OBJECT_PATH: &str = "/org/myelin/Update1";
-/// Interface name.
-pub const INTERFACE: &str = "org.myelin.Update1";
+pub use myelin_api::update::{BUS_NAME, INTERFACE, OBJECT_PATH};
 
 /// The disk updated when neither the configuration nor the environment names one.
 pub const DEFAULT_DEVICE: &str = "/dev/rootdisk0";

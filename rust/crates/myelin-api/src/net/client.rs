@@ -4,9 +4,9 @@
 //! ```no_run
 //! # async fn f() -> zbus::Result<()> {
 //! let conn = zbus::Connection::system().await?;
-//! let net = myelin_net::client::Network1Proxy::new(&conn).await?;
+//! let net = myelin_api::net::Network1Proxy::new(&conn).await?;
 //! net.configure("eth0", r#"{"type": "ethernet", "ipv4": {"method": "dhcp"}}"#, true).await?;
-//! let eth0 = myelin_net::client::interface(&conn, "eth0").await?;
+//! let eth0 = myelin_api::net::interface(&conn, "eth0").await?;
 //! println!("{}", eth0.connection().await?);
 //! # Ok(()) }
 //! ```
@@ -119,7 +119,7 @@ pub trait WiFi1 {
 /// The proxy for one interface's object.
 pub async fn interface(conn: &Connection, ifname: &str) -> zbus::Result<Interface1Proxy<'static>> {
     Interface1Proxy::builder(conn)
-        .path(crate::service::interface_path(ifname))
+        .path(super::interface_path(ifname))
         .build()
         .await
 }
@@ -127,7 +127,7 @@ pub async fn interface(conn: &Connection, ifname: &str) -> zbus::Result<Interfac
 /// The WiFi proxy for one interface's object.
 pub async fn wifi(conn: &Connection, ifname: &str) -> zbus::Result<WiFi1Proxy<'static>> {
     WiFi1Proxy::builder(conn)
-        .path(crate::service::interface_path(ifname))
+        .path(super::interface_path(ifname))
         .build()
         .await
 }

@@ -1,6 +1,13 @@
-//! A client for the `org.myelin.KV1` service (myelinctl and tests use it).
+//! The `org.myelin.KV1` contract: names and the client proxy (myelinctl, apps and tests use it).
 
 use std::collections::HashMap;
+
+/// Well-known bus name.
+pub const BUS_NAME: &str = "org.myelin.KV1";
+/// Object path of the store.
+pub const OBJECT_PATH: &str = "/org/myelin/KV1";
+/// Interface name.
+pub const INTERFACE: &str = "org.myelin.KV1";
 
 /// `org.myelin.KV1`, as seen from a client. `Kv1Proxy` is the async proxy.
 #[zbus::proxy(

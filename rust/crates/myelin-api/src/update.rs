@@ -2,8 +2,8 @@
 //! (`myelin-update install|status|...` use them; `myelinctl fw ...` can use them as they are).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), myelin_update::client::ClientError> {
-//! use myelin_update::client::{self, InstallSource};
+//! # async fn demo() -> Result<(), myelin_api::update::ClientError> {
+//! use myelin_api::update::{self as client, InstallSource};
 //!
 //! let update = client::connect(None).await?;
 //! client::install(&update, InstallSource::Location("http://10.0.2.2:8000/x.fw".into()), |p| {
@@ -22,6 +22,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
+
+/// Well-known bus name.
+pub const BUS_NAME: &str = "org.myelin.Update1";
+/// Object path.
+pub const OBJECT_PATH: &str = "/org/myelin/Update1";
+/// Interface name.
+pub const INTERFACE: &str = "org.myelin.Update1";
 
 /// `org.myelin.Update1`, as seen from a client. `Update1Proxy` is the async proxy.
 #[zbus::proxy(

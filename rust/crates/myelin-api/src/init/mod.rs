@@ -1,4 +1,4 @@
-//! The control protocol between PID 1 and `myelinctl`, over the Unix stream socket
+//! myelin-init's control protocol: PID 1 and `myelinctl` (or any root client), over the Unix stream socket
 //! `<run_dir>/init.sock` (`/run/myelin/init.sock`; mode 0600, and PID 1 also checks that the
 //! peer is root with `SO_PEERCRED`).
 //!
