@@ -7,6 +7,7 @@
 //!   its blocking client; [`level`] the log levels it stores and filters by.
 //! * [`kv`], [`net`], [`update`]: for each D-Bus service, its bus name, object path and
 //!   interface, the zbus client proxies, and the types and calls its clients share.
+//! * [`service`]: a daemon's runtime, bus connection, readiness and SIGTERM, written once.
 //! * [`logger`]: leveled log records on standard error with the sd-daemon priority prefix
 //!   (`<3>` … `<7>`) that myelin-init's log ring parses and `myelinctl log --level` filters.
 pub mod init;
@@ -16,5 +17,7 @@ pub mod level;
 pub mod logger;
 #[cfg(feature = "dbus")]
 pub mod net;
+#[cfg(feature = "dbus")]
+pub mod service;
 #[cfg(feature = "dbus")]
 pub mod update;

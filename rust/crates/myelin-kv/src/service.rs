@@ -32,8 +32,8 @@ use myelin_ubootenv::format::{EncodeError, Vars};
 use myelin_ubootenv::{EnvError, Recovery};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use zbus::interface;
 use zbus::object_server::SignalEmitter;
-use zbus::{connection, interface};
 
 use crate::batch::{Batch, Diff};
 use crate::cli::DaemonArgs;
@@ -414,11 +414,7 @@ fn watch_lock(lock: &Path) -> Result<mpsc::Receiver<()>> {
 pub fn run_daemon(args: DaemonArgs) -> Result<()> {
     let config = args.env.load()?;
     let lock = config.lock_path.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(async move {
+    myelin_api::service::run("myelin-kv", async move {
         let kv = Kv::new(Store::new(config));
         if let Err(why) = &*kv
             .shared
@@ -428,11 +424,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<()> {
         {
             eprintln!("myelin-kv: warning: {why}");
         }
-        let builder = match &args.address {
-            Some(address) => connection::Builder::address(address.as_str()),
-            None => connection::Builder::system(),
-        };
-        let conn = builder
+        let conn = myelin_api::service::bus(args.address.as_deref())
             .name(BUS_NAME)
             .serve_at(OBJECT_PATH, kv.clone())
             .build()
@@ -444,19 +436,12 @@ pub fn run_daemon(args: DaemonArgs) -> Result<()> {
         let interval =
             (args.poll_interval > 0.0).then(|| Duration::from_secs_f64(args.poll_interval));
         let watcher = tokio::spawn(watch(kv, emitter, lock, interval));
-        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-            eprintln!("myelin-kv: cannot notify readiness: {e}");
-        }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("SIGTERM handler")?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        myelin_api::service::ready();
+        myelin_api::service::terminated().await?;
         watcher.abort();
         drop(conn);
         Ok(())
-    })
+    })?
 }
 
 #[cfg(test)]

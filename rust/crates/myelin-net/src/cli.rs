@@ -266,32 +266,26 @@ pub fn run_daemon(config_path: PathBuf, address: Option<String>) -> Result<()> {
         hook_program,
         config,
     };
-    runtime()?.block_on(async move {
+    myelin_api::service::run("myelin-net", async move {
         let net = Arc::new(crate::netlink::Rtnl::new().context("cannot open rtnetlink")?);
         let (mut manager, handle) = Manager::new(opts, net);
         manager.start().await?;
-        let conn = match &address {
-            Some(a) => zbus::connection::Builder::address(a.as_str()).build().await,
-            None => zbus::connection::Builder::system().build().await,
-        }
-        .context("cannot connect to D-Bus")?;
+        let conn = myelin_api::service::bus(address.as_deref())
+            .build()
+            .await
+            .context("cannot connect to D-Bus")?;
         let mirror = crate::service::serve(conn.clone(), handle.clone()).await?;
         conn.request_name(crate::service::BUS_NAME)
             .await
             .with_context(|| format!("cannot own {}", crate::service::BUS_NAME))?;
-        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-            log::warn!("cannot notify readiness: {e}");
-        }
+        myelin_api::service::ready();
         log::info!("ready");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("SIGTERM handler")?;
         tokio::select! {
             _ = manager.run_until_stopped() => {}
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            r = myelin_api::service::terminated() => r?,
         }
         mirror.abort();
         manager.shutdown().await;
-        Ok(())
-    })
+        Ok::<(), anyhow::Error>(())
+    })?
 }

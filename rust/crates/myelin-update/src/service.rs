@@ -43,8 +43,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use myelin_ubootenv::Vars;
 use tokio::sync::mpsc;
+use zbus::interface;
 use zbus::object_server::SignalEmitter;
-use zbus::{connection, interface};
 
 use crate::config::Config;
 use crate::fw::{Firmware, FwEvent};
@@ -818,11 +818,10 @@ pub fn run(config: Config, backends: Backends, options: &DaemonOptions) -> Resul
         .unwrap_or_else(|| PathBuf::from(crate::system::BOOT_ID_PATH));
     let boot_id = crate::system::read_boot_id(&boot_id_path)
         .with_context(|| format!("reading the boot id from {}", boot_id_path.display()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    runtime.block_on(serve(config, backends, boot_id, options.address.as_deref()))
+    myelin_api::service::run(
+        "myelin-update",
+        serve(config, backends, boot_id, options.address.as_deref()),
+    )?
 }
 
 async fn serve(
@@ -835,11 +834,7 @@ async fn serve(
     let update = Update::new(config, backends, boot_id);
     // Read the state before taking the name, so the first property reads are right.
     update.reload().await;
-    let builder = match address {
-        Some(address) => connection::Builder::address(address),
-        None => connection::Builder::system(),
-    };
-    let conn = builder
+    let conn = myelin_api::service::bus(address)
         .name(BUS_NAME)
         .serve_at(OBJECT_PATH, update.clone())
         .build()
@@ -850,9 +845,7 @@ async fn serve(
         .into_owned();
     let _ = update.shared.emitter.set(emitter);
     update.publish().await;
-    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-        eprintln!("myelin-update: cannot notify readiness: {e}");
-    }
+    myelin_api::service::ready();
     let mut trial = update.shared.lock().snapshot.trial;
     let shared = &update.shared;
     if trial && record::reverted_during(&shared.config.state_dir, &shared.boot_id) {
@@ -873,12 +866,7 @@ async fn serve(
             }
         })
     };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    myelin_api::service::terminated().await?;
     guard_loop.abort();
     if let Some(c) = &update.shared.lock().cancel {
         // An install in progress stops before it switches slots.

@@ -1,0 +1,79 @@
+//! The life of a Myelin D-Bus daemon, written once for kv, net and update.
+//!
+//! Each daemon does the same four things around its own logic: start a single-threaded tokio
+//! runtime (myelin-init supervises one process per service, so one thread is enough and keeps
+//! the memory small), connect to the system bus or to the `--address` a test gives, tell
+//! myelin-init it is ready (`READY=1` on `$NOTIFY_SOCKET`, only once the bus name is owned so
+//! that a client started after readiness finds it), and run until SIGTERM (myelin-init's stop)
+//! or SIGINT (a developer's Ctrl-C).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), myelin_api::service::ServiceError> {
+//! myelin_api::service::run("myelin-example", async {
+//!     let conn = myelin_api::service::bus(None).name("org.example.Thing1").build().await?;
+//!     myelin_api::service::ready();
+//!     myelin_api::service::terminated().await?;
+//!     drop(conn);
+//!     Ok::<(), myelin_api::service::ServiceError>(())
+//! })?
+//! # }
+//! ```
+
+use std::future::Future;
+use std::io;
+
+/// Why a daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The tokio runtime could not be built.
+    #[error("{daemon}: cannot start the tokio runtime: {source}")]
+    Runtime {
+        /// The daemon.
+        daemon: &'static str,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The signal handlers could not be installed.
+    #[error("cannot handle SIGTERM: {0}")]
+    Signal(#[source] io::Error),
+    /// The bus refused us.
+    #[error("D-Bus: {0}")]
+    Bus(#[from] zbus::Error),
+}
+
+/// Runs `main` on a single-threaded runtime and returns its result.
+pub fn run<F: Future>(daemon: &'static str, main: F) -> Result<F::Output, ServiceError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ServiceError::Runtime { daemon, source })?;
+    Ok(runtime.block_on(main))
+}
+
+/// A connection builder for the system bus, or for `address` (a test's private bus).
+pub fn bus(address: Option<&str>) -> zbus::connection::Builder<'_> {
+    match address {
+        Some(address) => zbus::connection::Builder::address(address),
+        None => zbus::connection::Builder::system(),
+    }
+}
+
+/// Tells myelin-init (or any sd_notify supervisor) that the service is ready; a missing
+/// `$NOTIFY_SOCKET` (run by hand) is fine, a failing one is logged.
+pub fn ready() {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        log::warn!("cannot notify readiness: {e}");
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn terminated() -> Result<(), ServiceError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: stopping"),
+        _ = int.recv() => log::info!("SIGINT: stopping"),
+    }
+    Ok(())
+}
