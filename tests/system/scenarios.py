@@ -4,10 +4,7 @@ What each proves is in its docstring. They talk to the device through the consol
 only what a user of the device has: busybox, fw_printenv/fw_setenv (myelin-kv), myelinctl,
 myelin-fw with the board's /usr/share/myelin/ops.fw, and the kernel's /proc and /sys.
 
-The scenarios of parts that do not exist yet (update and revert need myelin-update, network
-needs myelin-net) are written against the interface those parts are expected to have
-(`myelinctl fw install URL`, `myelinctl net ...`); the runner reports them as NOT RUN until the
-part lands, and the issue that lands it adjusts the device commands here.
+Each scenario names the programs it needs; a missing one fails it.
 """
 
 import hashlib
