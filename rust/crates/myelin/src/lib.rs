@@ -13,11 +13,7 @@
 //! | [`logger`] | leveled log lines that myelin-init's log ring keeps, through the [`log`] facade | always |
 //! | `hw` | GPIO, I2C, SPI, UART, PWM on the kernel's user-space interfaces, with the embedded-hal 1.0 traits | `hw` |
 //! | `hw::rpi` | Raspberry Pi extras through rppal (GPIO registers, software PWM) | `rpi` |
-//!
-//! Still to come, as clients of the platform daemons' D-Bus interfaces once `myelin-api` carries
-//! their proxies (one module per daemon, feature `dbus`): `fw` (org.myelin.Update1: status,
-//! version, active slot, `validate()`), `kv` (org.myelin.KV1: get, put, unset) and `net`
-//! (org.myelin.Network1: state and addresses per interface, change events).
+//! | `platform` | the firmware (version, slot, trial, `validate()`), the KV store (get, put, unset) and the network (state and addresses per interface, change events), over D-Bus | `dbus` |
 //!
 //! A minimal application:
 //!
@@ -51,3 +47,8 @@ pub use notify::{ready, status, watchdog};
 
 #[cfg(feature = "hw")]
 pub mod hw;
+#[cfg(feature = "dbus")]
+pub mod platform;
+/// The contracts with the platform's daemons, for applications that bring their own runtime.
+#[cfg(feature = "dbus")]
+pub use myelin_api as api;
