@@ -39,36 +39,13 @@ struct KvDaemon {
     args: myelin_kv::cli::DaemonArgs,
 }
 
-/// A redundant environment image holding `initial`, and the fw_env.config describing it.
+/// A redundant environment image holding `initial` (`name=value` lines), and its fw_env.config.
 fn environment(dir: &Path, initial: &str) -> (PathBuf, EnvConfig) {
-    let image = dir.join("env.img");
-    let mut bytes = Vec::new();
-    let vars: myelin_ubootenv::Vars = initial
+    let vars: Vec<(&str, &str)> = initial
         .lines()
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap();
-            (k.to_owned(), v.to_owned())
-        })
+        .map(|l| l.split_once('=').unwrap())
         .collect();
-    bytes.extend(
-        myelin_ubootenv::format::encode(&vars, 0x2000, myelin_ubootenv::Layout::Redundant, 1)
-            .unwrap(),
-    );
-    bytes.extend(vec![0xFF; 0x2000]);
-    std::fs::write(&image, bytes).unwrap();
-    let config = dir.join("fw_env.config");
-    std::fs::write(
-        &config,
-        format!(
-            "{img} 0x0 0x2000\n{img} 0x2000 0x2000\n",
-            img = image.display()
-        ),
-    )
-    .unwrap();
-    let env = EnvConfig::from_file(&config)
-        .unwrap()
-        .with_lock_path(dir.join("env.lock"));
-    (config, env)
+    myelin_testbus::env_image::redundant(dir, &vars)
 }
 
 fn text(o: &Output) -> String {

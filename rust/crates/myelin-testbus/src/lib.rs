@@ -7,9 +7,11 @@
 //! file the root filesystem ships, so that a test sees exactly what a device allows.
 //!
 //! [`daemon::Daemon`] starts the daemon under test the way myelin-init does (`NOTIFY_SOCKET`,
-//! ready at `READY=1`) and keeps its log.
+//! ready at `READY=1`) and keeps its log; [`env_image::redundant`] writes the environment image
+//! myelin-kv serves.
 
 pub mod daemon;
+pub mod env_image;
 
 pub use daemon::Daemon;
 

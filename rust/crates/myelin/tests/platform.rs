@@ -4,38 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use myelin::platform::{Error, Platform};
 use myelin_testbus::TestBus;
-use myelin_ubootenv::{EnvConfig, Layout, Vars, read_vars};
+use myelin_ubootenv::read_vars;
 
 /// `myelin-kv daemon`'s options, parsed the way its command line parses them.
 #[derive(Parser)]
 struct KvDaemon {
     #[command(flatten)]
     args: myelin_kv::cli::DaemonArgs,
-}
-
-/// A redundant environment image holding `vars`, and the fw_env.config describing it.
-fn environment(dir: &Path, vars: &[(&str, &str)]) -> (PathBuf, EnvConfig) {
-    let image = dir.join("env.img");
-    let vars: Vars = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut bytes = myelin_ubootenv::format::encode(&vars, 0x2000, Layout::Redundant, 1).unwrap();
-    bytes.extend(vec![0xFF; 0x2000]);
-    std::fs::write(&image, bytes).unwrap();
-    let config = dir.join("fw_env.config");
-    let img = image.display();
-    std::fs::write(&config, format!("{img} 0x0 0x2000\n{img} 0x2000 0x2000\n")).unwrap();
-    let env = EnvConfig::from_file(&config)
-        .unwrap()
-        .with_lock_path(dir.join("env.lock"));
-    (config, env)
 }
 
 #[test]
@@ -61,7 +41,10 @@ fn kv_calls_reach_the_environment_and_missing_services_are_named() {
     let e = platform.interface("eth0").unwrap_err();
     assert!(e.to_string().starts_with("org.myelin.Network1: "), "{e}");
 
-    let (config, env) = environment(bus.dir(), &[("nerves_fw_active", "a"), ("serial", "MYL1")]);
+    let (config, env) = myelin_testbus::env_image::redundant(
+        bus.dir(),
+        &[("nerves_fw_active", "a"), ("serial", "MYL1")],
+    );
     let lock = bus.dir().join("env.lock");
     let daemon = KvDaemon::parse_from([
         "myelin-kv",
