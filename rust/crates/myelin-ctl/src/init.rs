@@ -25,6 +25,13 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS")]
         wait: Option<u64>,
     },
+    /// Show the boot timeline: the kernel's share, PID 1's phases, each service from start to
+    /// ready, and the slowest services.
+    Boot {
+        /// Write an SVG chart of the timeline to FILE instead.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+    },
     /// Print captured service output (and PID 1's own messages, service `init`).
     Log {
         /// Keep printing new lines as they come.
@@ -107,6 +114,21 @@ pub fn run(cmd: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32>
                 writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
             } else {
                 out.write_all(render_status(&s).as_bytes())?;
+            }
+            Ok(0)
+        }
+        Command::Boot { svg } => {
+            let mut c = connect(cli)?;
+            let Body::Boot(t) = c.call(Op::Boot)? else {
+                bail!("unexpected answer from init")
+            };
+            if let Some(path) = svg {
+                std::fs::write(path, crate::boot::render_svg(&t))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            } else if cli.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&t)?)?;
+            } else {
+                out.write_all(crate::boot::render_text(&t).as_bytes())?;
             }
             Ok(0)
         }

@@ -7,6 +7,7 @@
 //! ```text
 //! myelinctl status                 the supervision tree: states, pids, restarts, uptime
 //! myelinctl ready [--critical] [--wait 60]
+//! myelinctl boot [--svg FILE]          the boot timeline: kernel, init phases, services
 //! myelinctl log [-f] [-n 100] [SERVICE]
 //! myelinctl start|stop|restart NAME
 //! myelinctl reboot [ARG] | reboot --now | poweroff | halt
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod boot;
 mod bus;
 pub mod fw;
 pub mod hw;

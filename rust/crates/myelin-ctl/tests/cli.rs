@@ -164,6 +164,44 @@ fn myelinctl_against_pid1() {
     assert!(s.contains("\n  echo [critical]"), "{s}");
     assert!(s.contains("\n    worker "), "{s}");
 
+    // The boot timeline: each service once, in start order, ready after it started, and the
+    // moment all were ready; PID 1's own phases before them.
+    let o = ctl(&init, &["--json", "boot"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let services = t["services"].as_array().unwrap();
+    let names: Vec<&str> = services.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["echo", "worker"], "{t}");
+    let init_start = t["init_start_ms"].as_u64().unwrap();
+    let mut last_ready = 0;
+    for s in services {
+        let started = s["started_ms"].as_u64().unwrap();
+        let ready = s["ready_ms"].as_u64().unwrap();
+        assert!(init_start <= started && started <= ready, "{t}");
+        last_ready = last_ready.max(ready);
+    }
+    assert!(t["all_ready_ms"].as_u64().unwrap() >= last_ready, "{t}");
+    assert!(
+        t["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "event loop setup"),
+        "{t}"
+    );
+    let text = stdout(&ctl(&init, &["boot"]));
+    assert!(
+        text.contains("all services ready") && text.contains("slowest to ready:"),
+        "{text}"
+    );
+    let svg = dir.join("boot.svg");
+    assert!(
+        ctl(&init, &["boot", "--svg", svg.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
     // JSON for scripts.
     let o = ctl(&init, &["--json", "status"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

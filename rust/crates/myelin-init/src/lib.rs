@@ -42,6 +42,7 @@
 //! restart latency, memory and binary size.
 
 pub mod boot;
+pub mod boot_timeline;
 pub mod clock;
 pub mod config;
 pub use myelin_api::init as control;

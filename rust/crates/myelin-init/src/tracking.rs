@@ -74,7 +74,10 @@ impl Tracking {
                 why: "no cgroup2 filesystem is mounted".into(),
             };
         };
-        let base = dir.join("services");
+        let ns = fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .map(|l| l.to_string_lossy().into_owned());
+        let base = dir.join(services_dir_name(ns.as_deref()));
         match fs::create_dir_all(&base) {
             Ok(()) => Tracking::Cgroup { base },
             Err(e) => Tracking::ProcessGroup {
@@ -155,7 +158,29 @@ impl Tracking {
     }
 }
 
+/// The kernel's inode number of the initial PID namespace (`PROC_PID_INIT_INO`).
+const INITIAL_PID_NS: &str = "pid:[4026531836]";
+
+/// The directory of the services' cgroups below PID 1's own: `services` for the system's PID 1;
+/// in a PID namespace (a container, a test) `services-<namespace inode>`, because such a PID 1
+/// shares its cgroup with whatever started it, and two of them must not share their services'
+/// cgroups (each would signal the other's processes).
+pub fn services_dir_name(pid_ns: Option<&str>) -> String {
+    match pid_ns {
+        Some(ns) if ns != INITIAL_PID_NS => {
+            let inode: String = ns.chars().filter(char::is_ascii_digit).collect();
+            format!("services-{inode}")
+        }
+        _ => "services".to_string(),
+    }
+}
+
 fn kill(pid: u32, sig: libc::c_int) {
+    // A member of a cgroup outside our PID namespace reads as pid 0; kill(0) would signal our
+    // own process group, which is not a service's.
+    if pid == 0 {
+        return;
+    }
     if let Ok(p) = i32::try_from(pid) {
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe { libc::kill(p, sig) };
@@ -251,6 +276,23 @@ mod tests {
         assert_eq!(own_cgroup_dir(&mounts, "0::/z\n"), None);
         assert_eq!(own_cgroup_dir(&[m("/c", "/", "cgroup")], "0::/\n"), None);
         assert_eq!(own_cgroup_dir(&mounts, "1:name=systemd:/\n"), None);
+    }
+
+    #[test]
+    fn a_namespaced_pid1_gets_services_cgroups_of_its_own() {
+        assert_eq!(services_dir_name(Some("pid:[4026531836]")), "services");
+        assert_eq!(services_dir_name(None), "services");
+        assert_eq!(
+            services_dir_name(Some("pid:[4026532711]")),
+            "services-4026532711"
+        );
+    }
+
+    #[test]
+    fn pid_zero_is_never_signalled() {
+        // A cgroup member outside our PID namespace reads as 0: kill(0) would hit our own
+        // process group, i.e. this test. If it did, the test process would die of SIGUSR2.
+        kill(0, libc::SIGUSR2);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! ```text
 //! {"v":1,"op":"status"}                      -> {"v":1,"type":"status",...}
 //! {"v":1,"op":"readiness"}                   -> {"v":1,"type":"readiness","critical_ready":true,...}
+//! {"v":1,"op":"boot"}                        -> {"v":1,"type":"boot","init_start_ms":412,...}
 //! {"v":1,"op":"start","name":"kv"}           -> {"v":1,"type":"ok","message":"..."}
 //! {"v":1,"op":"stop","name":"kv"}            (same)
 //! {"v":1,"op":"restart","name":"kv"}         (same)

@@ -28,6 +28,8 @@ pub enum Op {
     Status,
     /// Readiness of every service.
     Readiness,
+    /// The boot timeline: init's phases and each service's start and readiness.
+    Boot,
     /// Start a stopped service or supervisor.
     Start {
         /// Node name.
@@ -93,6 +95,8 @@ pub enum Body {
     Status(Box<StatusReport>),
     /// Answer to `readiness`.
     Readiness(ReadinessReport),
+    /// Answer to `boot`.
+    Boot(BootTimeline),
     /// Success.
     Ok {
         /// What was done.
@@ -107,6 +111,42 @@ pub enum Body {
         /// What went wrong.
         message: String,
     },
+}
+
+/// How this boot went, on the monotonic clock (milliseconds since the kernel started).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootTimeline {
+    /// When PID 1 started: everything before is the kernel's (and the bootloader's hand-off).
+    pub init_start_ms: u64,
+    /// PID 1's own phases, in order.
+    pub phases: Vec<BootPhase>,
+    /// Each service's first start in this boot, in start order.
+    pub services: Vec<ServiceBoot>,
+    /// When every service was first ready at once ("all services ready"), if it happened.
+    pub all_ready_ms: Option<u64>,
+}
+
+/// One of PID 1's boot phases (mounts, /data, hostname, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootPhase {
+    /// What it did.
+    pub name: String,
+    /// When it started.
+    pub start_ms: u64,
+    /// When it ended.
+    pub end_ms: u64,
+}
+
+/// A service's first start in this boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceBoot {
+    /// The service.
+    pub name: String,
+    /// When PID 1 started it.
+    pub started_ms: u64,
+    /// When it was first ready (READY=1, its ready path, or at once for a service without
+    /// readiness); `None` if it never was.
+    pub ready_ms: Option<u64>,
 }
 
 /// The whole of PID 1's state.

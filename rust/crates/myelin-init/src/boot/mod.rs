@@ -94,6 +94,7 @@ pub fn run(
         return report;
     }
     let nosuid_noexec = MountFlags(libc::MS_NOSUID | libc::MS_NOEXEC);
+    sys.phase("pseudo filesystems");
     if cfg.pseudo_fs {
         let m = sys.mounts().unwrap_or_default();
         mount_once(sys, &m, "proc", "/proc", "proc", MountFlags::PSEUDO, "");
@@ -145,6 +146,7 @@ pub fn run(
             );
         }
     }
+    sys.phase("root disk links");
     if cfg.rootdisk_links {
         match crate::rootdisk::create_links(sys) {
             Ok(d) => report.rootdisk = d,
@@ -166,6 +168,7 @@ pub fn run(
             sys.log(Level::Warning, &format!("cannot set rlimit {res}: {e}"));
         }
     }
+    sys.phase("tmpfs, clock floor, loopback");
     if cfg.tmpfs {
         let m = sys.mounts().unwrap_or_default();
         mount_once(
@@ -207,7 +210,9 @@ pub fn run(
             sys.log(Level::Warning, &format!("cannot bring lo up: {e}"));
         }
     }
+    sys.phase("hostname");
     hostname(cfg, sys, env, &mut report);
+    sys.phase("mounts");
     for m in &cfg.mount {
         let (flags, data) = parse_mount_options(&m.options).unwrap_or_default();
         let _ = sys.mkdir(&m.target, 0o755);
@@ -218,6 +223,7 @@ pub fn run(
             );
         }
     }
+    sys.phase("data partition");
     if let Some(d) = &cfg.data {
         let d = if d.from_uboot_env {
             data_from_env(d, env.vars().as_ref())
@@ -231,6 +237,7 @@ pub fn run(
             clock_floor(sys, mtime, "the last shutdown");
         }
     }
+    sys.phase("clock from time file, rng seed");
     if let Some(p) = &cfg.rng_seed {
         crate::rng_seed::restore(sys, &p.to_string_lossy());
     }

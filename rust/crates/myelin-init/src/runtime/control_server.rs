@@ -322,6 +322,7 @@ impl Runtime {
         match op {
             Op::Status => vec![Body::Status(Box::new(self.status(now)))],
             Op::Readiness => vec![Body::Readiness(self.sup.readiness(now))],
+            Op::Boot => vec![Body::Boot(self.io.timeline.timeline())],
             Op::Start { name } | Op::Stop { name } | Op::Restart { name }
                 if matches!(self.phase, Phase::Hung) =>
             {

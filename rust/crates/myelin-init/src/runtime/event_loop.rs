@@ -174,6 +174,7 @@ impl Runtime {
                 // The line boot-time measurements and the system tests wait for.
                 self.announced_ready = true;
                 self.io.log.init(now, Level::Notice, "all services ready");
+                self.io.timeline.all_ready(now);
             }
             if self.advance_phase(now) {
                 continue;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub use args::{ArgsError, Invocation, Options, parse_args};
 
 use crate::boot::BootReport;
+use crate::boot_timeline::Recorder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, LogConfig, WatchdogConfig};
 use crate::control::DataReport;
@@ -113,7 +114,12 @@ fn open_watchdog(cfg: &WatchdogConfig) -> io::Result<Box<dyn Watchdog>> {
     }
 }
 
-fn run_boot(cfg: &Config, log: &mut Logger, wd: &mut Option<Box<dyn Watchdog>>) -> BootReport {
+fn run_boot(
+    cfg: &Config,
+    log: &mut Logger,
+    wd: &mut Option<Box<dyn Watchdog>>,
+    timeline: &mut Recorder,
+) -> BootReport {
     let clock = SystemClock;
     let mut logf = |level: Level, msg: &str| log.init(clock.now(), level, msg);
     let mut sys = LinuxSys::new(&mut logf, wd.as_deref_mut().map(|w| w as &mut dyn Watchdog));
@@ -121,6 +127,10 @@ fn run_boot(cfg: &Config, log: &mut Logger, wd: &mut Option<Box<dyn Watchdog>>) 
         config: PathBuf::from(myelin_ubootenv::DEFAULT_CONFIG_PATH),
     };
     let report = crate::boot::run(&cfg.boot, &mut sys, &mut env, crate::BUILD_TIME);
+    for (name, at) in sys.take_phases() {
+        timeline.phase(&name, at);
+    }
+    timeline.end_phase(clock.now());
     if let Some(h) = &report.hostname {
         let from = report
             .serial
@@ -134,6 +144,7 @@ fn run_boot(cfg: &Config, log: &mut Logger, wd: &mut Option<Box<dyn Watchdog>>) 
 
 fn run_pid1(mut cfg: Config, opts: &Options) -> i32 {
     let clock = SystemClock;
+    let mut timeline = Recorder::new(clock.now());
     let mut log = logger_for(&cfg.log, opts);
     log.init(
         clock.now(),
@@ -156,7 +167,7 @@ fn run_pid1(mut cfg: Config, opts: &Options) -> i32 {
             wd = open_watchdog(w).ok();
         }
     }
-    let report = run_boot(&cfg, &mut log, &mut wd);
+    let report = run_boot(&cfg, &mut log, &mut wd, &mut timeline);
     log.reopen_kmsg();
     ensure_stdio();
     if let Some(w) = &cfg.watchdog {
@@ -176,8 +187,14 @@ fn run_pid1(mut cfg: Config, opts: &Options) -> i32 {
         return safe_mode::safe_mode_after_boot(&path, e, init, &boot, log, opts);
     }
     let data = report.data.as_ref().map(DataReport::from);
+    timeline.phase("event loop setup", clock.now());
     match Runtime::setup(&cfg) {
-        Ok(parts) => Runtime::new(cfg, log, wd, parts, data).run(),
+        Ok(parts) => {
+            let mut runtime = Runtime::new(cfg, log, wd, parts, data);
+            timeline.end_phase(clock.now());
+            runtime.io.timeline = timeline;
+            runtime.run()
+        }
         Err(e) => {
             let msg = format!("cannot set up the event loop: {e}");
             log.init(clock.now(), Level::Crit, &msg);

@@ -39,7 +39,9 @@ pub(super) fn safe_mode(path: &Path, err: ConfigError, opts: &Options) -> i32 {
     });
     if let Ok(c) = &fallback {
         let mut none = None;
-        super::run_boot(c, &mut log, &mut none);
+        // Safe mode serves no timeline: its own is not worth keeping.
+        let mut timeline = crate::boot_timeline::Recorder::default();
+        super::run_boot(c, &mut log, &mut none, &mut timeline);
         log.reopen_kmsg();
     }
     let _ = clock;

@@ -43,6 +43,8 @@ pub(super) struct Io {
     next_pipe: u64,
     names: Vec<String>,
     keep: Vec<Option<Level>>,
+    /// The boot timeline, fed by the supervisor's notes.
+    pub timeline: crate::boot_timeline::Recorder,
 }
 
 impl Io {
@@ -70,6 +72,7 @@ impl Io {
                 .iter()
                 .map(|n| n.service().and_then(|s| s.log_level.keeps()))
                 .collect(),
+            timeline: crate::boot_timeline::Recorder::default(),
         }
     }
 
@@ -252,6 +255,7 @@ impl Effects for Io {
     }
 
     fn note(&mut self, note: Note) {
+        self.timeline.note(&note, self.now);
         let level = note.level();
         self.log.init(self.now, level, &note.to_string());
     }

@@ -80,6 +80,8 @@ pub enum Note {
         name: String,
         /// Its pid.
         pid: u32,
+        /// Whether it counts as ready from its start (no readiness protocol).
+        ready: bool,
     },
     /// A service became ready.
     Ready {
@@ -181,7 +183,7 @@ impl Note {
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Note::Started { name, pid } => write!(f, "{name} started (pid {pid})"),
+            Note::Started { name, pid, .. } => write!(f, "{name} started (pid {pid})"),
             Note::Ready { name } => write!(f, "{name} ready"),
             Note::Exited {
                 name,

@@ -375,7 +375,8 @@ impl Supervisor {
                         },
                     };
                     self.st[c].status_text = None;
-                    fx.note(Note::Started { name, pid });
+                    let ready = matches!(spec.readiness, Readiness::Started);
+                    fx.note(Note::Started { name, pid, ready });
                 }
                 Err(error) => {
                     let error = error.to_string();

@@ -18,6 +18,7 @@ use crate::watchdog::Watchdog;
 pub struct LinuxSys<'a> {
     log: &'a mut dyn FnMut(Level, &str),
     watchdog: Option<&'a mut dyn Watchdog>,
+    phases: Vec<(String, crate::clock::Instant)>,
 }
 
 impl<'a> LinuxSys<'a> {
@@ -26,7 +27,16 @@ impl<'a> LinuxSys<'a> {
         log: &'a mut dyn FnMut(Level, &str),
         watchdog: Option<&'a mut dyn Watchdog>,
     ) -> Self {
-        LinuxSys { log, watchdog }
+        LinuxSys {
+            log,
+            watchdog,
+            phases: Vec::new(),
+        }
+    }
+
+    /// The phases boot went through, with when each began.
+    pub fn take_phases(&mut self) -> Vec<(String, crate::clock::Instant)> {
+        std::mem::take(&mut self.phases)
     }
 }
 
@@ -46,6 +56,12 @@ fn errno_result(rc: libc::c_int) -> io::Result<()> {
 const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
 
 impl Sys for LinuxSys<'_> {
+    fn phase(&mut self, name: &str) {
+        use crate::clock::Clock;
+        self.phases
+            .push((name.to_string(), crate::clock::SystemClock.now()));
+    }
+
     fn log(&mut self, level: Level, msg: &str) {
         (self.log)(level, msg);
     }

@@ -46,6 +46,8 @@ impl fmt::Display for RebootCmd {
 pub trait Sys {
     /// Writes a message to PID 1's log (console and kmsg).
     fn log(&mut self, level: Level, msg: &str);
+    /// Boot enters the phase `name` (for the boot timeline); the previous one ends here.
+    fn phase(&mut self, _name: &str) {}
     /// mount(2).
     fn mount(
         &mut self,
