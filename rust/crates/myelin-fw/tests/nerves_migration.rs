@@ -365,6 +365,17 @@ fn rpi4_nerves_card_upgrades_to_myelin_validates_and_upgrades_again() {
     );
     assert_eq!(first_boot(w, &image, board), Migration::NotNerves);
 
+    // Revert to Nerves' slot works as on a native card (and is undone by validating again).
+    let from_b = running_from(w, board.rootfs[1].0, &rp);
+    let (task, _) = apply_on(&ops, &image, "revert", &public, &from_b, Vars::default()).unwrap();
+    assert_eq!(task, "revert.b");
+    assert_eq!(
+        rpi_boot_file(&image, AUTOBOOT, "autoboot.txt"),
+        common_file("autoboot-a.txt")
+    );
+    let (task, _) = apply_on(&ops, &image, "validate", &public, &from_b, Vars::default()).unwrap();
+    assert_eq!(task, "validate.b");
+
     // And a later Myelin upgrade, from B to A, works as on a native Myelin card.
     std::fs::remove_file(&rp).unwrap();
     let task = upgrade(
@@ -447,6 +458,7 @@ fn x86_64_nerves_disk_upgrades_to_myelin_validates_and_upgrades_again() {
             // Nerves' own upgrade picks its slot by this key alone: it names Nerves' slot
             // until Myelin validates.
             "nerves_fw_active=a",
+            "a.nerves_fw_validated=1",
             "b.nerves_fw_validated=0",
             "b.nerves_fw_platform=x86_64",
             "b.nerves_fw_architecture=x86_64",
@@ -481,12 +493,20 @@ fn x86_64_nerves_disk_upgrades_to_myelin_validates_and_upgrades_again() {
         "after validate",
     );
 
-    let task = upgrade(
-        &fw,
-        &image,
-        &public,
-        &running_from(w, board.rootfs[1].0, &rp),
+    // Revert returns to Nerves' slot as on a native device (and can be undone the same way).
+    let from_b = running_from(w, board.rootfs[1].0, &rp);
+    let (task, _) = apply_on(&ops, &image, "revert", &public, &from_b, Vars::default()).unwrap();
+    assert_eq!(task, "revert.b");
+    assert_eq!(grub_file(&image, "grubenv"), board_file("grubenv/a"));
+    has_lines(
+        &fw_printenv(&envs.myelin),
+        &["nerves_fw_active=a"],
+        "after revert",
     );
+    let (task, _) = apply_on(&ops, &image, "validate", &public, &from_b, Vars::default()).unwrap();
+    assert_eq!(task, "validate.b");
+
+    let task = upgrade(&fw, &image, &public, &from_b);
     assert_eq!(task, "upgrade.a");
     assert_eq!(grub_file(&image, "grubenv"), board_file("grubenv/b-try-a"));
     has_lines(
