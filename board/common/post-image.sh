@@ -78,13 +78,8 @@ make_rpi_partitions() {
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' EXIT
 
-	for slot in a b; do
-		boot=2
-		try=3
-		if [ "$slot" = b ]; then boot=3; try=2; fi
-		printf '[all]\ntryboot_a_b=1\nboot_partition=%s\n[tryboot]\nboot_partition=%s\n' \
-			"$boot" "$try" > "$work/autoboot-$slot.txt"
-	done
+	# The same files fwup-rpi.conf installs when it migrates a Nerves card (which lacks them).
+	cp "$TREE/board/common/autoboot-a.txt" "$TREE/board/common/autoboot-b.txt" "$work/"
 	cp "$work/autoboot-a.txt" "$work/autoboot.txt"
 	make_vfat "$BINARIES_DIR/autoboot.vfat" "$(fwup_define "$conf" AUTOBOOT_PART_COUNT)" AUTOBOOT
 	vfat_add "$BINARIES_DIR/autoboot.vfat" "$work/autoboot.txt" "$work/autoboot-a.txt" \

@@ -15,12 +15,19 @@ pub trait EnvSource {
 pub struct FwEnv {
     /// Path of `fw_env.config`.
     pub config: PathBuf,
+    /// Where a device upgraded from Nerves had its single-copy environment. Read when
+    /// `config`'s copies are not valid: on the first boot after a migration init runs before
+    /// myelin-kv has converted it (myelin_ubootenv::migrate), and the serial number is there.
+    pub nerves_config: Option<PathBuf>,
 }
 
 impl EnvSource for FwEnv {
     fn vars(&mut self) -> Option<Vars> {
-        let cfg = myelin_ubootenv::EnvConfig::from_file(&self.config).ok()?;
-        myelin_ubootenv::read_vars(&cfg).ok()
+        let read = |path: &PathBuf| {
+            let cfg = myelin_ubootenv::EnvConfig::from_file(path).ok()?;
+            myelin_ubootenv::read_vars(&cfg).ok()
+        };
+        read(&self.config).or_else(|| self.nerves_config.as_ref().and_then(read))
     }
 }
 

@@ -187,7 +187,10 @@ mod tests {
         std::fs::write(&img, block).unwrap();
         let cfg = dir.path().join("fw_env.config");
         std::fs::write(&cfg, format!("{} 0x0 0x2000\n", img.display())).unwrap();
-        let mut env = FwEnv { config: cfg };
+        let mut env = FwEnv {
+            config: cfg.clone(),
+            nerves_config: None,
+        };
         assert_eq!(
             env.vars()
                 .unwrap()
@@ -197,10 +200,36 @@ mod tests {
         );
         assert!(
             FwEnv {
-                config: dir.path().join("missing")
+                config: dir.path().join("missing"),
+                nerves_config: None,
             }
             .vars()
             .is_none()
         );
+        // A migrated Nerves device before myelin-kv converted its environment: Myelin's two
+        // copies are not valid yet, the Nerves copy is read instead.
+        let redundant = dir.path().join("redundant.config");
+        std::fs::write(
+            &redundant,
+            format!("{0} 0x0 0x1000\n{0} 0x1000 0x1000\n", img.display()),
+        )
+        .unwrap();
+        let mut migrating = FwEnv {
+            config: redundant.clone(),
+            nerves_config: Some(cfg),
+        };
+        assert_eq!(
+            migrating
+                .vars()
+                .unwrap()
+                .get("nerves_serial_number")
+                .map(String::as_str),
+            Some("ABC123")
+        );
+        let mut native = FwEnv {
+            config: redundant,
+            nerves_config: Some(dir.path().join("missing")),
+        };
+        assert!(native.vars().is_none());
     }
 }

@@ -1,8 +1,8 @@
 //! The `myelin-kv` command line, a multi-call program.
 //!
 //! Invoked as `fw_printenv` or `fw_setenv` (symlinks on the device) it behaves like
-//! libubootenv's tools; otherwise it takes a subcommand: `printenv`, `setenv`, `daemon` or
-//! `mkenvimage`.
+//! libubootenv's tools; otherwise it takes a subcommand: `printenv`, `setenv`, `daemon`,
+//! `mkenvimage` or `migrate-nerves`.
 //!
 //! * `fw_printenv [-c config] [-f defaults] [-n] [--json] [name ...]`: all variables or the
 //!   named ones as `name=value` (`-n`: the value only). A missing name prints U-Boot's
@@ -121,6 +121,10 @@ pub struct DaemonArgs {
     /// D-Bus address to use instead of the system bus.
     #[arg(long)]
     pub address: Option<String>,
+    /// Before serving, convert a Nerves environment described by this file, if it exists
+    /// (`migrate-nerves`): a device upgraded from Nerves boots Myelin with it.
+    #[arg(long = "nerves-config")]
+    pub nerves_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +137,8 @@ enum Command {
     Daemon(DaemonArgs),
     /// Turn a text environment into a binary image (U-Boot's mkenvimage).
     Mkenvimage(MkenvimageArgs),
+    /// Convert a Nerves device's single-copy environment to Myelin's redundant one.
+    MigrateNerves(crate::nerves::MigrateArgs),
 }
 
 #[derive(Debug, Parser)]
@@ -202,6 +208,7 @@ fn run(prog: &str, command: Command) -> Result<ExitCode> {
         Command::Setenv(args) => setenv(&args),
         Command::Mkenvimage(args) => mkenvimage(&args).map(|()| ExitCode::SUCCESS),
         Command::Daemon(args) => daemon(args),
+        Command::MigrateNerves(args) => crate::nerves::run(&args).map(|()| ExitCode::SUCCESS),
     }
 }
 

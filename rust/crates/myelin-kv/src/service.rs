@@ -413,6 +413,15 @@ fn watch_lock(lock: &Path) -> Result<mpsc::Receiver<()>> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run_daemon(args: DaemonArgs) -> Result<()> {
     let config = args.env.load()?;
+    // Before anything reads the environment: on the first boot after a Nerves device was
+    // upgraded, only the Nerves copy is valid. A failure is reported, not fatal: the Nerves copy
+    // is untouched and the next start tries again.
+    if let Some(nerves) = args.nerves_config.as_deref().filter(|p| p.exists()) {
+        match crate::nerves::migrate_nerves(&config, nerves) {
+            Ok(what) => eprintln!("myelin-kv: {what}"),
+            Err(why) => eprintln!("myelin-kv: warning: {why:#}"),
+        }
+    }
     let lock = config.lock_path.clone();
     myelin_api::service::run("myelin-kv", async move {
         let kv = Kv::new(Store::new(config));

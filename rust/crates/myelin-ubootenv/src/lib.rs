@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod format;
+pub mod migrate;
 pub mod storage;
 pub mod text;
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the golden corpus, external tools, images.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod boards;
+
 use myelin_fw::{ApplyOptions, Error, Fixed, MemTarget, PrivateKey, PublicKey, Vars};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -125,6 +125,7 @@ fn run_boot(
     let mut sys = LinuxSys::new(&mut logf, wd.as_deref_mut().map(|w| w as &mut dyn Watchdog));
     let mut env = FwEnv {
         config: PathBuf::from(myelin_ubootenv::DEFAULT_CONFIG_PATH),
+        nerves_config: Some(PathBuf::from(myelin_ubootenv::migrate::NERVES_CONFIG_PATH)),
     };
     let report = crate::boot::run(&cfg.boot, &mut sys, &mut env, crate::BUILD_TIME);
     for (name, at) in sys.take_phases() {
