@@ -72,7 +72,17 @@ fn production_tree() {
         Readiness::Path("/run/dbus/system_bus_socket".into())
     );
     assert_eq!(svc("dbus").argv[0], "/usr/bin/dbus-daemon");
-    assert_eq!(svc("myelin-kv").argv, ["/usr/bin/myelin-kv", "daemon"]);
+    // myelin-kv converts a migrated Nerves device's environment before serving (the file
+    // exists only on the boards Nerves devices migrate from).
+    assert_eq!(
+        svc("myelin-kv").argv,
+        [
+            "/usr/bin/myelin-kv",
+            "daemon",
+            "--nerves-config",
+            "/etc/myelin/nerves-env.config"
+        ]
+    );
     for n in ["myelin-kv", "myelin-update", "myelin-net"] {
         assert_eq!(svc(n).readiness, Readiness::Notify, "{n} says READY=1");
         assert_eq!(svc(n).ready_timeout, Some(Duration::from_secs(30)));
