@@ -161,8 +161,10 @@ fn daemon(
         fw: Arc::new(FwApplier {
             ops_fw: config.ops_fw.clone(),
             keys_dir: config.keys_dir.clone(),
+            development_marker: config.development_marker.clone(),
             sysfs: config.sysfs.clone(),
             reboot_param: config.reboot_param.clone(),
+            env_lock: Some((config.env_lock.clone(), config.env_lock_wait)),
         }),
         env,
         init: Arc::new(InitSocket::new(&config.init_socket)),

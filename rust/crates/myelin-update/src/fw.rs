@@ -52,14 +52,27 @@ pub struct FwApplier {
     pub sysfs: PathBuf,
     /// Where `reboot_param()` writes (PID 1 reads its first line).
     pub reboot_param: PathBuf,
+    /// The marker of a development image (an image built without firmware keys): only then is
+    /// an update accepted without a signature check.
+    pub development_marker: PathBuf,
+    /// The environment lock taken around the environment writes of installs and ops tasks,
+    /// and how long to wait for it; `None` for an image nobody else writes.
+    pub env_lock: Option<(PathBuf, std::time::Duration)>,
 }
 
 /// Reads every public key in `dir` (each regular file, hidden ones excepted, holds one base64
-/// fwup key). A missing directory means no keys; an unreadable key is an error naming its file.
+/// fwup key). A missing directory is an error (every image has it, empty in a development
+/// image), so a damaged root filesystem never means "accept unsigned"; an unreadable key is an
+/// error naming its file.
 pub fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the firmware keys directory {} does not exist: refusing the update (every image has it; an image built without keys has it empty)",
+                dir.display()
+            ));
+        }
         Err(e) => return Err(format!("cannot list the keys in {}: {e}", dir.display())),
     };
     let mut paths: Vec<PathBuf> = entries
@@ -84,6 +97,7 @@ impl FwApplier {
             sysfs: self.sysfs.clone(),
             reboot_param_path: Some(self.reboot_param.clone()),
             reboot_param_defaults: Vec::new(),
+            env_lock: self.env_lock.clone(),
         }
     }
 
@@ -129,9 +143,15 @@ impl Firmware for FwApplier {
     ) -> Result<(), String> {
         let keys = load_keys(&self.keys_dir)?;
         if keys.is_empty() {
+            if !self.development_marker.exists() {
+                return Err(format!(
+                    "no public key in {} and this is not a development image ({} is absent): refusing an update whose signature cannot be checked",
+                    self.keys_dir.display(),
+                    self.development_marker.display()
+                ));
+            }
             events(FwEvent::Warning(format!(
-                "no public key in {}: accepting the update without checking its signature \
-                 (development only)",
+                "DEVELOPMENT IMAGE: no public key in {}: accepting the update without checking its signature",
                 self.keys_dir.display()
             )));
         }
@@ -150,5 +170,63 @@ impl Firmware for FwApplier {
         // ops.fw is part of the read-only root filesystem, trusted like this program.
         self.apply(device, &mut file, task, &[], &mut events)?;
         Ok(messages)
+    }
+}
+
+#[cfg(test)]
+mod key_policy_tests {
+    use super::*;
+
+    fn applier(dir: &Path) -> FwApplier {
+        FwApplier {
+            ops_fw: dir.join("ops.fw"),
+            keys_dir: dir.join("fw-keys"),
+            development_marker: dir.join("development"),
+            sysfs: dir.join("sys"),
+            reboot_param: dir.join("reboot-param"),
+            env_lock: None,
+        }
+    }
+
+    fn upgrade(fw: &FwApplier, disk: &Path) -> (Result<(), String>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut events = |e: FwEvent| {
+            if let FwEvent::Warning(w) = e {
+                warnings.push(w);
+            }
+        };
+        let result = fw.upgrade(disk, &mut std::io::empty(), &mut events);
+        (result, warnings)
+    }
+
+    #[test]
+    fn no_keys_is_refused_unless_the_image_is_a_development_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.img");
+        std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+        let fw = applier(dir.path());
+        // A missing keys directory: refused, naming it, nothing written.
+        let (result, _) = upgrade(&fw, &disk);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("fw-keys") && err.contains("does not exist"),
+            "{err}"
+        );
+        // Empty, not a development image: refused, naming the marker.
+        std::fs::create_dir(dir.path().join("fw-keys")).unwrap();
+        let (result, _) = upgrade(&fw, &disk);
+        let err = result.unwrap_err();
+        assert!(err.contains("not a development image"), "{err}");
+        assert!(err.contains("development"), "{err}");
+        assert_eq!(std::fs::read(&disk).unwrap(), vec![0u8; 4096]);
+        // A development image: the signature is not checked, loudly (this empty archive then
+        // fails for its own reasons).
+        std::fs::write(dir.path().join("development"), "no keys\n").unwrap();
+        let (result, warnings) = upgrade(&fw, &disk);
+        assert!(
+            warnings.iter().any(|w| w.contains("DEVELOPMENT IMAGE")),
+            "{warnings:?}"
+        );
+        assert!(!result.unwrap_err().contains("development image"));
     }
 }

@@ -25,6 +25,7 @@
 #[cfg(feature = "daemon")]
 pub mod cli;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod fw;
@@ -36,5 +37,6 @@ pub mod service;
 pub mod slot;
 #[cfg(feature = "daemon")]
 pub mod source;
+pub mod stability;
 #[cfg(feature = "daemon")]
 pub mod system;

@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 use zbus::{connection, interface};
 
+use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::fw::{Firmware, FwEvent};
 use crate::guard::{self, Guard, Policy};
@@ -141,6 +142,8 @@ struct Shared {
     /// Held while an ops task runs (including `status`), so a snapshot never reads the disk
     /// halfway through a validate or revert.
     ops_lock: Mutex<()>,
+    /// One re-read at a time for any number of callers (`Refresh` is open to every user).
+    reloads: Coalescer,
     emitter: std::sync::OnceLock<SignalEmitter<'static>>,
 }
 
@@ -244,6 +247,7 @@ impl Update {
     pub fn new(config: Config, backends: Backends, boot_id: String) -> Update {
         let policy = Policy {
             auto_validate: config.auto_validate,
+            stable_period: config.stable_period,
             timeout: config.validate_timeout,
         };
         let machine = Machine::new(config.auto_reboot);
@@ -262,6 +266,7 @@ impl Update {
                     published: None,
                 }),
                 ops_lock: Mutex::new(()),
+                reloads: Coalescer::new(),
                 emitter: std::sync::OnceLock::new(),
             }),
         }
@@ -273,6 +278,12 @@ impl Update {
 
     /// Re-reads the system state and publishes what changed.
     async fn reload(&self) {
+        let shared = self.shared.clone();
+        shared.reloads.run(|| self.reload_now()).await;
+    }
+
+    /// One re-read (see [`Update::reload`], which coalesces them).
+    async fn reload_now(&self) {
         let shared = self.shared.clone();
         let snap = tokio::task::spawn_blocking(move || shared.read_snapshot())
             .await
@@ -335,7 +346,11 @@ impl Update {
     async fn run_ops(&self, task: &'static str) -> Result<Vec<String>, BusError> {
         let op = {
             let mut inner = self.shared.lock();
-            inner.machine.check_operation()?;
+            if task == "validate" {
+                inner.machine.check_validation()?;
+            } else {
+                inner.machine.check_operation()?;
+            }
             if inner.op_running {
                 return Err(BusError::Busy(
                     "another firmware operation is running".into(),
@@ -543,7 +558,7 @@ impl Update {
                     guard::Action::Log(m) => eprintln!("myelin-update: {m}"),
                     guard::Action::AskReadiness => {
                         let init = self.shared.backends.init.clone();
-                        let answer = tokio::task::spawn_blocking(move || init.critical_ready())
+                        let answer = tokio::task::spawn_blocking(move || init.readiness())
                             .await
                             .map_err(|e| e.to_string())
                             .and_then(|r| r.map_err(|e| e.to_string()));
