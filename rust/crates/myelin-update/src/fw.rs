@@ -17,6 +17,8 @@ use myelin_fw::sign::PublicKey;
 use myelin_fw::system::Host;
 use myelin_fw::target::FileTarget;
 
+use crate::rollback::{self, Allowed};
+
 /// What an apply reports while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FwEvent {
@@ -30,16 +32,27 @@ pub enum FwEvent {
 
 /// An fwup-compatible applier.
 pub trait Firmware: Send + Sync {
-    /// Applies the `upgrade` task of the archive read from `source` to `device`.
+    /// Applies the `upgrade` task of the archive read from `source` to `device`, refusing a
+    /// downgrade unless `policy` allows it.
     fn upgrade(
         &self,
         device: &Path,
         source: &mut dyn Read,
+        policy: &UpgradePolicy,
         events: &mut dyn FnMut(FwEvent),
     ) -> Result<(), String>;
 
     /// Runs `task` of the ops archive on `device`; returns its `info()` messages.
     fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String>;
+}
+
+/// What an install allows, checked before anything is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpgradePolicy {
+    /// The running firmware's version (`<running slot>.nerves_fw_version`).
+    pub running_version: Option<String>,
+    /// Install an older version than the running one.
+    pub allow_downgrade: bool,
 }
 
 /// The myelin-fw library.
@@ -107,8 +120,26 @@ impl FwApplier {
         source: &mut dyn Read,
         task: &str,
         keys: &[PublicKey],
+        policy: Option<&UpgradePolicy>,
         events: &mut dyn FnMut(FwEvent),
     ) -> Result<(), String> {
+        let vars = Vars::from_env();
+        // The signature and meta.conf first: the version is checked before the disk is opened.
+        let opened = myelin_fw::open(source, keys, &vars).map_err(|e| e.to_string())?;
+        if let Some(policy) = policy {
+            let new = opened.config.meta.version.as_deref();
+            let running = policy.running_version.as_deref();
+            match rollback::check(running, new, policy.allow_downgrade) {
+                Ok(Allowed::Upgrade) => {}
+                Ok(Allowed::Downgrade) => events(FwEvent::Warning(format!(
+                    "downgrading from {} to {} (allowed by the install)",
+                    running.unwrap_or("?"),
+                    new.unwrap_or("?")
+                ))),
+                Ok(Allowed::Unordered(why)) => events(FwEvent::Warning(why)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         // Never create a file where the disk should be.
         if !device.exists() {
             return Err(format!("the disk {} does not exist", device.display()));
@@ -119,7 +150,7 @@ impl FwApplier {
         let opts = ApplyOptions {
             task,
             public_keys: keys,
-            vars: Vars::from_env(),
+            vars,
             system: &system,
             enable_trim: true,
             progress_range: (0, 100),
@@ -128,7 +159,7 @@ impl FwApplier {
             Event::Percent(p) => events(FwEvent::Progress(p.min(100) as u8)),
             Event::Info(m) => events(FwEvent::Message(m)),
         };
-        myelin_fw::apply::apply(source, &mut target, &opts, Some(&mut progress))
+        myelin_fw::apply_opened(opened, &mut target, &opts, Some(&mut progress))
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -139,6 +170,7 @@ impl Firmware for FwApplier {
         &self,
         device: &Path,
         source: &mut dyn Read,
+        policy: &UpgradePolicy,
         events: &mut dyn FnMut(FwEvent),
     ) -> Result<(), String> {
         let keys = load_keys(&self.keys_dir)?;
@@ -155,7 +187,7 @@ impl Firmware for FwApplier {
                 self.keys_dir.display()
             )));
         }
-        self.apply(device, source, "upgrade", &keys, events)
+        self.apply(device, source, "upgrade", &keys, Some(policy), events)
     }
 
     fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String> {
@@ -168,7 +200,7 @@ impl Firmware for FwApplier {
             }
         };
         // ops.fw is part of the read-only root filesystem, trusted like this program.
-        self.apply(device, &mut file, task, &[], &mut events)?;
+        self.apply(device, &mut file, task, &[], None, &mut events)?;
         Ok(messages)
     }
 }
@@ -195,7 +227,8 @@ mod key_policy_tests {
                 warnings.push(w);
             }
         };
-        let result = fw.upgrade(disk, &mut std::io::empty(), &mut events);
+        let policy = UpgradePolicy::default();
+        let result = fw.upgrade(disk, &mut std::io::empty(), &policy, &mut events);
         (result, warnings)
     }
 

@@ -32,6 +32,7 @@ pub mod fw;
 pub mod guard;
 pub mod machine;
 pub mod record;
+pub mod rollback;
 #[cfg(feature = "daemon")]
 pub mod service;
 pub mod slot;

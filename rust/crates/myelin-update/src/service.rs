@@ -48,7 +48,7 @@ use zbus::{connection, interface};
 
 use crate::coalesce::Coalescer;
 use crate::config::Config;
-use crate::fw::{Firmware, FwEvent};
+use crate::fw::{Firmware, FwEvent, UpgradePolicy};
 use crate::guard::{self, Guard, Policy};
 use crate::machine::{self, Action, Machine, Refused};
 use crate::record::{self, Outcome, Record};
@@ -465,7 +465,7 @@ impl Update {
     }
 
     /// Starts an install from an already parsed source.
-    async fn start_install(&self, source: Source) -> Result<(), BusError> {
+    async fn start_install(&self, source: Source, allow_downgrade: bool) -> Result<(), BusError> {
         let description = source.describe();
         {
             let inner = self.shared.lock();
@@ -483,6 +483,7 @@ impl Update {
         let cancel = Cancel::new();
         self.shared.lock().cancel = Some(cancel.clone());
         let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+        let running = self.shared.lock().snapshot.running;
         let shared = self.shared.clone();
         let worker = tokio::task::spawn_blocking(move || -> Result<u64, String> {
             let opened = source::open(source, &shared.config.http).map_err(|e| e.to_string())?;
@@ -491,6 +492,14 @@ impl Update {
             let mut reader = Tracked::new(opened.reader, read.clone(), cancel);
             let vars = shared.backends.env.read().ok();
             let device = shared.device(vars.as_ref());
+            let policy = UpgradePolicy {
+                running_version: running.and_then(|slot| {
+                    vars.as_ref()?
+                        .get(&format!("{}.nerves_fw_version", slot.name()))
+                        .cloned()
+                }),
+                allow_downgrade,
+            };
             let mut last = None;
             let mut events = |e: FwEvent| {
                 let report = match e {
@@ -506,7 +515,7 @@ impl Update {
             shared
                 .backends
                 .fw
-                .upgrade(&device, &mut reader, &mut events)?;
+                .upgrade(&device, &mut reader, &policy, &mut events)?;
             Ok(read.load(Ordering::Relaxed))
         });
         let this = self.clone();
@@ -644,18 +653,67 @@ fn slots(s: &Snapshot) -> HashMap<String, HashMap<String, String>> {
         .collect()
 }
 
+/// Reads the options of an install: `allow-downgrade` (boolean); anything else is an error
+/// naming the option.
+fn install_options(options: &HashMap<String, zbus::OwnedVariant>) -> Result<bool, BusError> {
+    let mut allow_downgrade = false;
+    for (name, value) in options {
+        match name.as_str() {
+            "allow-downgrade" => {
+                allow_downgrade = bool::try_from(value).map_err(|_| {
+                    BusError::InvalidArgument(format!(
+                        "install option {name:?} must be a boolean (b), not {}",
+                        value.value_signature()
+                    ))
+                })?;
+            }
+            other => {
+                return Err(BusError::InvalidArgument(format!(
+                    "unknown install option {other:?} (known: \"allow-downgrade\")"
+                )));
+            }
+        }
+    }
+    Ok(allow_downgrade)
+}
+
 #[interface(name = "org.myelin.Update1")]
 impl Update {
     /// Installs the `.fw` at an absolute path on the device or an `http(s)://` URL.
     async fn install(&self, source: String) -> Result<(), BusError> {
         let source =
             Source::parse(&source).map_err(|e| BusError::InvalidArgument(e.to_string()))?;
-        self.start_install(source).await
+        self.start_install(source, false).await
+    }
+
+    /// [`Update::install`] with options: `allow-downgrade` (b) installs a version older than
+    /// the running one (refused otherwise, naming both versions).
+    async fn install_with_options(
+        &self,
+        source: String,
+        options: HashMap<String, zbus::OwnedVariant>,
+    ) -> Result<(), BusError> {
+        let allow_downgrade = install_options(&options)?;
+        let source =
+            Source::parse(&source).map_err(|e| BusError::InvalidArgument(e.to_string()))?;
+        self.start_install(source, allow_downgrade).await
     }
 
     /// Installs the `.fw` streamed from a file descriptor (e.g. the client's stdin).
     async fn install_fd(&self, fd: zbus::OwnedFd) -> Result<(), BusError> {
-        self.start_install(Source::Fd(OwnedFd::from(fd))).await
+        self.start_install(Source::Fd(OwnedFd::from(fd)), false)
+            .await
+    }
+
+    /// [`Update::install_fd`] with the options of [`Update::install_with_options`].
+    async fn install_fd_with_options(
+        &self,
+        fd: zbus::OwnedFd,
+        options: HashMap<String, zbus::OwnedVariant>,
+    ) -> Result<(), BusError> {
+        let allow_downgrade = install_options(&options)?;
+        self.start_install(Source::Fd(OwnedFd::from(fd)), allow_downgrade)
+            .await
     }
 
     /// Stops the running install.

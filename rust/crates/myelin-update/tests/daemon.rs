@@ -829,3 +829,48 @@ async fn https_with_the_configured_ca_and_without() {
     assert_eq!(&device.slot(ROOTFS_B, v2.rootfs.len()), &v2.rootfs);
     daemon.stop();
 }
+
+/// Rollback protection (issue 9, item 5): an archive older than the running firmware (1.0.0)
+/// is refused before anything is written, naming both versions; the install option
+/// `allow-downgrade` lets it through.
+#[tokio::test]
+async fn a_downgrade_is_refused_unless_allowed() {
+    let bus = Bus::start();
+    let device = Device::new();
+    let init = FakeInit::start(device.dir.path());
+    let config = device.config(&init.path, "");
+    let daemon = Daemon::start(&bus, &device, &config);
+    let old = build_fw(device.dir.path(), "old", "0.9.0", "testboard", 5, None);
+    let source = old.path.display().to_string();
+    let disk = device.disk_bytes();
+    let err = install(&bus, &source).await.unwrap_err();
+    let ClientError::Failed(message) = &err else {
+        panic!("expected a failed install, got {err:?}")
+    };
+    assert!(
+        message.contains("0.9.0") && message.contains("1.0.0"),
+        "{message}"
+    );
+    assert!(message.contains("allow-downgrade"), "{message}");
+    assert!(
+        device.disk_bytes() == disk,
+        "a refused downgrade wrote the disk"
+    );
+
+    let proxy = bus.proxy().await;
+    client::install_with(
+        &proxy,
+        InstallSource::Location(source.clone()),
+        true,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(&device.slot(ROOTFS_B, old.rootfs.len()), &old.rootfs);
+    assert!(
+        daemon.log().contains("downgrading from 1.0.0 to 0.9.0"),
+        "{}",
+        daemon.log()
+    );
+    daemon.stop();
+}
