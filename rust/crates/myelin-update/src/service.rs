@@ -4,21 +4,23 @@
 //!
 //! | member | signature | |
 //! |---|---|---|
-//! | `Install(s source)` | method | absolute path or `http(s)://` URL; returns once started |
+//! | `Install(s source)` | method | absolute path or `http(s)://` URL; returns once started; an older version than the running one is refused |
+//! | `InstallWithOptions(s source, a{sv} options)` | method | `Install` with options: `allow-downgrade` (b) |
 //! | `InstallFd(h fd)` | method | streams the archive from a passed file descriptor (stdin) |
+//! | `InstallFdWithOptions(h fd, a{sv} options)` | method | `InstallFd` with the same options |
 //! | `Cancel()` | method | stops the running install; the active slot is untouched |
-//! | `Validate() -> as` | method | runs the ops `validate` task (commits a trial) |
+//! | `Validate() -> as` | method | runs the ops `validate` task (commits a trial); allowed during an install |
 //! | `Revert(b reboot) -> as` | method | runs `revert`; reboots if asked |
 //! | `PreventRevert() -> as` | method | runs `prevent-revert` |
 //! | `FactoryReset(b reboot) -> as` | method | runs `factory-reset`; reboots at once if asked |
 //! | `Reboot()` | method | asks myelin-init for a clean reboot |
-//! | `Refresh()` | method | re-reads the status, the environment and the last-install record |
+//! | `Refresh()` | method | re-reads the status, the environment and the last-install record; concurrent calls share one re-read |
 //! | `InstallProgress(u percent, t bytes_read, t bytes_total)` | signal | while installing; `bytes_total` is the `Content-Length` or file size, 0 if unknown |
 //! | `Completed(b success, s message)` | signal | an install ended |
 //! | `State` | `s` | `idle`, `installing`, `installed`, `failed`, `rebooting` |
 //! | `Progress` | `u` | 0–100, of the running or last install |
 //! | `LastError` | `s` | why the last install failed; empty after a success |
-//! | `Source` | `s` | what the running or last install read (URLs without credentials) |
+//! | `Source` | `s` | what the running or last install read (URLs without credentials and query-string values) |
 //! | `Status` | `s` | the ops `status` verdict: `a`, `b`, `a->b`, `b->a`, `a (b reverted)` |
 //! | `RunningSlot` | `s` | `a` or `b` (empty if unknown) |
 //! | `Trial` | `b` | the running firmware is not validated yet |
