@@ -43,6 +43,20 @@ pub trait Update1 {
     /// Installs from a passed file descriptor.
     fn install_fd(&self, fd: zbus::Fd<'_>) -> zbus::Result<()>;
 
+    /// [`Update1Proxy::install`] with options (`allow-downgrade`: b).
+    fn install_with_options(
+        &self,
+        source: &str,
+        options: std::collections::HashMap<&str, zbus::Variant<'_>>,
+    ) -> zbus::Result<()>;
+
+    /// [`Update1Proxy::install_fd`] with options (`allow-downgrade`: b).
+    fn install_fd_with_options(
+        &self,
+        fd: zbus::Fd<'_>,
+        options: std::collections::HashMap<&str, zbus::Variant<'_>>,
+    ) -> zbus::Result<()>;
+
     /// Stops the running install.
     fn cancel(&self) -> zbus::Result<()>;
 
@@ -219,14 +233,32 @@ impl InstallSource {
 pub async fn install(
     proxy: &Update1Proxy<'_>,
     source: InstallSource,
+    progress: impl FnMut(u32),
+) -> Result<(), ClientError> {
+    install_with(proxy, source, false, progress).await
+}
+
+/// [`install`], allowing a version older than the running one if `allow_downgrade`.
+pub async fn install_with(
+    proxy: &Update1Proxy<'_>,
+    source: InstallSource,
+    allow_downgrade: bool,
     mut progress: impl FnMut(u32),
 ) -> Result<(), ClientError> {
     // Subscribe first, so the end of a quick install is not missed.
     let mut completed = proxy.receive_completed().await?;
     let mut progressed = proxy.receive_install_progress().await?;
-    match &source {
-        InstallSource::Location(s) => proxy.install(s).await?,
-        InstallSource::Stream(fd) => proxy.install_fd(zbus::Fd::from(fd)).await?,
+    let options =
+        || std::collections::HashMap::from([("allow-downgrade", zbus::Variant::from(true))]);
+    match (&source, allow_downgrade) {
+        (InstallSource::Location(s), false) => proxy.install(s).await?,
+        (InstallSource::Stream(fd), false) => proxy.install_fd(zbus::Fd::from(fd)).await?,
+        (InstallSource::Location(s), true) => proxy.install_with_options(s, options()).await?,
+        (InstallSource::Stream(fd), true) => {
+            proxy
+                .install_fd_with_options(zbus::Fd::from(fd), options())
+                .await?
+        }
     }
     // Our copy of a passed descriptor must close, or a pipe would never see its end.
     drop(source);
@@ -420,6 +452,8 @@ pub enum Request<'a> {
         reboot: bool,
         /// Print no progress.
         quiet: bool,
+        /// Install even a version older than the running one.
+        allow_downgrade: bool,
     },
     /// Print the status, as JSON if `json`.
     Status {
@@ -460,11 +494,12 @@ pub async fn execute(
             source,
             reboot,
             quiet,
+            allow_downgrade,
         } => {
             let source = InstallSource::from_argument(source)?;
             // Every 5% is enough on a serial console.
             let mut last = None;
-            let result = install(proxy, source, |p| {
+            let result = install_with(proxy, source, allow_downgrade, |p| {
                 if !quiet && last.is_none_or(|l: u32| p / 5 > l / 5) {
                     last = Some(p);
                     eprintln!("installing: {p}%");

@@ -50,6 +50,7 @@ pub fn run(command: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<
             source,
             reboot: *reboot,
             quiet: false,
+            allow_downgrade: false,
         },
         Command::Cancel => Request::Cancel,
         Command::Validate => Request::Validate,

@@ -40,6 +40,7 @@
 use crate::archive::{EntryHeader, EntryReader, Index, MAX_CHUNK, ZipReader};
 use crate::config::{Config, FileResource, OnResource, Task, Vars};
 use crate::create::{check_required_version, resource_name};
+use crate::envop::{self, EnvOp};
 use crate::error::Error;
 use crate::fat::{self, Fat, FatError, VolState};
 use crate::funcs::{self, BLOCK, Func, Requirement, Step, TaskSteps};
@@ -451,11 +452,13 @@ impl vcdiff::Source for OutSource<'_, '_> {
     }
 }
 
-/// One environment's copies: as on the disk, and as the task has changed them.
+/// One environment's copies: as on the disk, and as the task has changed them, with the
+/// calls not yet written (replayed if someone else writes the environment meanwhile).
 struct EnvState {
     loc: Location,
     disk: Copies,
     cur: Copies,
+    ops: Vec<EnvOp>,
 }
 
 struct Engine<'a, 'o, 'p> {
@@ -1107,17 +1110,68 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 }
             }
         }
+        let writing: Vec<String> = self
+            .envs
+            .keys()
+            .filter(|n| !keep.contains(&env_key(n)) && self.out.has_deferred(&env_key(n)))
+            .cloned()
+            .collect();
+        // Held from the re-read to the sync after the write: nobody else writes in between.
+        let lock = if writing.is_empty() {
+            None
+        } else {
+            self.system.lock_environment()?
+        };
+        // Without a lock (an image file on a build host) nobody else writes: no re-read.
+        if lock.is_some() {
+            for name in &writing {
+                self.rebase_env(name)?;
+            }
+        }
         self.out
             .commit_deferred_except(|k| keep.iter().any(|x| x == k))
             .map_err(|e| Error::io("writing the environment and partition table", e))?;
         for (name, st) in self.envs.iter_mut() {
             if !keep.contains(&env_key(name)) {
                 st.disk.clone_from(&st.cur);
+                st.ops.clear();
             }
         }
-        self.out
+        let synced = self
+            .out
             .sync()
-            .map_err(|e| Error::io("syncing the target", e))
+            .map_err(|e| Error::io("syncing the target", e));
+        drop(lock);
+        synced
+    }
+
+    /// Re-reads environment `name` as the target holds it (the caller holds the lock); if
+    /// another writer changed it since the task read it, replays the task's calls on top.
+    fn rebase_env(&mut self, name: &str) -> Result<(), Error> {
+        let Some(st) = self.envs.get_mut(name) else {
+            return Ok(());
+        };
+        let mut fresh = Copies::new();
+        for (off, len) in st.loc.ranges() {
+            let mut b = vec![0u8; len as usize];
+            self.out
+                .read_target(&mut b, off)
+                .map_err(|e| Error::io("re-reading the environment", e))?;
+            fresh.push(b);
+        }
+        if fresh == st.disk {
+            return Ok(());
+        }
+        log::info!(
+            "environment '{name}' was changed by another writer since the task read it: replaying the task's {} call(s) on top",
+            st.ops.len()
+        );
+        st.cur = envop::replay(&st.loc, &fresh, &st.ops)
+            .map_err(|e| env_err("replaying uboot_* calls", e))?;
+        st.disk = fresh;
+        let writes = uboot::safe_writes(&st.loc, &st.disk, &st.cur);
+        self.out.defer_ordered(&env_key(name), writes);
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), Error> {
@@ -1171,12 +1225,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
     }
 
     /// One `uboot_*` call: read (once per task), change, and record the writes.
-    fn env_call(
-        &mut self,
-        func: &Func,
-        env: &str,
-        op: impl FnOnce(&Location, &mut Copies) -> Result<(), EnvError>,
-    ) -> Result<(), Error> {
+    fn env_call(&mut self, func: &Func, env: &str, op: EnvOp) -> Result<(), Error> {
         if !self.envs.contains_key(env) {
             let loc = self.env_location(env)?;
             let copies =
@@ -1187,13 +1236,16 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                     loc,
                     disk: copies.clone(),
                     cur: copies,
+                    ops: Vec::new(),
                 },
             );
         }
         let Some(st) = self.envs.get_mut(env) else {
             return Err(task_err(func, "environment vanished"));
         };
-        op(&st.loc, &mut st.cur).map_err(|e| env_err(func.name(), e))?;
+        op.apply(&st.loc, &mut st.cur)
+            .map_err(|e| env_err(func.name(), e))?;
+        st.ops.push(op);
         let writes = uboot::safe_writes(&st.loc, &st.disk, &st.cur);
         self.out.defer_ordered(&env_key(env), writes);
         Ok(())
@@ -1321,22 +1373,21 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
                 let writes = crate::gpt::encode(gpt, blocks)?;
                 self.out.defer("partition-table", writes);
             }
-            Func::UbootClearenv { env } => self.env_call(func, env, uboot::clear)?,
-            Func::UbootRecover { env } => self.env_call(func, env, uboot::recover)?,
+            Func::UbootClearenv { env } => self.env_call(func, env, EnvOp::Clear)?,
+            Func::UbootRecover { env } => self.env_call(func, env, EnvOp::Recover)?,
             Func::UbootSetenv { env, name, value } => {
                 myelin_ubootenv::format::check_name(name)
                     .map_err(|e| env_err(func.name(), EnvError::Encode(e.into())))?;
-                self.env_call(func, env, |loc, c| {
-                    uboot::change(loc, c, |v| {
-                        v.insert(name.clone(), value.clone());
-                    })
-                })?;
+                let op = EnvOp::Set {
+                    name: name.clone(),
+                    value: value.clone(),
+                };
+                self.env_call(func, env, op)?;
             }
-            Func::UbootUnsetenv { env, name } => self.env_call(func, env, |loc, c| {
-                uboot::change(loc, c, |v| {
-                    v.remove(name);
-                })
-            })?,
+            Func::UbootUnsetenv { env, name } => {
+                let op = EnvOp::Unset { name: name.clone() };
+                self.env_call(func, env, op)?
+            }
             Func::Info { message } => self.tracker.info(message),
             Func::Error { message } => return Err(Error::Task(message.clone())),
             Func::RebootParam { param } => self.reboot_params.push(param.clone()),

@@ -72,6 +72,9 @@ pub enum Error {
         #[source]
         source: FatError,
     },
+    /// The U-Boot environment lock could not be taken before writing the environment.
+    #[error("{0}; the environment was not written")]
+    EnvLock(#[from] myelin_ubootenv::LockError),
     /// A `uboot_*` function failed.
     #[error("{func}: {source}")]
     Env {

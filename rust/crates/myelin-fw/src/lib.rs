@@ -20,6 +20,7 @@ pub mod burn;
 pub mod config;
 pub mod create;
 pub mod delta;
+pub mod envop;
 pub mod error;
 pub mod fat;
 pub mod funcs;

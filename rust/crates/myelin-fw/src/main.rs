@@ -214,6 +214,16 @@ struct Opts {
     /// Where reboot_param() writes (default /run/systemd/reboot-param, /run/reboot-param)
     #[arg(long = "reboot-param-path")]
     reboot_param_path: Option<PathBuf>,
+    /// U-Boot environment lock taken around environment writes (default: libubootenv's
+    /// /var/lock/fw_printenv.lock when the target is a block device, none for an image file)
+    #[arg(long = "env-lock", value_name = "FILE")]
+    env_lock: Option<PathBuf>,
+    /// Take no environment lock, even on a block device
+    #[arg(long = "no-env-lock", conflicts_with = "env_lock")]
+    no_env_lock: bool,
+    /// Seconds to wait for the environment lock before failing
+    #[arg(long = "env-lock-wait", default_value_t = myelin_ubootenv::DEFAULT_LOCK_WAIT.as_secs_f64())]
+    env_lock_wait: f64,
     /// Keep only the tasks that need no host file (for ops.fw)
     #[arg(long = "ops")]
     ops: bool,
@@ -664,8 +674,20 @@ fn apply_to(o: &Opts, rep: &Reporter, device: &Path) -> Result<()> {
     } else {
         Box::new(file)
     };
+    let env_lock = match (&o.env_lock, o.no_env_lock) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        // On a device, fw_setenv and myelin-kv may write the same environment.
+        (None, false) if is_block_device(device) => {
+            Some(PathBuf::from(myelin_ubootenv::DEFAULT_LOCK_PATH))
+        }
+        (None, false) => None,
+    };
+    let env_lock_wait = std::time::Duration::try_from_secs_f64(o.env_lock_wait)
+        .map_err(|e| anyhow::anyhow!("--env-lock-wait {}: {e}", o.env_lock_wait))?;
     let system = Host {
         reboot_param_path: o.reboot_param_path.clone(),
+        env_lock: env_lock.map(|p| (p, env_lock_wait)),
         ..Host::default()
     };
     let opts = ApplyOptions {

@@ -281,6 +281,14 @@ impl<'t> Output<'t> {
         Ok(())
     }
 
+    /// Reads what the target itself holds, without the cache or pending writes (for data another
+    /// process may have written since it was first read).
+    pub fn read_target(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.target
+            .read_at(buf, offset)
+            .map_err(|e| io_ctx(e, "read", offset))
+    }
+
     /// One sector through the cache (read from the target once, then kept).
     pub fn sector(&mut self, sector: u64) -> io::Result<[u8; 512]> {
         if let Some(c) = self.cache.get(&sector) {

@@ -8,10 +8,16 @@
 //! * `reboot_param(text)`: written to the configured file, else `/run/systemd/reboot-param`,
 //!   else `/run/reboot-param` (where Myelin's init and erlinit read it). The applier runs it
 //!   only after the update has been committed.
+//! * the environment lock: taken around the environment writes of a commit, so that
+//!   `uboot_setenv` and friends serialize with myelin-kv and `fw_setenv` (see
+//!   [`myelin_ubootenv::lock`]). Applying to an image file on a build host takes none.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use myelin_ubootenv::{Access, EnvLock, LockError};
 
 /// Side effects and queries that depend on the running system.
 pub trait System {
@@ -21,6 +27,10 @@ pub trait System {
     fn path_at_offset(&self, path: &str, block_offset: u64) -> bool;
     /// Records the argument for the next reboot.
     fn reboot_param(&self, param: &str) -> io::Result<()>;
+    /// Takes the U-Boot environment lock for writing; `None` when there is none to take.
+    fn lock_environment(&self) -> Result<Option<EnvLock>, LockError> {
+        Ok(None)
+    }
 }
 
 /// The real system (or one rooted elsewhere for tests).
@@ -32,6 +42,9 @@ pub struct Host {
     pub reboot_param_path: Option<PathBuf>,
     /// Candidate files tried in order when no explicit path is set.
     pub reboot_param_defaults: Vec<PathBuf>,
+    /// The environment lock file (libubootenv's) and how long to wait for it; `None` takes no
+    /// lock (an image file on a build host).
+    pub env_lock: Option<(PathBuf, Duration)>,
 }
 
 impl Default for Host {
@@ -43,6 +56,7 @@ impl Default for Host {
                 PathBuf::from("/run/systemd/reboot-param"),
                 PathBuf::from("/run/reboot-param"),
             ],
+            env_lock: None,
         }
     }
 }
@@ -118,6 +132,13 @@ impl System for Host {
             format!("reboot-param can't be written under /run: {last}"),
         ))
     }
+
+    fn lock_environment(&self) -> Result<Option<EnvLock>, LockError> {
+        let Some((path, wait)) = &self.env_lock else {
+            return Ok(None);
+        };
+        myelin_ubootenv::lock::acquire(path, Access::Write, *wait).map(Some)
+    }
 }
 
 /// A system whose answers are fixed, for tests and for applying to image files on a host
@@ -165,6 +186,7 @@ mod tests {
             sysfs: dir.path().to_path_buf(),
             reboot_param_path: Some(dir.path().join("reboot-param")),
             reboot_param_defaults: Vec::new(),
+            env_lock: None,
         };
         assert!(host.path_at_offset("/", 110080));
         assert!(!host.path_at_offset("/", 382746));

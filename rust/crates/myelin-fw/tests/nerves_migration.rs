@@ -103,6 +103,8 @@ fn running_from(dir: &Path, block_offset: u64, reboot_param: &Path) -> Host {
         sysfs,
         reboot_param_path: Some(reboot_param.to_owned()),
         reboot_param_defaults: Vec::new(),
+        // An image file: no other writer to serialize with.
+        env_lock: None,
     }
 }
 

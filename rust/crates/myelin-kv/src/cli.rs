@@ -15,7 +15,8 @@
 //!   `--force-init` starts from an empty environment in that case.
 //! * `mkenvimage -s size [-r] [-b] [-p byte] [-o out] input`: the same bytes as U-Boot's
 //!   `mkenvimage` for a valid input, with errors naming the line for an invalid one.
-//! * `--lock path` replaces `/var/lock/fw_printenv.lock` (tests).
+//! * `--lock path` replaces `/var/lock/fw_printenv.lock` (tests); `--lock-wait seconds` bounds
+//!   the wait for it (15 s by default), after which a write fails naming the lock file.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -41,12 +42,19 @@ pub struct EnvArgs {
     /// Lock file shared with libubootenv's tools.
     #[arg(long = "lock", default_value = DEFAULT_LOCK_PATH)]
     pub lock: PathBuf,
+    /// Seconds a write waits for the lock before failing with an error naming the lock file.
+    #[arg(long = "lock-wait", default_value_t = myelin_ubootenv::DEFAULT_LOCK_WAIT.as_secs_f64())]
+    pub lock_wait: f64,
 }
 
 impl EnvArgs {
-    /// Reads the configuration and applies the lock file option.
+    /// Reads the configuration and applies the lock options.
     pub fn load(&self) -> Result<EnvConfig> {
-        Ok(EnvConfig::from_file(&self.config)?.with_lock_path(&self.lock))
+        let wait = std::time::Duration::try_from_secs_f64(self.lock_wait)
+            .map_err(|e| anyhow!("--lock-wait {}: {e}", self.lock_wait))?;
+        Ok(EnvConfig::from_file(&self.config)?
+            .with_lock_path(&self.lock)
+            .with_lock_wait(wait))
     }
 }
 
@@ -333,10 +341,7 @@ fn setenv(args: &SetArgs) -> Result<ExitCode> {
                 ""
             }
         )),
-        Err(KvError::Env(EnvError::Lock { path, source })) => Err(anyhow!(
-            "cannot lock {}: {source}; nothing was written",
-            path.display()
-        )),
+        Err(KvError::Env(EnvError::Lock(err))) => Err(anyhow!("{err}; nothing was written")),
         Err(err) => Err(anyhow!("{err}; nothing was written")),
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use myelin_ubootenv::format::{EncodeError, Vars};
-use myelin_ubootenv::{EnvError, Recovery};
+use myelin_ubootenv::{Access, EnvError, EnvLock, Recovery};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 use zbus::interface;
@@ -110,17 +110,33 @@ impl Kv {
         }
     }
 
-    /// Runs `op` on a blocking thread with the tracker locked; returns the guard so the caller
-    /// emits signals before the next operation starts.
-    async fn locked<R, F>(&self, op: F) -> Result<(OwnedMutexGuard<Tracker>, Outcome<R>), BusError>
+    /// Runs `op` on a blocking thread with the environment lock taken for `access` and the
+    /// tracker locked; returns the guard so the caller emits signals before the next operation
+    /// starts.
+    ///
+    /// The environment lock is taken first, holding nothing: while another process (an install,
+    /// fw_setenv) keeps it, no state of this service is held, so property reads and the watcher
+    /// keep working and the wait is bounded ([`myelin_ubootenv::EnvConfig::lock_wait`]). Every
+    /// operation takes the two in the same order, so they cannot deadlock.
+    async fn locked<R, F>(
+        &self,
+        access: Access,
+        op: F,
+    ) -> Result<(OwnedMutexGuard<Tracker>, Outcome<R>), BusError>
     where
-        F: FnOnce(&Store, &mut Tracker) -> Outcome<R> + Send + 'static,
+        F: FnOnce(&Store, &mut Tracker, &EnvLock) -> Outcome<R> + Send + 'static,
         R: Send + 'static,
     {
+        let shared = self.shared.clone();
+        let env_lock = tokio::task::spawn_blocking(move || shared.store.env().lock(access))
+            .await
+            .map_err(|e| BusError::Failed(format!("internal error: {e}")))?
+            .map_err(|e| BusError::from(KvError::from(e)))?;
         let mut guard = self.shared.tracker.clone().lock_owned().await;
         let shared = self.shared.clone();
         let (guard, outcome) = tokio::task::spawn_blocking(move || {
-            let outcome = op(&shared.store, &mut guard);
+            let outcome = op(&shared.store, &mut guard, &env_lock);
+            drop(env_lock);
             (guard, outcome)
         })
         .await
@@ -140,9 +156,9 @@ impl Kv {
         R: Send + 'static,
     {
         let (guard, outcome) = self
-            .locked(|_, tracker| Outcome {
+            .locked(Access::Read, |_, tracker, lock| Outcome {
                 result: (),
-                diff: changed(tracker.refresh()),
+                diff: changed(tracker.refresh(lock)),
             })
             .await?;
         self.announce(emitter, outcome.diff).await;
@@ -155,10 +171,10 @@ impl Kv {
     /// Applies a batch as one write and announces what changed.
     async fn apply(&self, emitter: &SignalEmitter<'_>, batch: Batch) -> Result<(), BusError> {
         let (_guard, outcome) = self
-            .locked(move |store, tracker| {
+            .locked(Access::Write, move |store, tracker, lock| {
                 // Announce writes by others first, so the signals stay in order.
-                let earlier = changed(tracker.refresh());
-                match store.apply(&batch, Recovery::Refuse) {
+                let earlier = changed(tracker.refresh(lock));
+                match store.apply_locked(lock, &batch, Recovery::Refuse) {
                     Ok(m) => {
                         let ours = tracker.record(m.after);
                         Outcome {
@@ -199,8 +215,8 @@ impl Kv {
     /// One watcher tick: checks for writes by others and announces them.
     async fn check(&self, emitter: &SignalEmitter<'_>) {
         let result = self
-            .locked(|_, tracker| {
-                let update = tracker.refresh();
+            .locked(Access::Read, |_, tracker, lock| {
+                let update = tracker.refresh(lock);
                 if let Update::Unreadable(why) = &update {
                     eprintln!("myelin-kv: the environment became unreadable: {why}");
                 }

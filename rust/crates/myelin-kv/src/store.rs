@@ -2,7 +2,9 @@
 //! tracker that keeps a cached copy and notices writes made by anyone else.
 
 use myelin_ubootenv::format::{NameError, Vars};
-use myelin_ubootenv::{Env, EnvConfig, EnvError, Fingerprint, Modified, Recovery, Snapshot};
+use myelin_ubootenv::{
+    Access, Env, EnvConfig, EnvError, EnvLock, Fingerprint, Modified, Recovery, Snapshot,
+};
 
 use crate::batch::{Batch, Diff};
 
@@ -44,7 +46,19 @@ impl Store {
     /// Validates `batch`, then applies it to the current on-disk variables as one write.
     pub fn apply(&self, batch: &Batch, recovery: Recovery<'_>) -> Result<Modified, KvError> {
         batch.validate()?;
-        self.env.modify(recovery, |vars: &mut Vars| {
+        let lock = self.env.lock(Access::Write)?;
+        self.apply_locked(&lock, batch, recovery)
+    }
+
+    /// [`Store::apply`] under a write lock the caller already holds.
+    pub fn apply_locked(
+        &self,
+        lock: &EnvLock,
+        batch: &Batch,
+        recovery: Recovery<'_>,
+    ) -> Result<Modified, KvError> {
+        batch.validate()?;
+        self.env.modify_locked(lock, recovery, |vars: &mut Vars| {
             batch.apply(vars);
             Ok::<(), KvError>(())
         })
@@ -81,7 +95,12 @@ impl Tracker {
             fingerprint: None,
             state: Err("not read yet".into()),
         };
-        tracker.refresh();
+        match tracker.env.lock(Access::Read) {
+            Ok(lock) => {
+                tracker.refresh(&lock);
+            }
+            Err(e) => tracker.state = Err(e.to_string()),
+        }
         tracker
     }
 
@@ -90,8 +109,9 @@ impl Tracker {
         self.state.as_ref().map_err(String::as_str)
     }
 
-    /// Re-reads the environment if its headers changed since the last read.
-    pub fn refresh(&mut self) -> Update {
+    /// Re-reads the environment if its headers changed since the last read, under `lock`
+    /// (taken by the caller before anything else, so that no state is held while waiting).
+    pub fn refresh(&mut self, lock: &EnvLock) -> Update {
         let fingerprint = self.env.fingerprint().ok();
         if fingerprint.is_some() && fingerprint == self.fingerprint {
             return Update::Unchanged;
@@ -99,7 +119,11 @@ impl Tracker {
         // Headers are read before the data: if a write lands in between, the next refresh sees
         // new headers again and reads again.
         self.fingerprint = fingerprint;
-        let new = self.env.read().map(|s| s.vars).map_err(|e| e.to_string());
+        let new = self
+            .env
+            .read_locked(lock)
+            .map(|s| s.vars)
+            .map_err(|e| e.to_string());
         self.transition(new)
     }
 
@@ -156,6 +180,11 @@ mod tests {
         (dir, Store::new(config))
     }
 
+    fn refresh(tracker: &mut Tracker) -> Update {
+        let lock = tracker.env.lock(Access::Read).unwrap();
+        tracker.refresh(&lock)
+    }
+
     #[test]
     fn invalid_batches_write_nothing() {
         let (dir, store) = setup();
@@ -173,17 +202,17 @@ mod tests {
         let (dir, store) = setup();
         let mut tracker = Tracker::new(store.env().clone());
         assert_eq!(tracker.vars(), Ok(&Vars::new()));
-        assert_eq!(tracker.refresh(), Update::Unchanged);
+        assert_eq!(refresh(&mut tracker), Update::Unchanged);
 
         // Another writer (a second Store stands in for fw_setenv here).
         let mut b = Batch::new();
         b.set("a", "1").set("b", "2");
         store.apply(&b, Recovery::Refuse).unwrap();
-        let Update::Changed(diff) = tracker.refresh() else {
+        let Update::Changed(diff) = refresh(&mut tracker) else {
             panic!("change not noticed");
         };
         assert_eq!(diff.set.len(), 2);
-        assert_eq!(tracker.refresh(), Update::Unchanged);
+        assert_eq!(refresh(&mut tracker), Update::Unchanged);
 
         // Our own write is reported by record(), and the follow-up refresh finds nothing new.
         let mut b = Batch::new();
@@ -191,17 +220,17 @@ mod tests {
         let m = store.apply(&b, Recovery::Refuse).unwrap();
         let diff = tracker.record(m.after);
         assert_eq!(diff.removed, vec!["a".to_string()]);
-        assert_eq!(tracker.refresh(), Update::Unchanged);
+        assert_eq!(refresh(&mut tracker), Update::Unchanged);
 
         // Both copies destroyed, then restored.
         let img = dir.path().join("env");
         let good = std::fs::read(&img).unwrap();
         std::fs::write(&img, vec![0u8; 2 * SIZE]).unwrap();
-        assert!(matches!(tracker.refresh(), Update::Unreadable(m) if m.contains("both")));
+        assert!(matches!(refresh(&mut tracker), Update::Unreadable(m) if m.contains("both")));
         assert!(tracker.vars().is_err());
-        assert_eq!(tracker.refresh(), Update::Unchanged);
+        assert_eq!(refresh(&mut tracker), Update::Unchanged);
         std::fs::write(&img, good).unwrap();
-        let Update::Changed(diff) = tracker.refresh() else {
+        let Update::Changed(diff) = refresh(&mut tracker) else {
             panic!("recovery not noticed");
         };
         assert_eq!(diff.set.keys().collect::<Vec<_>>(), vec!["b"]);

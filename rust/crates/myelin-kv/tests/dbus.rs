@@ -77,6 +77,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(bus: &Bus, config: &Path, lock: &Path, poll: &str) -> Daemon {
+        Daemon::start_with(bus, config, lock, poll, &[])
+    }
+
+    /// [`Daemon::start`] with extra daemon options.
+    fn start_with(bus: &Bus, config: &Path, lock: &Path, poll: &str, extra: &[&str]) -> Daemon {
         let notify_path = bus.dir().join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -89,6 +94,7 @@ impl Daemon {
             .arg("--lock")
             .arg(lock)
             .args(["--poll-interval", poll])
+            .args(extra)
             .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .env("NOTIFY_SOCKET", &notify_path)
             .stderr(std::fs::File::create(&log).unwrap())
@@ -498,5 +504,55 @@ async fn policy_lets_everyone_read_but_only_root_write() {
     }
     let _ = monitor.kill();
     let _ = monitor.wait();
+    daemon.stop();
+}
+
+/// Another process holds the environment lock (an install, a stuck fw_setenv): a Set waits for
+/// it, but without holding the service's state, so a Get issued meanwhile is answered; the Set
+/// gives up after its bounded wait with an error naming the lock file, and nothing is written.
+/// Before, the Set waited forever holding the state mutex and every Get queued behind it.
+#[tokio::test]
+async fn a_writer_waiting_for_the_lock_blocks_no_reader_and_gives_up() {
+    let bus = Bus::start();
+    let env = EnvFile::new(Layout::Redundant, 0x1000, &initial());
+    let daemon = Daemon::start_with(&bus, &env.config, &env.lock, "0", &["--lock-wait", "3"]);
+    let kv = bus.proxy().await;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&env.lock)
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let before = env.bytes();
+    let writer = kv.clone();
+    let set = tokio::spawn(async move { writer.set(HashMap::from([("x", "1")])).await });
+    // Let the Set reach the lock before the Get is sent (ordering only, nothing is timed).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = tokio::time::timeout(Duration::from_secs(60), kv.get("nerves_serial_number"))
+        .await
+        .expect("a Get stalled behind a Set waiting for the environment lock")
+        .unwrap();
+    assert_eq!(got, "MYL7");
+    let err = tokio::time::timeout(Duration::from_secs(60), set)
+        .await
+        .expect("the Set never gave up waiting for the lock")
+        .unwrap()
+        .unwrap_err();
+    let (name, msg) = method_error(&err);
+    assert_eq!(name, "org.myelin.KV1.Error.Failed", "{msg}");
+    assert!(msg.contains(&env.lock.display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())) || !msg.contains("pid"),
+        "{msg}"
+    );
+    assert_eq!(
+        env.bytes(),
+        before,
+        "nothing may be written without the lock"
+    );
+    drop(held);
+    kv.set(HashMap::from([("x", "1")])).await.unwrap();
+    assert_eq!(kv.get("x").await.unwrap(), "1");
     daemon.stop();
 }

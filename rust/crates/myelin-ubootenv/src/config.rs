@@ -25,8 +25,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::format::Layout;
+use crate::lock::DEFAULT_LOCK_WAIT;
 
 /// Where U-Boot's tools look for the configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/fw_env.config";
@@ -86,6 +88,8 @@ pub struct EnvConfig {
     copies: Vec<Location>,
     /// Lock file taken (`flock`, exclusive) around every access.
     pub lock_path: PathBuf,
+    /// How long a writer waits for the lock before failing (readers then go ahead unlocked).
+    pub lock_wait: Duration,
 }
 
 /// What is wrong with a configuration line.
@@ -176,6 +180,7 @@ impl EnvConfig {
         EnvConfig {
             copies: vec![copy],
             lock_path: PathBuf::from(DEFAULT_LOCK_PATH),
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 
@@ -185,6 +190,7 @@ impl EnvConfig {
         Ok(EnvConfig {
             copies: vec![first, second],
             lock_path: PathBuf::from(DEFAULT_LOCK_PATH),
+            lock_wait: DEFAULT_LOCK_WAIT,
         })
     }
 
@@ -238,7 +244,14 @@ impl EnvConfig {
         Ok(EnvConfig {
             copies,
             lock_path: PathBuf::from(DEFAULT_LOCK_PATH),
+            lock_wait: DEFAULT_LOCK_WAIT,
         })
+    }
+
+    /// Waits at most `wait` for the lock instead of [`DEFAULT_LOCK_WAIT`].
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// Uses `path` as the lock file instead of [`DEFAULT_LOCK_PATH`].

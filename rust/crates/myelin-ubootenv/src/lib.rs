@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod format;
+pub mod lock;
 pub mod migrate;
 pub mod storage;
 pub mod text;
@@ -26,6 +27,7 @@ pub use config::{
     ConfigError, ConfigProblem, DEFAULT_CONFIG_PATH, DEFAULT_LOCK_PATH, EnvConfig, Location,
 };
 pub use format::{Active, DecodeError, EncodeError, ImageOptions, Layout, NameError, Vars};
+pub use lock::{Access, DEFAULT_LOCK_WAIT, EnvLock, LockError};
 pub use storage::{
     CopyStatus, Env, EnvError, Fingerprint, Modified, Plan, Recovery, Snapshot, plan_write,
     read_vars,

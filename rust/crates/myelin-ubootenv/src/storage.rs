@@ -1,10 +1,11 @@
 //! Reading and writing the environment where [`EnvConfig`] says it is: block devices or files.
 //!
-//! Every access takes the lock file libubootenv uses (`flock(LOCK_EX)`), so Myelin's programs
-//! and Debian's `fw_printenv`/`fw_setenv` serialize. A read that cannot create the lock file (no
-//! `/var/lock` yet early in boot, a read-only filesystem, an unprivileged user) proceeds without
-//! it: every copy is CRC-checked, so an unlocked read still returns a state that was written
-//! completely. A write never proceeds without the lock.
+//! Every access takes the lock file libubootenv uses (`flock(LOCK_EX)`, see [`crate::lock`]), so
+//! Myelin's programs and Debian's `fw_printenv`/`fw_setenv` serialize. A read that cannot open
+//! the lock file (no `/var/lock` yet early in boot, an unprivileged user: the file is 0600) or
+//! that waited too long proceeds without it: every copy is CRC-checked, so an unlocked read
+//! still returns a state that was written completely. A write never proceeds without the lock,
+//! and gives up after [`EnvConfig::lock_wait`] with an error naming the lock file.
 //!
 //! A write is planned in memory ([`plan_write`]), then issued as one `pwrite` of the whole copy
 //! followed by `fsync`:
@@ -24,14 +25,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::{EnvConfig, Location};
 use crate::format::{self, Active, DecodeError, Decoded, EncodeError, Layout, Vars};
+use crate::lock::{self, Access, EnvLock, LockError};
 
 /// Why the environment could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +88,13 @@ pub enum EnvError {
         size: usize,
     },
     /// The lock file cannot be taken.
-    #[error("cannot lock {path}: {source}")]
-    Lock {
-        /// The lock file.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// A write was attempted without holding the write lock on the configured lock file.
+    #[error("internal error: writing the environment without holding the lock {path}")]
+    NotLocked {
+        /// The lock file that should be held.
         path: PathBuf,
-        /// What the system said.
-        source: io::Error,
     },
     /// The only copy of a single environment is corrupt.
     #[error(
@@ -275,7 +275,12 @@ impl Env {
 
     /// Reads the environment under the lock.
     pub fn read(&self) -> Result<Snapshot, EnvError> {
-        let _lock = self.lock(false)?;
+        let lock = self.lock(Access::Read)?;
+        self.read_locked(&lock)
+    }
+
+    /// Reads the environment under a lock the caller took with [`Env::lock`].
+    pub fn read_locked(&self, _lock: &EnvLock) -> Result<Snapshot, EnvError> {
         let opened = self.open_copies(false)?;
         let decoded = self.decode_copies(&opened)?;
         self.snapshot(decoded)
@@ -310,7 +315,27 @@ impl Env {
         F: FnOnce(&mut Vars) -> Result<(), E>,
         E: From<EnvError>,
     {
-        let _lock = self.lock(true)?;
+        let lock = self.lock(Access::Write)?;
+        self.modify_locked(&lock, recovery, change)
+    }
+
+    /// [`Env::modify`] under a lock the caller took with [`Env::lock`]`(Access::Write)`.
+    pub fn modify_locked<E, F>(
+        &self,
+        lock: &EnvLock,
+        recovery: Recovery<'_>,
+        change: F,
+    ) -> Result<Modified, E>
+    where
+        F: FnOnce(&mut Vars) -> Result<(), E>,
+        E: From<EnvError>,
+    {
+        if !lock.allows_writing() || lock.path() != self.config.lock_path {
+            return Err(EnvError::NotLocked {
+                path: self.config.lock_path.clone(),
+            }
+            .into());
+        }
         let opened = self.open_copies(false)?;
         let decoded = self.decode_copies(&opened)?;
         drop(opened);
@@ -351,48 +376,15 @@ impl Env {
         })
     }
 
-    fn lock(&self, write: bool) -> Result<Option<Flock<File>>, EnvError> {
-        let path = &self.config.lock_path;
-        let open = || {
-            OpenOptions::new()
-                .read(!write)
-                .write(write)
-                .create(true)
-                .truncate(false)
-                .mode(0o666)
-                .open(path)
-        };
-        let opened = match open() {
-            // Early in boot /var/lock may point into a /run or /tmp that was just mounted.
-            Err(e) if write && e.kind() == io::ErrorKind::NotFound => {
-                create_lock_dir(path).and_then(|()| open())
-            }
-            other => other,
-        };
-        let file = match opened {
-            Ok(file) => file,
-            // An unlocked read is still consistent: every copy is CRC-checked.
-            Err(_) if !write => return Ok(None),
-            Err(source) => {
-                return Err(EnvError::Lock {
-                    path: path.clone(),
-                    source,
-                });
-            }
-        };
-        let mut file = file;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(Some(lock)),
-                Err((f, Errno::EINTR)) => file = f,
-                Err((_, errno)) => {
-                    return Err(EnvError::Lock {
-                        path: path.clone(),
-                        source: io::Error::from(errno),
-                    });
-                }
-            }
-        }
+    /// Takes the environment lock (bounded wait, see [`crate::lock`]). Callers that must not
+    /// wait while holding something else (myelin-kv's state) take it first, then use
+    /// [`Env::read_locked`] and [`Env::modify_locked`].
+    pub fn lock(&self, access: Access) -> Result<EnvLock, EnvError> {
+        Ok(lock::acquire(
+            &self.config.lock_path,
+            access,
+            self.config.lock_wait,
+        )?)
     }
 
     fn open_copies(&self, write: bool) -> Result<Vec<OpenCopy>, EnvError> {
@@ -546,19 +538,6 @@ pub fn read_vars(config: &EnvConfig) -> Result<Vars, EnvError> {
     Ok(Env::new(config.clone()).read()?.vars)
 }
 
-/// Creates the lock file's directory, following a dangling symlink (`/var/lock -> /run/lock`).
-fn create_lock_dir(lock: &Path) -> io::Result<()> {
-    let Some(dir) = lock.parent() else {
-        return Ok(());
-    };
-    let target = match std::fs::read_link(dir) {
-        Ok(t) if t.is_absolute() => t,
-        Ok(t) => dir.parent().unwrap_or(Path::new("/")).join(t),
-        Err(_) => dir.to_owned(),
-    };
-    std::fs::create_dir_all(target)
-}
-
 fn purpose(write: bool) -> &'static str {
     if write { "writing" } else { "reading" }
 }
@@ -620,6 +599,7 @@ fn read_exact_at(copy: &OpenCopy, buf: &mut [u8], at: u64) -> Result<(), EnvErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::fcntl::{Flock, FlockArg};
     use std::time::Duration;
 
     const SIZE: usize = 0x400;

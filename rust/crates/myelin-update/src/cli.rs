@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! myelin-update daemon [-c /etc/myelin/update.toml]
-//! myelin-update install <path|url|->  [--reboot]   # waits for the end; exit 1 on failure
+//! myelin-update install <path|url|->  [--reboot] [--allow-downgrade]   # waits for the end
 //! myelin-update status [--json]
 //! myelin-update validate | prevent-revert | cancel | reboot
 //! myelin-update revert [--no-reboot]
@@ -65,6 +65,9 @@ pub enum Command {
         /// Print no progress.
         #[arg(short, long)]
         quiet: bool,
+        /// Install even a version older than the running one (refused otherwise).
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Show the firmware status.
     Status {
@@ -161,8 +164,10 @@ fn daemon(
         fw: Arc::new(FwApplier {
             ops_fw: config.ops_fw.clone(),
             keys_dir: config.keys_dir.clone(),
+            development_marker: config.development_marker.clone(),
             sysfs: config.sysfs.clone(),
             reboot_param: config.reboot_param.clone(),
+            env_lock: Some((config.env_lock.clone(), config.env_lock_wait)),
         }),
         env,
         init: Arc::new(InitSocket::new(&config.init_socket)),
@@ -185,10 +190,12 @@ async fn client_command(command: Command, address: Option<&str>) -> Result<ExitC
             source,
             reboot,
             quiet,
+            allow_downgrade,
         } => Request::Install {
             source,
             reboot: *reboot,
             quiet: *quiet,
+            allow_downgrade: *allow_downgrade,
         },
         Command::Status { json } => Request::Status { json: *json },
         Command::Validate => Request::Validate,

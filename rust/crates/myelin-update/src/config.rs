@@ -8,13 +8,17 @@
 //! device = "/dev/rootdisk0"            # the disk to update (default: the environment's
 //!                                      # nerves_fw_devpath, else /dev/rootdisk0)
 //! ops_fw = "/usr/share/myelin/ops.fw"  # the board's resource-less tasks (validate, revert, ...)
-//! keys_dir = "/etc/myelin/fw-keys"     # fwup public keys; none: unsigned updates are accepted
+//! keys_dir = "/etc/myelin/fw-keys"     # fwup public keys; a missing directory refuses every update
+//! development_marker = "/etc/myelin/development"  # only with it, no keys = unsigned accepted
 //! env_config = "/etc/fw_env.config"    # where the U-Boot environment is
+//! env_lock = "/var/lock/fw_printenv.lock"  # the lock every environment writer takes
+//! env_lock_wait = "15s"                # an install fails (naming the lock) after waiting this long
 //! state_dir = "/data/myelin/update"    # the record of the last install
 //! init_socket = "/run/myelin/init.sock"
 //! auto_reboot = false                  # reboot as soon as an install succeeds
 //! auto_validate = true                 # validate a trial once every critical service is ready
 //! validate_timeout = "5m"              # a trial not validated by then is rebooted ("0s": never)
+//! stable_period = "30s"                # critical services ready this long, no restart, to validate
 //! ready_poll = "1s"                    # how often PID 1 is asked about readiness
 //! reboot_param = "/run/reboot-param"   # where tasks leave the reboot(2) argument for PID 1
 //! sysfs = "/sys"                       # require-path-at-offset reads partition starts here
@@ -44,8 +48,17 @@ pub struct Config {
     pub ops_fw: PathBuf,
     /// Directory of fwup public key files.
     pub keys_dir: PathBuf,
+    /// Present in a development image (built without keys): only then are unsigned updates
+    /// accepted when `keys_dir` is empty.
+    pub development_marker: PathBuf,
     /// `fw_env.config` describing the U-Boot environment.
     pub env_config: PathBuf,
+    /// The environment lock file installs take around their environment writes (shared with
+    /// myelin-kv and fw_setenv).
+    pub env_lock: PathBuf,
+    /// How long an install waits for the environment lock before failing.
+    #[serde(deserialize_with = "duration")]
+    pub env_lock_wait: Duration,
     /// Directory for the last-install record.
     pub state_dir: PathBuf,
     /// myelin-init's control socket.
@@ -57,6 +70,10 @@ pub struct Config {
     /// How long a trial may stay unvalidated before the daemon asks for a reboot (zero: forever).
     #[serde(deserialize_with = "duration")]
     pub validate_timeout: Duration,
+    /// How long every critical service must stay ready, with no restart anywhere in the tree,
+    /// before a trial is validated (zero: at the first ready answer).
+    #[serde(deserialize_with = "duration")]
+    pub stable_period: Duration,
     /// Interval between readiness questions to PID 1.
     #[serde(deserialize_with = "duration")]
     pub ready_poll: Duration,
@@ -90,12 +107,16 @@ impl Default for Config {
             device: None,
             ops_fw: PathBuf::from("/usr/share/myelin/ops.fw"),
             keys_dir: PathBuf::from("/etc/myelin/fw-keys"),
+            development_marker: PathBuf::from("/etc/myelin/development"),
             env_config: PathBuf::from(myelin_ubootenv::DEFAULT_CONFIG_PATH),
+            env_lock: PathBuf::from(myelin_ubootenv::DEFAULT_LOCK_PATH),
+            env_lock_wait: myelin_ubootenv::DEFAULT_LOCK_WAIT,
             state_dir: PathBuf::from("/data/myelin/update"),
             init_socket: PathBuf::from("/run/myelin/init.sock"),
             auto_reboot: false,
             auto_validate: true,
             validate_timeout: Duration::from_secs(300),
+            stable_period: Duration::from_secs(30),
             ready_poll: Duration::from_secs(1),
             reboot_param: PathBuf::from("/run/reboot-param"),
             sysfs: PathBuf::from("/sys"),

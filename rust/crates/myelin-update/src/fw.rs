@@ -17,6 +17,8 @@ use myelin_fw::sign::PublicKey;
 use myelin_fw::system::Host;
 use myelin_fw::target::FileTarget;
 
+use crate::rollback::{self, Allowed};
+
 /// What an apply reports while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FwEvent {
@@ -30,16 +32,27 @@ pub enum FwEvent {
 
 /// An fwup-compatible applier.
 pub trait Firmware: Send + Sync {
-    /// Applies the `upgrade` task of the archive read from `source` to `device`.
+    /// Applies the `upgrade` task of the archive read from `source` to `device`, refusing a
+    /// downgrade unless `policy` allows it.
     fn upgrade(
         &self,
         device: &Path,
         source: &mut dyn Read,
+        policy: &UpgradePolicy,
         events: &mut dyn FnMut(FwEvent),
     ) -> Result<(), String>;
 
     /// Runs `task` of the ops archive on `device`; returns its `info()` messages.
     fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String>;
+}
+
+/// What an install allows, checked before anything is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpgradePolicy {
+    /// The running firmware's version (`<running slot>.nerves_fw_version`).
+    pub running_version: Option<String>,
+    /// Install an older version than the running one.
+    pub allow_downgrade: bool,
 }
 
 /// The myelin-fw library.
@@ -52,14 +65,27 @@ pub struct FwApplier {
     pub sysfs: PathBuf,
     /// Where `reboot_param()` writes (PID 1 reads its first line).
     pub reboot_param: PathBuf,
+    /// The marker of a development image (an image built without firmware keys): only then is
+    /// an update accepted without a signature check.
+    pub development_marker: PathBuf,
+    /// The environment lock taken around the environment writes of installs and ops tasks,
+    /// and how long to wait for it; `None` for an image nobody else writes.
+    pub env_lock: Option<(PathBuf, std::time::Duration)>,
 }
 
 /// Reads every public key in `dir` (each regular file, hidden ones excepted, holds one base64
-/// fwup key). A missing directory means no keys; an unreadable key is an error naming its file.
+/// fwup key). A missing directory is an error (every image has it, empty in a development
+/// image), so a damaged root filesystem never means "accept unsigned"; an unreadable key is an
+/// error naming its file.
 pub fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the firmware keys directory {} does not exist: refusing the update (every image has it; an image built without keys has it empty)",
+                dir.display()
+            ));
+        }
         Err(e) => return Err(format!("cannot list the keys in {}: {e}", dir.display())),
     };
     let mut paths: Vec<PathBuf> = entries
@@ -84,6 +110,7 @@ impl FwApplier {
             sysfs: self.sysfs.clone(),
             reboot_param_path: Some(self.reboot_param.clone()),
             reboot_param_defaults: Vec::new(),
+            env_lock: self.env_lock.clone(),
         }
     }
 
@@ -93,8 +120,26 @@ impl FwApplier {
         source: &mut dyn Read,
         task: &str,
         keys: &[PublicKey],
+        policy: Option<&UpgradePolicy>,
         events: &mut dyn FnMut(FwEvent),
     ) -> Result<(), String> {
+        let vars = Vars::from_env();
+        // The signature and meta.conf first: the version is checked before the disk is opened.
+        let opened = myelin_fw::open(source, keys, &vars).map_err(|e| e.to_string())?;
+        if let Some(policy) = policy {
+            let new = opened.config.meta.version.as_deref();
+            let running = policy.running_version.as_deref();
+            match rollback::check(running, new, policy.allow_downgrade) {
+                Ok(Allowed::Upgrade) => {}
+                Ok(Allowed::Downgrade) => events(FwEvent::Warning(format!(
+                    "downgrading from {} to {} (allowed by the install)",
+                    running.unwrap_or("?"),
+                    new.unwrap_or("?")
+                ))),
+                Ok(Allowed::Unordered(why)) => events(FwEvent::Warning(why)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
         // Never create a file where the disk should be.
         if !device.exists() {
             return Err(format!("the disk {} does not exist", device.display()));
@@ -105,7 +150,7 @@ impl FwApplier {
         let opts = ApplyOptions {
             task,
             public_keys: keys,
-            vars: Vars::from_env(),
+            vars,
             system: &system,
             enable_trim: true,
             progress_range: (0, 100),
@@ -114,7 +159,7 @@ impl FwApplier {
             Event::Percent(p) => events(FwEvent::Progress(p.min(100) as u8)),
             Event::Info(m) => events(FwEvent::Message(m)),
         };
-        myelin_fw::apply::apply(source, &mut target, &opts, Some(&mut progress))
+        myelin_fw::apply_opened(opened, &mut target, &opts, Some(&mut progress))
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -125,17 +170,24 @@ impl Firmware for FwApplier {
         &self,
         device: &Path,
         source: &mut dyn Read,
+        policy: &UpgradePolicy,
         events: &mut dyn FnMut(FwEvent),
     ) -> Result<(), String> {
         let keys = load_keys(&self.keys_dir)?;
         if keys.is_empty() {
+            if !self.development_marker.exists() {
+                return Err(format!(
+                    "no public key in {} and this is not a development image ({} is absent): refusing an update whose signature cannot be checked",
+                    self.keys_dir.display(),
+                    self.development_marker.display()
+                ));
+            }
             events(FwEvent::Warning(format!(
-                "no public key in {}: accepting the update without checking its signature \
-                 (development only)",
+                "DEVELOPMENT IMAGE: no public key in {}: accepting the update without checking its signature",
                 self.keys_dir.display()
             )));
         }
-        self.apply(device, source, "upgrade", &keys, events)
+        self.apply(device, source, "upgrade", &keys, Some(policy), events)
     }
 
     fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String> {
@@ -148,7 +200,66 @@ impl Firmware for FwApplier {
             }
         };
         // ops.fw is part of the read-only root filesystem, trusted like this program.
-        self.apply(device, &mut file, task, &[], &mut events)?;
+        self.apply(device, &mut file, task, &[], None, &mut events)?;
         Ok(messages)
+    }
+}
+
+#[cfg(test)]
+mod key_policy_tests {
+    use super::*;
+
+    fn applier(dir: &Path) -> FwApplier {
+        FwApplier {
+            ops_fw: dir.join("ops.fw"),
+            keys_dir: dir.join("fw-keys"),
+            development_marker: dir.join("development"),
+            sysfs: dir.join("sys"),
+            reboot_param: dir.join("reboot-param"),
+            env_lock: None,
+        }
+    }
+
+    fn upgrade(fw: &FwApplier, disk: &Path) -> (Result<(), String>, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut events = |e: FwEvent| {
+            if let FwEvent::Warning(w) = e {
+                warnings.push(w);
+            }
+        };
+        let policy = UpgradePolicy::default();
+        let result = fw.upgrade(disk, &mut std::io::empty(), &policy, &mut events);
+        (result, warnings)
+    }
+
+    #[test]
+    fn no_keys_is_refused_unless_the_image_is_a_development_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.img");
+        std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+        let fw = applier(dir.path());
+        // A missing keys directory: refused, naming it, nothing written.
+        let (result, _) = upgrade(&fw, &disk);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("fw-keys") && err.contains("does not exist"),
+            "{err}"
+        );
+        // Empty, not a development image: refused, naming the marker.
+        std::fs::create_dir(dir.path().join("fw-keys")).unwrap();
+        let (result, _) = upgrade(&fw, &disk);
+        let err = result.unwrap_err();
+        assert!(err.contains("not a development image"), "{err}");
+        assert!(err.contains("development"), "{err}");
+        assert_eq!(std::fs::read(&disk).unwrap(), vec![0u8; 4096]);
+        // A development image: the signature is not checked, loudly (this empty archive then
+        // fails for its own reasons).
+        std::fs::write(dir.path().join("development"), "no keys\n").unwrap();
+        let (result, warnings) = upgrade(&fw, &disk);
+        assert!(
+            warnings.iter().any(|w| w.contains("DEVELOPMENT IMAGE")),
+            "{warnings:?}"
+        );
+        assert!(!result.unwrap_err().contains("development image"));
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! * not a trial: nothing to do;
 //! * with `auto_validate`, it asks PID 1 at every tick whether every critical service is ready,
-//!   and once they are it asks for the `validate` task;
+//!   and once they have stayed ready for `stable_period` with no restart anywhere in the tree
+//!   (see [`crate::stability`]) it asks for the `validate` task;
 //! * without `auto_validate`, the application validates (D-Bus `Validate`);
 //! * if the trial is still not validated when `timeout` has passed, it asks PID 1 for a reboot:
 //!   the bootloader then returns to the previous firmware. A zero timeout never reboots.
@@ -15,6 +16,8 @@
 
 use std::time::Duration;
 
+use crate::stability::{Readiness, Stability, Verdict};
+
 /// Settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -22,6 +25,9 @@ pub struct Policy {
     pub auto_validate: bool,
     /// Reboot a trial still unvalidated after this long; zero: never.
     pub timeout: Duration,
+    /// How long every critical service must stay ready, with no restart in the tree, before
+    /// the trial is validated; zero: the first ready answer.
+    pub stable_period: Duration,
 }
 
 /// What happened.
@@ -34,8 +40,8 @@ pub enum Event {
     },
     /// A tick of the readiness poll interval.
     Tick,
-    /// PID 1's answer: whether every critical service is ready, or why it could not answer.
-    Readiness(Result<bool, String>),
+    /// PID 1's answer: how ready the critical services are, or why it could not answer.
+    Readiness(Result<Readiness, String>),
     /// The `validate` task ran.
     Validated(Result<(), String>),
     /// The trial ended some other way: the application validated, reverted or prevented the
@@ -84,6 +90,10 @@ pub struct Guard {
     last_problem: Option<String>,
     /// A reboot request failed; the next tick asks again.
     retry_reboot: bool,
+    /// The streak of readiness seen so far.
+    stability: Stability,
+    /// "Waiting for a stable period" was logged for this trial.
+    settling_said: bool,
 }
 
 impl Guard {
@@ -96,6 +106,8 @@ impl Guard {
             asking: false,
             last_problem: None,
             retry_reboot: false,
+            stability: Stability::new(policy.stable_period),
+            settling_said: false,
         }
     }
 
@@ -138,6 +150,8 @@ impl Guard {
                 self.phase = Phase::Waiting;
                 self.started = now;
                 self.asking = false;
+                self.stability.reset();
+                self.settling_said = false;
                 let how = if self.policy.auto_validate {
                     "validating it once every critical service is ready"
                 } else {
@@ -171,15 +185,24 @@ impl Guard {
                     self.last_problem = None;
                 }
                 match answer {
-                    Ok(true) if self.policy.auto_validate => {
-                        self.phase = Phase::Validating;
-                        vec![
-                            Action::Log(
-                                "every critical service is ready: validating the firmware".into(),
-                            ),
-                            Action::RunValidate,
-                        ]
-                    }
+                    Ok(r) if self.policy.auto_validate => match self.stability.observe(now, r) {
+                        Verdict::Stable => {
+                            self.phase = Phase::Validating;
+                            let line = format!(
+                                "every critical service has been ready for {} with no restart: validating the firmware",
+                                humantime::format_duration(self.policy.stable_period)
+                            );
+                            vec![Action::Log(line), Action::RunValidate]
+                        }
+                        Verdict::Settling { .. } if !self.settling_said => {
+                            self.settling_said = true;
+                            vec![Action::Log(format!(
+                                "every critical service is ready: validating once they stay ready for {} with no restart",
+                                humantime::format_duration(self.policy.stable_period)
+                            ))]
+                        }
+                        _ => vec![],
+                    },
                     Ok(_) => vec![],
                     // Said once per distinct problem, not at every tick.
                     Err(why) if self.last_problem.as_ref() == Some(&why) => vec![],
@@ -241,6 +264,7 @@ mod tests {
         Guard::new(Policy {
             auto_validate,
             timeout,
+            stable_period: Duration::ZERO,
         })
     }
 
@@ -257,13 +281,57 @@ mod tests {
     }
 
     #[test]
+    fn a_flapping_critical_service_is_never_validated() {
+        let mut g = Guard::new(Policy {
+            auto_validate: true,
+            timeout: Duration::ZERO,
+            stable_period: s(30),
+        });
+        g.handle(s(0), Event::Started { trial: true });
+        // Ready for 5 s out of every 6.5 s, for an hour, polled every 500 ms.
+        for tick in 1..7200u64 {
+            let ms = tick * 500;
+            let now = Duration::from_millis(ms);
+            assert_eq!(act(&mut g, now, Event::Tick), vec![Action::AskReadiness]);
+            let cycle = ms % 6500;
+            let r = Readiness {
+                critical_ready: cycle >= 1500,
+                ready_for: (cycle >= 1500).then(|| Duration::from_millis(cycle - 1500)),
+                restarts_total: ms / 6500,
+            };
+            let out = act(&mut g, now, Event::Readiness(Ok(r)));
+            assert!(out.is_empty(), "at {ms} ms: {out:?}");
+        }
+        assert_eq!(g.phase(), Phase::Waiting);
+        // Then it stops flapping: validated once it has been ready for 30 s.
+        let base = s(3600);
+        let steady = |for_s: u64| Readiness {
+            critical_ready: true,
+            ready_for: Some(s(for_s)),
+            restarts_total: 600,
+        };
+        act(&mut g, base, Event::Tick);
+        assert_eq!(act(&mut g, base, Event::Readiness(Ok(steady(0)))), vec![]);
+        act(&mut g, base + s(29), Event::Tick);
+        assert_eq!(
+            act(&mut g, base + s(29), Event::Readiness(Ok(steady(29)))),
+            vec![]
+        );
+        act(&mut g, base + s(30), Event::Tick);
+        assert_eq!(
+            act(&mut g, base + s(30), Event::Readiness(Ok(steady(30)))),
+            vec![Action::RunValidate]
+        );
+    }
+
+    #[test]
     fn not_a_trial_does_nothing() {
         let mut g = guard(true, s(60));
         assert!(g.handle(s(0), Event::Started { trial: false }).is_empty());
         for t in [1, 59, 60, 1000] {
             assert!(g.handle(s(t), Event::Tick).is_empty());
         }
-        assert!(g.handle(s(2), Event::Readiness(Ok(true))).is_empty());
+        assert!(g.handle(s(2), Event::Readiness(Ok(true.into()))).is_empty());
         assert_eq!(g.phase(), Phase::Idle);
     }
 
@@ -275,10 +343,13 @@ mod tests {
         assert_eq!(act(&mut g, s(6), Event::Tick), vec![Action::AskReadiness]);
         // One question at a time: no new question while the answer is outstanding.
         assert_eq!(act(&mut g, s(7), Event::Tick), vec![]);
-        assert_eq!(act(&mut g, s(7), Event::Readiness(Ok(false))), vec![]);
+        assert_eq!(
+            act(&mut g, s(7), Event::Readiness(Ok(false.into()))),
+            vec![]
+        );
         assert_eq!(act(&mut g, s(8), Event::Tick), vec![Action::AskReadiness]);
         assert_eq!(
-            act(&mut g, s(8), Event::Readiness(Ok(true))),
+            act(&mut g, s(8), Event::Readiness(Ok(true.into()))),
             vec![Action::RunValidate]
         );
         assert_eq!(g.phase(), Phase::Validating);
@@ -295,7 +366,10 @@ mod tests {
         g.handle(s(10), Event::Started { trial: true });
         assert_eq!(g.remaining(s(40)), Some(s(30)));
         assert_eq!(act(&mut g, s(11), Event::Tick), vec![Action::AskReadiness]);
-        assert_eq!(act(&mut g, s(12), Event::Readiness(Ok(false))), vec![]);
+        assert_eq!(
+            act(&mut g, s(12), Event::Readiness(Ok(false.into()))),
+            vec![]
+        );
         assert_eq!(act(&mut g, s(69), Event::Tick), vec![Action::AskReadiness]);
         assert_eq!(
             act(&mut g, s(69), Event::Readiness(Err("no socket".into()))),
@@ -309,7 +383,10 @@ mod tests {
         assert_eq!(g.phase(), Phase::Rebooting);
         // A late readiness answer changes nothing; an accepted reboot is not asked again; a
         // failed one is retried at the next tick.
-        assert_eq!(act(&mut g, s(71), Event::Readiness(Ok(true))), vec![]);
+        assert_eq!(
+            act(&mut g, s(71), Event::Readiness(Ok(true.into()))),
+            vec![]
+        );
         assert_eq!(act(&mut g, s(71), Event::Tick), vec![]);
         assert_eq!(
             act(&mut g, s(71), Event::RebootFailed("refused".into())),
@@ -327,7 +404,7 @@ mod tests {
         g.handle(s(0), Event::Started { trial: true });
         act(&mut g, s(1), Event::Tick);
         assert_eq!(
-            act(&mut g, s(1), Event::Readiness(Ok(true))),
+            act(&mut g, s(1), Event::Readiness(Ok(true.into()))),
             vec![Action::RunValidate]
         );
         assert_eq!(
@@ -337,7 +414,7 @@ mod tests {
         assert_eq!(g.phase(), Phase::Waiting);
         assert_eq!(act(&mut g, s(3), Event::Tick), vec![Action::AskReadiness]);
         assert_eq!(
-            act(&mut g, s(3), Event::Readiness(Ok(true))),
+            act(&mut g, s(3), Event::Readiness(Ok(true.into()))),
             vec![Action::RunValidate]
         );
         let out = act(&mut g, s(61), Event::Validated(Err("env".into())));
@@ -353,7 +430,7 @@ mod tests {
         g.handle(s(0), Event::Started { trial: true });
         // Never asks PID 1, never validates on its own.
         assert_eq!(act(&mut g, s(1), Event::Tick), vec![]);
-        assert_eq!(act(&mut g, s(2), Event::Readiness(Ok(true))), vec![]);
+        assert_eq!(act(&mut g, s(2), Event::Readiness(Ok(true.into()))), vec![]);
         // The application validated through the daemon: the trial is over, no reboot.
         assert_eq!(act(&mut g, s(30), Event::TrialEnded), vec![]);
         assert_eq!(act(&mut g, s(61), Event::Tick), vec![]);
@@ -391,7 +468,10 @@ mod tests {
             act(&mut g, s(100_000), Event::Tick),
             vec![Action::AskReadiness]
         );
-        assert_eq!(act(&mut g, s(100_000), Event::Readiness(Ok(false))), vec![]);
+        assert_eq!(
+            act(&mut g, s(100_000), Event::Readiness(Ok(false.into()))),
+            vec![]
+        );
         assert_eq!(g.phase(), Phase::Waiting);
     }
 }

@@ -25,16 +25,19 @@
 #[cfg(feature = "daemon")]
 pub mod cli;
 pub use myelin_api::update as client;
+pub mod coalesce;
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod fw;
 pub mod guard;
 pub mod machine;
 pub mod record;
+pub mod rollback;
 #[cfg(feature = "daemon")]
 pub mod service;
 pub mod slot;
 #[cfg(feature = "daemon")]
 pub mod source;
+pub mod stability;
 #[cfg(feature = "daemon")]
 pub mod system;

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! One install at a time: `Install` while installing is refused with [`Refused::Busy`], and so
-//! are the firmware operations (validate, revert, ...) that would write the environment
-//! concurrently.
+//! are the firmware operations (revert, ...) that would change what the install is switching
+//! to. Validating the running firmware is not refused ([`Machine::check_validation`]).
 
 use serde::Serialize;
 
@@ -149,6 +149,17 @@ impl Machine {
     pub fn check_operation(&self) -> Result<(), Refused> {
         match self.state {
             State::Installing => Err(Refused::Busy),
+            State::Rebooting => Err(Refused::Rebooting),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses validating the running firmware only while rebooting. An install in progress
+    /// does not stop it: it writes the inactive slot and the environment last, under the
+    /// environment lock and re-reading it first, so the validation is kept; refusing would let
+    /// a stalled download make the trial miss its validation and be rolled back.
+    pub fn check_validation(&self) -> Result<(), Refused> {
+        match self.state {
             State::Rebooting => Err(Refused::Rebooting),
             _ => Ok(()),
         }
@@ -303,6 +314,8 @@ mod tests {
             Err(Refused::Busy)
         );
         assert_eq!(m.check_operation(), Err(Refused::Busy));
+        // A running (perhaps stalled) install never blocks validating the running firmware.
+        assert_eq!(m.check_validation(), Ok(()));
         assert_eq!(m.handle(Event::Reboot), Err(Refused::Busy));
         assert_eq!(m.source(), "http://host/x.fw");
     }

@@ -4,21 +4,23 @@
 //!
 //! | member | signature | |
 //! |---|---|---|
-//! | `Install(s source)` | method | absolute path or `http(s)://` URL; returns once started |
+//! | `Install(s source)` | method | absolute path or `http(s)://` URL; returns once started; an older version than the running one is refused |
+//! | `InstallWithOptions(s source, a{sv} options)` | method | `Install` with options: `allow-downgrade` (b) |
 //! | `InstallFd(h fd)` | method | streams the archive from a passed file descriptor (stdin) |
+//! | `InstallFdWithOptions(h fd, a{sv} options)` | method | `InstallFd` with the same options |
 //! | `Cancel()` | method | stops the running install; the active slot is untouched |
-//! | `Validate() -> as` | method | runs the ops `validate` task (commits a trial) |
+//! | `Validate() -> as` | method | runs the ops `validate` task (commits a trial); allowed during an install |
 //! | `Revert(b reboot) -> as` | method | runs `revert`; reboots if asked |
 //! | `PreventRevert() -> as` | method | runs `prevent-revert` |
 //! | `FactoryReset(b reboot) -> as` | method | runs `factory-reset`; reboots at once if asked |
 //! | `Reboot()` | method | asks myelin-init for a clean reboot |
-//! | `Refresh()` | method | re-reads the status, the environment and the last-install record |
+//! | `Refresh()` | method | re-reads the status, the environment and the last-install record; concurrent calls share one re-read |
 //! | `InstallProgress(u percent, t bytes_read, t bytes_total)` | signal | while installing; `bytes_total` is the `Content-Length` or file size, 0 if unknown |
 //! | `Completed(b success, s message)` | signal | an install ended |
 //! | `State` | `s` | `idle`, `installing`, `installed`, `failed`, `rebooting` |
 //! | `Progress` | `u` | 0–100, of the running or last install |
 //! | `LastError` | `s` | why the last install failed; empty after a success |
-//! | `Source` | `s` | what the running or last install read (URLs without credentials) |
+//! | `Source` | `s` | what the running or last install read (URLs without credentials and query-string values) |
 //! | `Status` | `s` | the ops `status` verdict: `a`, `b`, `a->b`, `b->a`, `a (b reverted)` |
 //! | `RunningSlot` | `s` | `a` or `b` (empty if unknown) |
 //! | `Trial` | `b` | the running firmware is not validated yet |
@@ -46,8 +48,9 @@ use tokio::sync::mpsc;
 use zbus::interface;
 use zbus::object_server::SignalEmitter;
 
+use crate::coalesce::Coalescer;
 use crate::config::Config;
-use crate::fw::{Firmware, FwEvent};
+use crate::fw::{Firmware, FwEvent, UpgradePolicy};
 use crate::guard::{self, Guard, Policy};
 use crate::machine::{self, Action, Machine, Refused};
 use crate::record::{self, Outcome, Record};
@@ -136,6 +139,8 @@ struct Shared {
     /// Held while an ops task runs (including `status`), so a snapshot never reads the disk
     /// halfway through a validate or revert.
     ops_lock: Mutex<()>,
+    /// One re-read at a time for any number of callers (`Refresh` is open to every user).
+    reloads: Coalescer,
     emitter: std::sync::OnceLock<SignalEmitter<'static>>,
 }
 
@@ -239,6 +244,7 @@ impl Update {
     pub fn new(config: Config, backends: Backends, boot_id: String) -> Update {
         let policy = Policy {
             auto_validate: config.auto_validate,
+            stable_period: config.stable_period,
             timeout: config.validate_timeout,
         };
         let machine = Machine::new(config.auto_reboot);
@@ -257,6 +263,7 @@ impl Update {
                     published: None,
                 }),
                 ops_lock: Mutex::new(()),
+                reloads: Coalescer::new(),
                 emitter: std::sync::OnceLock::new(),
             }),
         }
@@ -268,6 +275,12 @@ impl Update {
 
     /// Re-reads the system state and publishes what changed.
     async fn reload(&self) {
+        let shared = self.shared.clone();
+        shared.reloads.run(|| self.reload_now()).await;
+    }
+
+    /// One re-read (see [`Update::reload`], which coalesces them).
+    async fn reload_now(&self) {
         let shared = self.shared.clone();
         let snap = tokio::task::spawn_blocking(move || shared.read_snapshot())
             .await
@@ -330,7 +343,11 @@ impl Update {
     async fn run_ops(&self, task: &'static str) -> Result<Vec<String>, BusError> {
         let op = {
             let mut inner = self.shared.lock();
-            inner.machine.check_operation()?;
+            if task == "validate" {
+                inner.machine.check_validation()?;
+            } else {
+                inner.machine.check_operation()?;
+            }
             if inner.op_running {
                 return Err(BusError::Busy(
                     "another firmware operation is running".into(),
@@ -445,7 +462,7 @@ impl Update {
     }
 
     /// Starts an install from an already parsed source.
-    async fn start_install(&self, source: Source) -> Result<(), BusError> {
+    async fn start_install(&self, source: Source, allow_downgrade: bool) -> Result<(), BusError> {
         let description = source.describe();
         {
             let inner = self.shared.lock();
@@ -463,6 +480,7 @@ impl Update {
         let cancel = Cancel::new();
         self.shared.lock().cancel = Some(cancel.clone());
         let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+        let running = self.shared.lock().snapshot.running;
         let shared = self.shared.clone();
         let worker = tokio::task::spawn_blocking(move || -> Result<u64, String> {
             let opened = source::open(source, &shared.config.http).map_err(|e| e.to_string())?;
@@ -471,6 +489,14 @@ impl Update {
             let mut reader = Tracked::new(opened.reader, read.clone(), cancel);
             let vars = shared.backends.env.read().ok();
             let device = shared.device(vars.as_ref());
+            let policy = UpgradePolicy {
+                running_version: running.and_then(|slot| {
+                    vars.as_ref()?
+                        .get(&format!("{}.nerves_fw_version", slot.name()))
+                        .cloned()
+                }),
+                allow_downgrade,
+            };
             let mut last = None;
             let mut events = |e: FwEvent| {
                 let report = match e {
@@ -486,7 +512,7 @@ impl Update {
             shared
                 .backends
                 .fw
-                .upgrade(&device, &mut reader, &mut events)?;
+                .upgrade(&device, &mut reader, &policy, &mut events)?;
             Ok(read.load(Ordering::Relaxed))
         });
         let this = self.clone();
@@ -538,7 +564,7 @@ impl Update {
                     guard::Action::Log(m) => eprintln!("myelin-update: {m}"),
                     guard::Action::AskReadiness => {
                         let init = self.shared.backends.init.clone();
-                        let answer = tokio::task::spawn_blocking(move || init.critical_ready())
+                        let answer = tokio::task::spawn_blocking(move || init.readiness())
                             .await
                             .map_err(|e| e.to_string())
                             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -624,18 +650,67 @@ fn slots(s: &Snapshot) -> HashMap<String, HashMap<String, String>> {
         .collect()
 }
 
+/// Reads the options of an install: `allow-downgrade` (boolean); anything else is an error
+/// naming the option.
+fn install_options(options: &HashMap<String, zbus::OwnedVariant>) -> Result<bool, BusError> {
+    let mut allow_downgrade = false;
+    for (name, value) in options {
+        match name.as_str() {
+            "allow-downgrade" => {
+                allow_downgrade = bool::try_from(value).map_err(|_| {
+                    BusError::InvalidArgument(format!(
+                        "install option {name:?} must be a boolean (b), not {}",
+                        value.value_signature()
+                    ))
+                })?;
+            }
+            other => {
+                return Err(BusError::InvalidArgument(format!(
+                    "unknown install option {other:?} (known: \"allow-downgrade\")"
+                )));
+            }
+        }
+    }
+    Ok(allow_downgrade)
+}
+
 #[interface(name = "org.myelin.Update1")]
 impl Update {
     /// Installs the `.fw` at an absolute path on the device or an `http(s)://` URL.
     async fn install(&self, source: String) -> Result<(), BusError> {
         let source =
             Source::parse(&source).map_err(|e| BusError::InvalidArgument(e.to_string()))?;
-        self.start_install(source).await
+        self.start_install(source, false).await
+    }
+
+    /// [`Update::install`] with options: `allow-downgrade` (b) installs a version older than
+    /// the running one (refused otherwise, naming both versions).
+    async fn install_with_options(
+        &self,
+        source: String,
+        options: HashMap<String, zbus::OwnedVariant>,
+    ) -> Result<(), BusError> {
+        let allow_downgrade = install_options(&options)?;
+        let source =
+            Source::parse(&source).map_err(|e| BusError::InvalidArgument(e.to_string()))?;
+        self.start_install(source, allow_downgrade).await
     }
 
     /// Installs the `.fw` streamed from a file descriptor (e.g. the client's stdin).
     async fn install_fd(&self, fd: zbus::OwnedFd) -> Result<(), BusError> {
-        self.start_install(Source::Fd(OwnedFd::from(fd))).await
+        self.start_install(Source::Fd(OwnedFd::from(fd)), false)
+            .await
+    }
+
+    /// [`Update::install_fd`] with the options of [`Update::install_with_options`].
+    async fn install_fd_with_options(
+        &self,
+        fd: zbus::OwnedFd,
+        options: HashMap<String, zbus::OwnedVariant>,
+    ) -> Result<(), BusError> {
+        let allow_downgrade = install_options(&options)?;
+        self.start_install(Source::Fd(OwnedFd::from(fd)), allow_downgrade)
+            .await
     }
 
     /// Stops the running install.

@@ -76,7 +76,8 @@ impl Source {
         Err(SourceError::Invalid(text.to_owned()))
     }
 
-    /// A description for messages (a URL without its user and password).
+    /// A description for messages and the `Source` property (a URL without its user, password
+    /// and query-string values).
     pub fn describe(&self) -> String {
         match self {
             Source::Path(p) => p.display().to_string(),
@@ -86,16 +87,49 @@ impl Source {
     }
 }
 
-/// A URL with any `user:password@` removed.
+/// What replaces a secret in a redacted URL.
+pub const REDACTED: &str = "REDACTED";
+
+/// A URL fit for logs and the `Source` property: `user:password@` removed, and every
+/// query-string value (pre-signed URLs carry their token there: `X-Amz-Signature=`,
+/// `token=`, `sig=`...) and the fragment replaced by [`REDACTED`]. Parameter names are kept,
+/// they help debugging and are not secret.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (before_fragment, fragment) = match tail.split_once('#') {
+        Some((b, _)) => (b, Some(REDACTED)),
+        None => (tail, None),
+    };
+    let mut out = format!("{scheme}://{host}");
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((name, _)) => format!("{name}={REDACTED}"),
+                    // A bare token (`?abcdef`) is a value too.
+                    None if p.is_empty() => String::new(),
+                    None => REDACTED.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(before_fragment),
     }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
 }
 
 /// An opened source.
@@ -140,8 +174,10 @@ pub fn open(source: Source, http: &HttpConfig) -> Result<Opened, SourceError> {
     }
 }
 
-/// Builds the HTTP agent the configuration describes.
-pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, SourceError> {
+/// Builds the HTTP agent the configuration describes. With `https_only`, every URL it is
+/// sent to (a redirect's included) must be `https`: an update asked for over TLS never
+/// continues in clear text.
+pub fn agent(http: &HttpConfig, https_only: bool) -> Result<ureq::Agent, SourceError> {
     let mut tls = ureq::tls::TlsConfig::builder();
     if let Some(path) = &http.ca_file {
         let ca_err = |message: String| SourceError::CaFile {
@@ -170,6 +206,7 @@ pub fn agent(http: &HttpConfig) -> Result<ureq::Agent, SourceError> {
         .timeout_per_read(Some(http.read_timeout))
         .max_redirects(http.max_redirects)
         .max_redirects_will_error(true)
+        .https_only(https_only)
         .accept_encoding("identity")
         .user_agent(concat!("myelin-update/", env!("CARGO_PKG_VERSION")))
         .build();
@@ -182,13 +219,20 @@ fn download(url: &str, http: &HttpConfig) -> Result<Opened, SourceError> {
         url: shown.clone(),
         message,
     };
-    let agent = agent(http)?;
+    let https = url
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+    let agent = agent(http, https)?;
     let response = agent.get(url).call().map_err(|e| {
         http_err(match e {
             ureq::Error::StatusCode(code) => format!("the server answered HTTP {code}"),
             ureq::Error::TooManyRedirects => {
                 format!("more than {} redirects", http.max_redirects)
             }
+            ureq::Error::RequireHttpsOnly(to) => format!(
+                "refusing a redirect from https to a URL that is not https ({})",
+                redact(&to)
+            ),
             other => other.to_string(),
         })
     })?;
@@ -293,7 +337,24 @@ mod tests {
     fn credentials_are_not_shown() {
         assert_eq!(redact("https://user:pw@host/x.fw"), "https://host/x.fw");
         assert_eq!(redact("http://host/a@b.fw"), "http://host/a@b.fw");
-        assert_eq!(redact("http://host:80/x?u=a@b"), "http://host:80/x?u=a@b");
+        assert_eq!(
+            redact("http://host:80/x?u=a@b"),
+            "http://host:80/x?u=REDACTED"
+        );
+        // Pre-signed URLs: every query value is a possible token.
+        assert_eq!(
+            redact(
+                "https://bucket.s3.amazonaws.com/fw/1.2.fw?X-Amz-Credential=AKIA%2F&X-Amz-Signature=deadbeef&token=s3cr3t"
+            ),
+            "https://bucket.s3.amazonaws.com/fw/1.2.fw?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&token=REDACTED"
+        );
+        assert_eq!(
+            redact("https://u:p@h/x.fw?s3cr3t#frag"),
+            "https://h/x.fw?REDACTED#REDACTED"
+        );
+        assert_eq!(redact("https://h/x.fw"), "https://h/x.fw");
+        let shown = redact("https://h/x?a=1&&b=two&c");
+        assert!(!shown.contains("two") && !shown.contains('1'), "{shown}");
         assert_eq!(
             Source::Url("http://u:p@h/x".into()).describe(),
             "http://h/x"
@@ -334,7 +395,7 @@ mod tests {
             ca_file: Some(path.clone()),
             ..HttpConfig::default()
         };
-        let e = agent(&http).err().unwrap();
+        let e = agent(&http, false).err().unwrap();
         assert!(e.to_string().contains("ca.pem"), "{e}");
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use myelin_init::control::{Body, Client, Op};
 use myelin_ubootenv::{EnvConfig, Vars};
 
+use crate::stability::Readiness;
+
 /// Reads the U-Boot environment.
 pub trait EnvSource: Send + Sync {
     /// The current variables.
@@ -41,8 +43,8 @@ impl EnvSource for UbootEnv {
 
 /// PID 1, as far as the updater needs it.
 pub trait Init: Send + Sync {
-    /// Whether every service flagged critical is ready.
-    fn critical_ready(&self) -> io::Result<bool>;
+    /// How ready the services flagged critical are (and for how long, with no restart).
+    fn readiness(&self) -> io::Result<Readiness>;
     /// A clean reboot. PID 1 passes the first line of `/run/reboot-param` (written by the
     /// firmware task, e.g. RPi's `0 tryboot`) to reboot(2).
     fn reboot(&self) -> io::Result<()>;
@@ -90,9 +92,13 @@ impl InitSocket {
 }
 
 impl Init for InitSocket {
-    fn critical_ready(&self) -> io::Result<bool> {
+    fn readiness(&self) -> io::Result<Readiness> {
         match self.call(Op::Readiness)? {
-            Body::Readiness(report) => Ok(report.critical_ready),
+            Body::Readiness(report) => Ok(Readiness {
+                critical_ready: report.critical_ready,
+                ready_for: report.critical_ready_for_ms.map(Duration::from_millis),
+                restarts_total: report.restarts_total,
+            }),
             other => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unexpected answer to readiness: {other:?}"),

@@ -313,8 +313,38 @@ async fn signatures_are_checked_before_anything_is_written() {
     assert_eq!(&device.slot(ROOTFS_B, good.rootfs.len()), &good.rootfs);
     daemon.stop();
 
-    // Without keys (development), the unsigned archive is accepted with a warning.
+    // A missing keys directory (a damaged root filesystem) refuses, naming it, before
+    // anything is written; so does an empty one in an image that is not a development image.
     std::fs::remove_dir_all(&device.keys).unwrap();
+    let daemon = Daemon::start(&bus, &device, &config);
+    let disk = device.disk_bytes();
+    let refused = |expect: &'static str| {
+        let (bus, source) = (&bus, unsigned.path.display().to_string());
+        async move {
+            let err = install(bus, &source).await.unwrap_err();
+            let ClientError::Failed(message) = &err else {
+                panic!("expected a failed install, got {err:?}")
+            };
+            assert!(
+                message.contains(expect),
+                "{message:?} does not mention {expect:?}"
+            );
+        }
+    };
+    refused("does not exist").await;
+    std::fs::create_dir(&device.keys).unwrap();
+    let marker = device.path("development");
+    std::fs::rename(&marker, device.path("development.off")).unwrap();
+    refused("not a development image").await;
+    assert!(
+        device.disk_bytes() == disk,
+        "a refused install changed the disk"
+    );
+    daemon.stop();
+
+    // A development image (empty keys directory and the marker): the unsigned archive is
+    // accepted with a warning.
+    std::fs::rename(device.path("development.off"), &marker).unwrap();
     let daemon = Daemon::start(&bus, &device, &config);
     install(&bus, &unsigned.path.display().to_string())
         .await
@@ -594,8 +624,15 @@ async fn cancel_and_one_install_at_a_time() {
     let (name, msg) = method_error(&update.install(&url).await.unwrap_err());
     assert_eq!(name, "org.myelin.Update1.Error.Busy");
     assert!(msg.contains("already running"), "{msg}");
-    let (name, _) = method_error(&update.validate().await.unwrap_err());
+    let (name, _) = method_error(&update.revert(false).await.unwrap_err());
     assert_eq!(name, "org.myelin.Update1.Error.Busy");
+    // A slow (or stalled) install never blocks validating the running firmware (issue 9,
+    // item 5): the trial would otherwise miss its validation and be rolled back.
+    let validated = update.validate().await.unwrap();
+    assert!(
+        validated.iter().any(|m| m.contains("validated")),
+        "{validated:?}"
+    );
     eventually("some progress", || async {
         update.progress().await.unwrap() > 0
     })
@@ -790,5 +827,50 @@ async fn https_with_the_configured_ca_and_without() {
     let daemon = Daemon::start(&bus, &device, &config);
     install(&bus, &server.url).await.unwrap();
     assert_eq!(&device.slot(ROOTFS_B, v2.rootfs.len()), &v2.rootfs);
+    daemon.stop();
+}
+
+/// Rollback protection (issue 9, item 5): an archive older than the running firmware (1.0.0)
+/// is refused before anything is written, naming both versions; the install option
+/// `allow-downgrade` lets it through.
+#[tokio::test]
+async fn a_downgrade_is_refused_unless_allowed() {
+    let bus = Bus::start();
+    let device = Device::new();
+    let init = FakeInit::start(device.dir.path());
+    let config = device.config(&init.path, "");
+    let daemon = Daemon::start(&bus, &device, &config);
+    let old = build_fw(device.dir.path(), "old", "0.9.0", "testboard", 5, None);
+    let source = old.path.display().to_string();
+    let disk = device.disk_bytes();
+    let err = install(&bus, &source).await.unwrap_err();
+    let ClientError::Failed(message) = &err else {
+        panic!("expected a failed install, got {err:?}")
+    };
+    assert!(
+        message.contains("0.9.0") && message.contains("1.0.0"),
+        "{message}"
+    );
+    assert!(message.contains("allow-downgrade"), "{message}");
+    assert!(
+        device.disk_bytes() == disk,
+        "a refused downgrade wrote the disk"
+    );
+
+    let proxy = bus.proxy().await;
+    client::install_with(
+        &proxy,
+        InstallSource::Location(source.clone()),
+        true,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(&device.slot(ROOTFS_B, old.rootfs.len()), &old.rootfs);
+    assert!(
+        daemon.log().contains("downgrading from 1.0.0 to 0.9.0"),
+        "{}",
+        daemon.log()
+    );
     daemon.stop();
 }

@@ -188,12 +188,16 @@ async fn update_revert_and_update_again_on_the_x86_64_layout() {
     let bus = Bus::start();
     let init = FakeInit::start(&dir);
     let config = dir.join("update.toml");
+    // A development image: an empty keys directory and the marker.
+    std::fs::create_dir_all(dir.join("fw-keys")).unwrap();
+    std::fs::write(dir.join("development"), "tests\n").unwrap();
     std::fs::write(
         &config,
         format!(
             r#"device = "{disk}"
 ops_fw = "{ops}"
 keys_dir = "{dir}/fw-keys"
+development_marker = "{dir}/development"
 env_config = "{env}"
 state_dir = "{dir}/data/myelin/update"
 init_socket = "{init}"
@@ -201,6 +205,7 @@ reboot_param = "{dir}/reboot-param"
 sysfs = "{sysfs}"
 ready_poll = "100ms"
 validate_timeout = "2s"
+stable_period = "0s"
 "#,
             disk = board.disk.display(),
             ops = ops.display(),

@@ -190,6 +190,10 @@ impl Device {
         };
         d.run_from(ROOTFS_A);
         d.set_boot_id("boot-0");
+        // A development image: an empty keys directory and the marker (tests with keys add
+        // them with new_key).
+        std::fs::create_dir_all(&d.keys).unwrap();
+        std::fs::write(d.path("development"), "tests\n").unwrap();
         d
     }
 
@@ -251,12 +255,14 @@ impl Device {
                 r#"device = "{disk}"
 ops_fw = "{ops}"
 keys_dir = "{keys}"
+development_marker = "{development}"
 env_config = "{env}"
 state_dir = "{state}"
 init_socket = "{init}"
 reboot_param = "{reboot}"
 sysfs = "{sysfs}"
 ready_poll = "100ms"
+{stable}
 {extra}
 [http]
 connect_timeout = "5s"
@@ -266,11 +272,18 @@ max_redirects = 2
                 disk = self.disk.display(),
                 ops = self.ops.display(),
                 keys = self.keys.display(),
+                development = self.path("development").display(),
                 env = self.env_config.display(),
                 state = self.state.display(),
                 init = init_socket.display(),
                 reboot = self.reboot_param.display(),
                 sysfs = self.sysfs.display(),
+                // The fake init's services are stable at once unless a test says otherwise.
+                stable = if extra.contains("stable_period") {
+                    ""
+                } else {
+                    "stable_period = \"0s\""
+                },
             ),
         )
         .unwrap();
@@ -624,6 +637,15 @@ pub struct HttpsServer {
 
 impl HttpsServer {
     pub fn start(body: Vec<u8>) -> HttpsServer {
+        HttpsServer::serve(None, body)
+    }
+
+    /// A server that answers every request with a redirect to `location`.
+    pub fn redirecting(location: &str) -> HttpsServer {
+        HttpsServer::serve(Some(location.to_owned()), Vec::new())
+    }
+
+    fn serve(location: Option<String>, body: Vec<u8>) -> HttpsServer {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -655,10 +677,11 @@ impl HttpsServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("https://{}/x.fw", listener.local_addr().unwrap());
         let body = Arc::new(body);
+        let location = Arc::new(location);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (config, body) = (config.clone(), body.clone());
+                let (config, body, location) = (config.clone(), body.clone(), location.clone());
                 std::thread::spawn(move || {
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     let mut tls = rustls::StreamOwned::new(conn, stream);
@@ -671,13 +694,16 @@ impl HttpsServer {
                             _ => return,
                         }
                     }
-                    let _ = tls.write_all(
-                        format!(
+                    let head = match location.as_ref() {
+                        Some(to) => format!(
+                            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        ),
+                        None => format!(
                             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                             body.len()
-                        )
-                        .as_bytes(),
-                    );
+                        ),
+                    };
+                    let _ = tls.write_all(head.as_bytes());
                     let _ = tls.write_all(&body);
                     tls.conn.send_close_notify();
                     let _ = tls.flush();
