@@ -4,13 +4,18 @@
 #   board/common/post-build.sh <TARGET_DIR> <board>
 # (the board comes from BR2_ROOTFS_POST_SCRIPT_ARGS). The QEMU test image builder calls it the
 # same way. Settings come from Buildroot's .config (BR2_CONFIG) when there is one, else from the
-# environment variables of the same meaning (MYELIN_FW_PUBLIC_KEYS, SOURCE_DATE_EPOCH).
+# environment variables of the same meaning (MYELIN_FW_PUBLIC_KEYS, MYELIN_FW_RELEASE,
+# SOURCE_DATE_EPOCH).
 #
 # What it does, and why:
 # - removes SysV init scripts and tables: myelin-init is PID 1 and starts everything itself;
 # - creates the mount points myelin-init needs, since the root filesystem is read-only squashfs;
 # - records the build time (myelin-init never lets the clock run behind it) and release facts;
-# - installs the public keys that firmware updates must be signed with;
+# - locks root's password (no local root; see board/common/busybox.fragment);
+# - installs the public keys that firmware updates must be signed with: a release build
+#   (BR2_MYELIN_FW_RELEASE) without one fails; any other build without one is a development
+#   image, which it says loudly and marks in /etc/myelin/development for myelin-init to say at
+#   every boot;
 # - puts the board's resource-less fwup tasks (validate, revert, status, ...) into
 #   /usr/share/myelin/ops.fw for myelin-update, built with the host myelin-fw.
 set -eu
@@ -52,6 +57,22 @@ for link in run:../run lock:../run/lock log:../tmp tmp:../tmp cache:../tmp spool
 	fi
 done
 
+# No local root. Buildroot already writes root:* to /etc/shadow when BR2_TARGET_ENABLE_ROOT_LOGIN
+# is unset, as every defconfig has it (scripts/check-external refuses one that is not); this
+# catches a configuration that turned it back on, and a target that lacks the skeleton's
+# /etc/shadow. "*" and not "!": dropbear refuses every login to an account whose password starts
+# with "!", keys included, and keys are how root gets in (dropbear -s refuses passwords).
+shadow=$TARGET_DIR/etc/shadow
+if [ -f "$shadow" ] && grep -q '^root:' "$shadow"; then
+	if ! grep -q '^root:\*:' "$shadow"; then
+		echo "post-build: warning: root had a usable password in /etc/shadow (BR2_TARGET_ENABLE_ROOT_LOGIN?); locking it" >&2
+		sed -i 's/^root:[^:]*:/root:*:/' "$shadow"
+	fi
+else
+	echo 'root:*:::::::' >> "$shadow"
+fi
+chmod 0600 "$shadow"
+
 # The clock floor: a device without an RTC boots in 1970, which breaks TLS and makes logs lie.
 build_time=${SOURCE_DATE_EPOCH:-$(date +%s)}
 mkdir -p "$TARGET_DIR/etc/myelin"
@@ -62,9 +83,16 @@ echo "$build_time" > "$TARGET_DIR/etc/myelin/build-time"
 	echo "MYELIN_VERSION=${MYELIN_FW_VERSION:-$(br2_value BR2_MYELIN_FW_VERSION)}"
 } > "$TARGET_DIR/etc/myelin/release"
 
-# Firmware signing keys. Without any, the device accepts unsigned updates (development only).
+# Firmware signing keys. The directory is always there, so that the device can tell "no keys
+# installed" (a development image, below) from a damaged root filesystem.
 keys=${MYELIN_FW_PUBLIC_KEYS:-$(br2_value BR2_MYELIN_FW_PUBLIC_KEYS)}
-rm -rf "$TARGET_DIR/etc/myelin/fw-keys"
+release=${MYELIN_FW_RELEASE:-$(br2_value BR2_MYELIN_FW_RELEASE)}
+case "$release" in
+	y) release=1 ;;
+	''|n) release=0 ;;
+	*) die "MYELIN_FW_RELEASE/BR2_MYELIN_FW_RELEASE is '$release'; it must be y or empty" ;;
+esac
+rm -rf "$TARGET_DIR/etc/myelin/fw-keys" "$TARGET_DIR/etc/myelin/development"
 mkdir -p "$TARGET_DIR/etc/myelin/fw-keys"
 n=0
 for key in $keys; do
@@ -72,7 +100,23 @@ for key in $keys; do
 	n=$((n + 1))
 	cp "$key" "$TARGET_DIR/etc/myelin/fw-keys/$n-$(basename "$key")"
 done
-[ "$n" -gt 0 ] || echo "post-build: warning: no firmware public key; the device will accept unsigned updates" >&2
+if [ "$n" -eq 0 ]; then
+	[ "$release" -eq 0 ] || die "BR2_MYELIN_FW_RELEASE is set (a release build) but BR2_MYELIN_FW_PUBLIC_KEYS names no key: a release image must accept only signed updates"
+	# A development image: loud at build, marked for myelin-init to say at every boot.
+	cat >&2 <<-'WARN'
+	post-build: ********************************************************************
+	post-build: WARNING: DEVELOPMENT IMAGE. No firmware public key
+	post-build: (BR2_MYELIN_FW_PUBLIC_KEYS is empty): this device will install
+	post-build: UNSIGNED updates from anyone who can reach it. Set the key, and
+	post-build: BR2_MYELIN_FW_RELEASE to make a missing key a build error.
+	post-build: ********************************************************************
+	WARN
+	echo "built without firmware public keys: updates are not signature-checked" \
+		> "$TARGET_DIR/etc/myelin/development"
+	echo "MYELIN_UPDATES=unsigned" >> "$TARGET_DIR/etc/myelin/release"
+else
+	echo "MYELIN_UPDATES=signed" >> "$TARGET_DIR/etc/myelin/release"
+fi
 
 # The ops tasks, for myelin-update on the device.
 command -v myelin-fw >/dev/null 2>&1 || die "myelin-fw (host) is not in PATH"

@@ -11,7 +11,7 @@
 #
 # Settings come from Buildroot's .config (BR2_MYELIN_FW_*) when there is one; the environment
 # variables MYELIN_FW_PRODUCT, MYELIN_FW_DESCRIPTION, MYELIN_FW_VERSION, MYELIN_FW_AUTHOR,
-# MYELIN_FW_VCS_IDENTIFIER, MYELIN_FW_MISC and MYELIN_FW_PRIVATE_KEY win over it.
+# MYELIN_FW_VCS_IDENTIFIER, MYELIN_FW_MISC, MYELIN_FW_PRIVATE_KEY and MYELIN_FW_RELEASE win over it.
 set -eu
 
 die() { echo "post-image: $*" >&2; exit 1; }
@@ -154,6 +154,10 @@ if [ -n "$private_key" ]; then
 	[ -f "$private_key" ] || die "firmware signing key $private_key does not exist"
 	myelin-fw create -f "$FWUP_CONF" -o "$fw" -s "$private_key"
 else
+	# A release build never ships an unsigned .fw (post-build refuses it a missing public key).
+	case "$(setting MYELIN_FW_RELEASE)" in
+		y) die "BR2_MYELIN_FW_RELEASE is set (a release build) but BR2_MYELIN_FW_PRIVATE_KEY is empty: $BOARD.fw would be unsigned" ;;
+	esac
 	echo "post-image: warning: no signing key (BR2_MYELIN_FW_PRIVATE_KEY); $BOARD.fw is unsigned" >&2
 	myelin-fw create -f "$FWUP_CONF" -o "$fw"
 fi

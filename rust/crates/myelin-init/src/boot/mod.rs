@@ -8,7 +8,8 @@
 //!    /dev/pts (gid=5,mode=620), `tmpfs` on /dev/shm (mode 1777). Ctrl-Alt-Del is then turned
 //!    into a SIGINT to PID 1 (a clean reboot) instead of an immediate one.
 //! 2. `/dev/rootdisk0[pN]` links ([`crate::rootdisk`]).
-//! 3. The console: stdin, stdout and stderr reopened on `/dev/<console>`.
+//! 3. The console: stdin, stdout and stderr reopened on `/dev/<console>`; then, on an image built
+//!    without firmware public keys, the DEVELOPMENT IMAGE banner ([`development`]).
 //! 4. Resource limits, inherited by every service.
 //! 5. `tmpfs` on /tmp (mode 1777, 10 % of RAM) and /run (mode 755, 5 %), noexec,nosuid,nodev;
 //!    /run/lock (where the U-Boot environment's lock lives) is made root's, mode 0755, whatever
@@ -28,6 +29,7 @@
 //! and can be reached.
 
 pub mod data;
+pub mod development;
 pub mod fs_probe;
 
 use crate::config::{BootConfig, DataFs, DataSpec};
@@ -163,6 +165,7 @@ pub fn run(
             sys.log(Level::Err, &format!("cannot use console {path}: {e}"));
         }
     }
+    development::announce(sys);
     for (res, lim) in &cfg.rlimits {
         if let Err(e) = sys.set_rlimit(res, *lim) {
             sys.log(Level::Warning, &format!("cannot set rlimit {res}: {e}"));
