@@ -11,6 +11,8 @@
 # - creates the mount points myelin-init needs, since the root filesystem is read-only squashfs;
 # - records the build time (myelin-init never lets the clock run behind it) and release facts;
 # - installs the public keys that firmware updates must be signed with;
+# - writes os-release and the login banner (release-info.sh);
+# - installs the authorized SSH keys and keeps dropbear's state on /data (ssh-keys.sh);
 # - puts the board's resource-less fwup tasks (validate, revert, status, ...) into
 #   /usr/share/myelin/ops.fw for myelin-update, built with the host myelin-fw.
 set -eu
@@ -61,6 +63,12 @@ echo "$build_time" > "$TARGET_DIR/etc/myelin/build-time"
 	echo "MYELIN_BUILD_TIME=$build_time"
 	echo "MYELIN_VERSION=${MYELIN_FW_VERSION:-$(br2_value BR2_MYELIN_FW_VERSION)}"
 } > "$TARGET_DIR/etc/myelin/release"
+
+# os-release and the login banner; SSH keys and dropbear's state.
+"$TREE/board/common/release-info.sh" "$TARGET_DIR" "$BOARD" \
+	"$(sed -n 's/^MYELIN_VERSION=//p' "$TARGET_DIR/etc/myelin/release")" \
+	"${MYELIN_FW_PRODUCT:-$(br2_value BR2_MYELIN_FW_PRODUCT)}"
+"$TREE/board/common/ssh-keys.sh" "$TARGET_DIR"
 
 # Firmware signing keys. Without any, the device accepts unsigned updates (development only).
 keys=${MYELIN_FW_PUBLIC_KEYS:-$(br2_value BR2_MYELIN_FW_PUBLIC_KEYS)}

@@ -15,6 +15,7 @@
 //! myelinctl net status [IFNAME] | configure IFNAME JSON | get-config IFNAME | check-hosts H:P...
 //! myelinctl fw status | install PATH|URL|- [--reboot] | validate | revert | factory-reset
 //! myelinctl hw [gpio|i2c|spi|uart|pwm] | hw --detect BUS
+//! myelinctl ssh keys | add-key KEY...|-
 //! ```
 //!
 //! [`hw`] reads the kernel's interfaces directly, through the `myelin` crate an application uses.
@@ -30,6 +31,7 @@ pub mod hw;
 pub mod init;
 pub mod kv;
 pub mod net;
+pub mod ssh;
 
 /// `myelinctl` command line.
 #[derive(Debug, Parser)]
@@ -66,6 +68,9 @@ pub enum Command {
     Fw(fw::Command),
     /// The hardware applications can open: GPIO, I2C, SPI, UART, PWM.
     Hw(hw::Command),
+    /// SSH keys authorized to log in (kept on /data).
+    #[command(subcommand)]
+    Ssh(ssh::Command),
 }
 
 /// Runs a parsed command line, writing to `out`; the process exit code.
@@ -76,6 +81,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Net(c) => net::run(c, cli, out),
         Command::Fw(c) => fw::run(c, cli, out),
         Command::Hw(c) => hw::run(c, cli, out),
+        Command::Ssh(c) => ssh::run(c, out),
     }
 }
 
