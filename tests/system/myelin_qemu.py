@@ -103,33 +103,50 @@ PROBE_SECTOR = _PROBE_CODE + bytes(510 - len(_PROBE_CODE)) + b"\x55\xaa"
 KVM_PROBE_TIMEOUT = float(os.environ.get("MYELIN_KVM_PROBE_TIMEOUT", "10"))
 
 
-def kvm_works(timeout=KVM_PROBE_TIMEOUT):
-    """(True, "") if a KVM guest on the board's machine type runs code, else (False, why).
+def kvm_works(disk=None, timeout=KVM_PROBE_TIMEOUT):
+    """(True, "") if a KVM guest on the board's machine runs, else (False, why).
 
-    /dev/kvm opening is not enough: on some hosts a guest hangs in the firmware or QEMU aborts
-    on the CPU model, so the probe boots a real (one-sector) guest with the same machine, CPU
-    and firmware as the board and waits for its output, with a deadline."""
+    /dev/kvm opening is not enough: on some hosts a KVM guest hangs (in the firmware, or once
+    GRUB leaves real mode) or QEMU aborts on the CPU model. With disk, the probe boots a
+    throw-away snapshot of it and waits for the kernel's first line ("Linux version"): only a
+    boot that far proves the board runs. Without, it boots a one-sector guest that prints
+    KVM-OK. Either way with the board's QEMU command line and a deadline."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "/dev/kvm is missing or not accessible"
     with tempfile.TemporaryDirectory(prefix="myelin-kvm-probe-") as tmp:
-        disk = os.path.join(tmp, "probe.img")
-        with open(disk, "wb") as f:
-            f.write(PROBE_SECTOR)
-            # SeaBIOS cannot read a disk smaller than its geometry's first track.
-            f.truncate(1 << 20)
-        cmd = [QEMU, "-accel", "kvm", "-machine", "q35", "-m", "16", "-nodefaults",
-               "-no-user-config", "-display", "none", "-monitor", "none", "-serial", "stdio",
-               "-drive", f"file={disk},if=virtio,format=raw",
-               "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        if disk is None:
+            disk = os.path.join(tmp, "probe.img")
+            with open(disk, "wb") as f:
+                f.write(PROBE_SECTOR)
+                # SeaBIOS cannot read a disk smaller than its geometry's first track.
+                f.truncate(1 << 20)
+            marker = b"KVM-OK"
+        else:
+            marker = b"Linux version"
+        cmd = qemu_command(disk, accel="kvm") + [
+            "-snapshot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        out = b""
+        deadline = time.monotonic() + timeout
         try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            return False, f"a KVM guest did not run within {timeout:.0f}s"
-        if b"KVM-OK" in proc.stdout:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while marker not in out:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False, f"a KVM guest did not boot within {timeout:.0f}s"
+                    if sel.select(left):
+                        chunk = os.read(proc.stdout.fileno(), 65536)
+                        if not chunk:
+                            last = ANSI.sub(b"", out).decode(errors="replace").strip().splitlines()
+                            return False, (f"QEMU with KVM failed "
+                                           f"({last[-1] if last else f'status {proc.wait()}'})")
+                        out += chunk
             return True, ""
-        err = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-        return False, f"QEMU with KVM failed ({err[-1] if err else f'status {proc.returncode}'})"
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 class Machine:
@@ -457,7 +474,7 @@ def main():
     forwards = [("tcp", int(ssh_port), 22)] if ssh_port else []
     accel = os.environ.get("MYELIN_QEMU_ACCEL", "auto")
     if accel == "auto":
-        ok, why = kvm_works()
+        ok, why = kvm_works(sys.argv[1])
         accel = "kvm" if ok else "tcg"
         if not ok:
             print(f"qemu: not using KVM: {why}; emulating the CPU (TCG), which is slower "
