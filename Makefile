@@ -4,6 +4,12 @@
 #   make                     build it: output/<board>/images/<board>.img and <board>.fw
 #   make help                the boards and the targets
 #
+#   BUILDROOT=DIR            use this Buildroot checkout (of the pinned commit) instead of the cache
+#   BUILDROOT_GIT=URL        clone the pinned Buildroot from this URL (a mirror) instead
+#   MYELIN_CACHE=DIR         where Buildroot and the downloads are cached (~/.cache/myelin)
+#
+# scripts/qemu boots Myelin's x86_64 image in QEMU without Buildroot at all.
+#
 # Any other target (menuconfig, linux-menuconfig, savedefconfig, clean, <pkg>-rebuild, ...) is
 # passed to Buildroot for the selected board. Plain Buildroot works too:
 #   make -C /path/to/buildroot BR2_EXTERNAL=$PWD rpi4_defconfig
@@ -28,7 +34,7 @@ BOARD ?= $(shell cat $(BOARD_FILE) 2>/dev/null)
 BR_MAKE = $(MAKE) -C $(BUILDROOT) O=$(OUTPUT)/$(BOARD) BR2_EXTERNAL=$(CURDIR)
 
 .DEFAULT_GOAL := all
-.PHONY: all help buildroot check-external check-board
+.PHONY: all help buildroot check-external check-board print-buildroot
 
 all: check-board buildroot
 	$(BR_MAKE)
@@ -46,11 +52,28 @@ help:
 	@echo "  make menuconfig       (or any Buildroot target) for the selected board"
 	@echo "  make check-external   check the tree against the pinned Buildroot"
 	@echo
+	@echo "Where Buildroot comes from (cloned once into $(BUILDROOT)):"
+	@echo "  make BUILDROOT=DIR ...      use your checkout of Buildroot $(BUILDROOT_VERSION)"
+	@echo "  make BUILDROOT_GIT=URL ...  clone it from a mirror (default $(BUILDROOT_GIT))"
+	@echo
+	@echo "Try Myelin without building: scripts/qemu boots the x86_64 image in QEMU"
+	@echo "(a shell on the console, ssh -p 2222 root@localhost; see scripts/qemu --help)."
+	@echo
 	@echo "Selected board: $(if $(BOARD),$(BOARD),none)"
 
 buildroot:
 	@$(CURDIR)/scripts/fetch-buildroot "$(BUILDROOT)" "$(BUILDROOT_VERSION)" \
-		"$(BUILDROOT_COMMIT)" "$(BUILDROOT_GIT)"
+		"$(BUILDROOT_COMMIT)" "$(BUILDROOT_GIT)" || { \
+		echo; \
+		echo "Myelin needs Buildroot $(BUILDROOT_VERSION) (commit $(BUILDROOT_COMMIT)). Either:"; \
+		echo "  make BUILDROOT=/path/to/buildroot ...   use a checkout of it you already have"; \
+		echo "  make BUILDROOT_GIT=<url> ...            clone it from a mirror you can reach"; \
+		echo "or try Myelin without building: scripts/qemu (QEMU, from Debian packages)."; \
+		exit 1; } >&2
+
+# Where the pinned Buildroot is (products' Makefiles ask; see scripts/new-product).
+print-buildroot:
+	@echo $(BUILDROOT)
 
 check-external: buildroot
 	$(CURDIR)/scripts/check-external BUILDROOT=$(BUILDROOT)

@@ -16,6 +16,8 @@
 #   (BR2_MYELIN_FW_RELEASE) without one fails; any other build without one is a development
 #   image, which it says loudly and marks in /etc/myelin/development for myelin-init to say at
 #   every boot;
+# - writes os-release and the login banner (release-info.sh);
+# - installs the authorized SSH keys and keeps dropbear's state on /data (ssh-keys.sh);
 # - puts the board's resource-less fwup tasks (validate, revert, status, ...) into
 #   /usr/share/myelin/ops.fw for myelin-update, built with the host myelin-fw.
 set -eu
@@ -82,6 +84,12 @@ echo "$build_time" > "$TARGET_DIR/etc/myelin/build-time"
 	echo "MYELIN_BUILD_TIME=$build_time"
 	echo "MYELIN_VERSION=${MYELIN_FW_VERSION:-$(br2_value BR2_MYELIN_FW_VERSION)}"
 } > "$TARGET_DIR/etc/myelin/release"
+
+# os-release and the login banner; SSH keys and dropbear's state.
+"$TREE/board/common/release-info.sh" "$TARGET_DIR" "$BOARD" \
+	"$(sed -n 's/^MYELIN_VERSION=//p' "$TARGET_DIR/etc/myelin/release")" \
+	"${MYELIN_FW_PRODUCT:-$(br2_value BR2_MYELIN_FW_PRODUCT)}"
+"$TREE/board/common/ssh-keys.sh" "$TARGET_DIR"
 
 # Firmware signing keys. The directory is always there, so that the device can tell "no keys
 # installed" (a development image, below) from a damaged root filesystem.

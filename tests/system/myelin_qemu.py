@@ -3,8 +3,8 @@
 The system tests (tests/system/run), the boot benchmark (scripts/bench.d/boot) and scripts/qemu
 share this module, so that what a user tries interactively is the machine the tests boot:
 
-- `qemu_command()` is the one QEMU command line: TCG (KVM guests hang on the CI machines), the
-  disk on virtio, the Intel 6300ESB watchdog (the real watchdog driver runs, and its expiry
+- `qemu_command()` is the one QEMU command line: TCG for the tests (KVM guests hang on the CI
+  machines; `kvm_works()` probes it, with a timeout, for scripts/qemu), the disk on virtio, the Intel 6300ESB watchdog (the real watchdog driver runs, and its expiry
   resets the machine), a user-mode network with the host at 10.0.2.2, and the serial console.
 - `Machine` runs QEMU with the serial console on a pipe, records every byte of it in a log file,
   and waits for patterns with a deadline. Killing it is how the tests cut the power.
@@ -49,19 +49,21 @@ class MachineExited(Exception):
     """QEMU exited while something was expected from the guest."""
 
 
-def qemu_command(disk, interactive=False, net_forwards=(), extra=()):
+def qemu_command(disk, interactive=False, net_forwards=(), extra=(), accel="tcg"):
     """The QEMU command line for the x86_64 board.
 
     disk: raw disk image (the board's .img, or a copy the guest may write).
-    interactive: serial console and QEMU monitor on the terminal (-nographic) instead of a pipe.
+    interactive: serial console multiplexed with the QEMU monitor on the terminal (Ctrl-A X
+    quits, Ctrl-A C switches) instead of a plain pipe.
     net_forwards: ("tcp", host_port, guest_port) tuples for QEMU's hostfwd.
+    accel: "tcg" or "kvm" (only after kvm_works()).
     """
     netdev = "user,id=net0"
     for proto, host_port, guest_port in net_forwards:
         netdev += f",hostfwd={proto}::{host_port}-:{guest_port}"
     cmd = [
         QEMU,
-        "-accel", "tcg",
+        "-accel", accel,
         # q35 (ICH9, PCIe): under TCG the kernel boots ~1.5 s faster than on the i440FX `pc`
         # machine, whose ACPI PCI interrupt links are slow to emulate.
         "-machine", "q35",
@@ -79,10 +81,72 @@ def qemu_command(disk, interactive=False, net_forwards=(), extra=()):
         "-rtc", "base=utc",
     ]
     if interactive:
-        cmd += ["-nographic"]
+        # Not -nographic: with -nodefaults it creates no serial port at all, so the terminal
+        # shows nothing and Ctrl-A X does nothing. mon:stdio puts the first serial port and the
+        # monitor on the terminal, in raw mode, behind QEMU's Ctrl-A escape.
+        cmd += ["-display", "none", "-serial", "mon:stdio"]
     else:
         cmd += ["-display", "none", "-monitor", "none", "-serial", "stdio"]
     return cmd + list(extra)
+
+
+# A boot sector that proves a KVM guest runs: it writes "KVM-OK" to the first serial port, then
+# exits QEMU through isa-debug-exit (port 0xf4; QEMU's status is (value << 1) | 1 = 1).
+#   xor ax, ax; mov ds, ax; mov si, msg; mov dx, 0x3f8
+#   next: lodsb; test al, al; jz done; out dx, al; jmp next
+#   done: xor al, al; out 0xf4, al; hlt; jmp $-1
+#   msg: "KVM-OK", 13, 10, 0                                    (loaded at 0x7c00)
+_PROBE_CODE = bytes.fromhex("31c08ed8be197cbaf803ac84c07403eeebf830c0e6f4f4ebfd") + b"KVM-OK\r\n\0"
+PROBE_SECTOR = _PROBE_CODE + bytes(510 - len(_PROBE_CODE)) + b"\x55\xaa"
+# How long the probe may take. A working KVM needs well under a second; on some hosts a KVM
+# guest hangs in SeaBIOS forever, and then this is what the user waits once.
+KVM_PROBE_TIMEOUT = float(os.environ.get("MYELIN_KVM_PROBE_TIMEOUT", "10"))
+
+
+def kvm_works(disk=None, timeout=KVM_PROBE_TIMEOUT):
+    """(True, "") if a KVM guest on the board's machine runs, else (False, why).
+
+    /dev/kvm opening is not enough: on some hosts a KVM guest hangs (in the firmware, or once
+    GRUB leaves real mode) or QEMU aborts on the CPU model. With disk, the probe boots a
+    throw-away snapshot of it and waits for the kernel's first line ("Linux version"): only a
+    boot that far proves the board runs. Without, it boots a one-sector guest that prints
+    KVM-OK. Either way with the board's QEMU command line and a deadline."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm is missing or not accessible"
+    with tempfile.TemporaryDirectory(prefix="myelin-kvm-probe-") as tmp:
+        if disk is None:
+            disk = os.path.join(tmp, "probe.img")
+            with open(disk, "wb") as f:
+                f.write(PROBE_SECTOR)
+                # SeaBIOS cannot read a disk smaller than its geometry's first track.
+                f.truncate(1 << 20)
+            marker = b"KVM-OK"
+        else:
+            marker = b"Linux version"
+        cmd = qemu_command(disk, accel="kvm") + [
+            "-snapshot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        out = b""
+        deadline = time.monotonic() + timeout
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while marker not in out:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False, f"a KVM guest did not boot within {timeout:.0f}s"
+                    if sel.select(left):
+                        chunk = os.read(proc.stdout.fileno(), 65536)
+                        if not chunk:
+                            last = ANSI.sub(b"", out).decode(errors="replace").strip().splitlines()
+                            return False, (f"QEMU with KVM failed "
+                                           f"({last[-1] if last else f'status {proc.wait()}'})")
+                        out += chunk
+            return True, ""
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 class Machine:
@@ -221,6 +285,65 @@ class Machine:
         return b"\n".join(text.split(b"\n")[-lines:]).decode(errors="replace")
 
 
+class Terminal(Machine):
+    """A program (scripts/qemu) run on a pseudo-terminal, as a user runs it in a terminal window:
+    what it prints is recorded and can be waited on like a Machine's console, and send() types.
+
+    Only openpty() and plain reads and writes: no termios calls of our own (some sandboxes lack
+    the newer terminal ioctls); the program sets the terminal up as it would a real one."""
+
+    def __init__(self, argv, log_path, env=None):
+        super().__init__(None, log_path)
+        self.cmd = list(argv)
+        self.env = env
+        self.master = None
+
+    def start(self):
+        """Starts the program with the pty's slave as its stdin, stdout and stderr."""
+        import pty  # noqa: PLC0415 (only terminals need it)
+        self.note(f"terminal: {' '.join(self.cmd)}")
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(self.cmd, stdin=slave, stdout=slave, stderr=slave,
+                                     start_new_session=True, env=self.env, close_fds=True)
+        os.close(slave)
+        self.started_at = time.monotonic()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        return self
+
+    def _read(self):
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                # EIO once every process has closed the slave: the program is gone.
+                chunk = b""
+            with self.cond:
+                if chunk:
+                    self.buf.extend(chunk)
+                    self.log.write(chunk)
+                    self.log.flush()
+                self.cond.notify_all()
+            if not chunk:
+                return
+
+    def send(self, text):
+        """Types text (a str, or bytes such as b"\\x01x" for Ctrl-A X)."""
+        data = text.encode() if isinstance(text, str) else text
+        os.write(self.master, data)
+
+    def wait_exit(self, timeout):
+        """Waits for the program to exit; its status."""
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        """Ends the program (if still running), closes the pty and the log."""
+        super().stop()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+
 class UartPair:
     """Two more serial ports for the guest, ttyS1 and ttyS2 after the console's ttyS0, each on a
     QEMU socket chardev; a host thread copies the bytes of each to the other."""
@@ -349,8 +472,19 @@ def main():
         sys.exit(f"{QEMU} is missing (apt-get install qemu-system-x86)")
     ssh_port = os.environ.get("MYELIN_QEMU_SSH_PORT", "2222")
     forwards = [("tcp", int(ssh_port), 22)] if ssh_port else []
-    cmd = qemu_command(sys.argv[1], interactive=True, net_forwards=forwards)
-    print("Serial console below; Ctrl-A X quits QEMU, Ctrl-A C toggles its monitor.", flush=True)
+    accel = os.environ.get("MYELIN_QEMU_ACCEL", "auto")
+    if accel == "auto":
+        ok, why = kvm_works(sys.argv[1])
+        accel = "kvm" if ok else "tcg"
+        if not ok:
+            print(f"qemu: not using KVM: {why}; emulating the CPU (TCG), which is slower "
+                  "(MYELIN_QEMU_ACCEL=tcg skips this probe)", flush=True)
+    elif accel not in ("kvm", "tcg"):
+        sys.exit(f"MYELIN_QEMU_ACCEL must be auto, kvm or tcg, not {accel!r}")
+    cmd = qemu_command(sys.argv[1], interactive=True, net_forwards=forwards, accel=accel)
+    ssh = f"; ssh -p {ssh_port} root@localhost" if ssh_port else ""
+    print(f"qemu: {accel.upper()}; serial console below (Ctrl-A X quits, Ctrl-A C toggles the "
+          f"QEMU monitor{ssh})", flush=True)
     os.execvp(cmd[0], cmd)
 
 

@@ -18,6 +18,9 @@ import time
 import tomllib
 
 from harness import READY, Failure, TcpListener, scenario
+from myelin_qemu import Terminal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The host's myelin-fw (signing, keys).
 BIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -177,6 +180,107 @@ def first_boot(run):
             raise Failure(f"unexpected environment values {wrong}, expected {expect}")
         if running_slot(dev) != "a" or running_version(dev) != run.images.BASE_VERSION:
             raise Failure("the first boot did not run slot a with the base version")
+
+
+def free_tcp_port():
+    """A TCP port on the host that nothing listens on now."""
+    import socket  # noqa: PLC0415
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ssh_command(run, port, *args):
+    """ssh to the guest's forwarded port, with the key the images are built with."""
+    return ["ssh", "-p", str(port), "-i", run.images.ssh_key, "-F", "none",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
+            *args]
+
+
+@scenario("console", "scripts/qemu in a terminal: type on the serial console, read the output, "
+          "login banner and os-release, SSH with the built-in key only, quiet kernel, Ctrl-A X",
+          needs=["myelin-init"])
+def console(run):
+    """What a new user does first, through a pseudo-terminal: `scripts/qemu IMAGE`, wait for the
+    boot, type commands on the serial console and read their output; ssh in on the forwarded
+    port with the key the image was built with (dropbear's host key is made on /data), see a
+    password login refused; kernel notices stay off the console; Ctrl-A X quits QEMU."""
+    port = free_tcp_port()
+    disk = os.path.join(run.dir, "console-disk.img")
+    env = dict(os.environ, MYELIN_QEMU_SSH_PORT=str(port), MYELIN_QEMU_ACCEL="tcg",
+               TERM="vt100")
+    term = Terminal([os.path.join(ROOT, "scripts", "qemu"), "--disk", disk,
+                     run.images.base_image()], os.path.join(run.dir, "terminal.log"), env=env)
+    run.devices.append(_TerminalDevice(term))
+    with run.step("boot in a terminal", timeout=150):
+        term.start()
+        term.wait_for("Ctrl-A X quits", 30)
+        term.wait_for(READY, 140)
+    with run.step("type a command on the console, read its output", timeout=60):
+        # Enter on a terminal is a carriage return; the guest's tty turns it into a newline.
+        term.send("echo typed-$((6 * 7))\r")
+        term.wait_for("typed-42", 30)
+        term.send("cat /etc/os-release\r")
+        m = term.wait_for(re.compile(rb'PRETTY_NAME="([^"\r\n]*)"'), 30)
+        if b"Myelin, x86_64" not in m.group(1):
+            raise Failure(f"os-release's PRETTY_NAME is {m.group(1)!r}")
+        if b"on Myelin (x86_64)" not in term.output_since(0):
+            raise Failure("no login banner (/etc/motd) on the console")
+    with run.step("kernel notices stay off the console, warnings show", timeout=60):
+        # printf's format keeps the typed line's echo from matching the message itself.
+        start = term.position()
+        term.send("printf '<5>quiet-%s\\n' notice >/dev/kmsg; printf '<4>loud-%s\\n' warning "
+                  ">/dev/kmsg; echo done-$((1 + 1))\r")
+        term.wait_for("done-2", 30)
+        seen = term.output_since(start)
+        if b"loud-warning" not in seen:
+            raise Failure("a kernel warning did not reach the console")
+        if b"quiet-notice" in seen:
+            raise Failure("a kernel notice reached the console (console log level)")
+    with run.step("ssh with the built-in key; host key on /data", timeout=90):
+        deadline = time.monotonic() + 80
+        while True:
+            res = subprocess.run(ssh_command(run, port, "root@127.0.0.1",
+                                             ". /etc/myelin/release; echo v=$MYELIN_VERSION; "
+                                             "ls /data/myelin/ssh"),
+                                 capture_output=True, text=True, timeout=60, check=False)
+            if res.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        if res.returncode != 0:
+            raise Failure(f"ssh with the built-in key failed ({res.returncode}): {res.stderr}")
+        if f"v={run.images.BASE_VERSION}" not in res.stdout:
+            raise Failure(f"ssh did not reach the image's shell: {res.stdout!r}")
+        if "dropbear_ed25519_host_key" not in res.stdout:
+            raise Failure(f"dropbear's host key is not on /data: {res.stdout!r}")
+    with run.step("password logins are refused", timeout=60):
+        res = subprocess.run(
+            ["ssh", "-p", str(port), "-F", "none", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+             "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,"
+             "keyboard-interactive", "root@127.0.0.1", "true"],
+            capture_output=True, text=True, timeout=60, check=False)
+        if res.returncode == 0 or "Permission denied (publickey)" not in res.stderr:
+            raise Failure(f"a login without a key was not refused as publickey-only: "
+                          f"{res.returncode} {res.stderr!r}")
+    with run.step("Ctrl-A X quits QEMU", timeout=60):
+        term.send(b"\x01x")
+        status = term.wait_exit(30)
+        if status != 0:
+            raise Failure(f"scripts/qemu exited with {status} after Ctrl-A X")
+
+
+class _TerminalDevice:
+    """Lets the harness stop a Terminal with the scenario's devices."""
+
+    def __init__(self, term):
+        self.machine = term
+        self.log = term.log_path
+
+    def stop(self):
+        """Ends the program if it still runs."""
+        self.machine.stop()
 
 
 @scenario("reboot", "a clean reboot keeps /data and the KV environment",

@@ -16,6 +16,7 @@
 //! myelinctl net status [IFNAME] | configure IFNAME JSON | get-config IFNAME | check-hosts H:P...
 //! myelinctl fw status | install PATH|URL|- [--reboot] | validate | revert | factory-reset
 //! myelinctl hw [gpio|i2c|spi|uart|pwm] | hw --detect BUS
+//! myelinctl ssh keys | add-key KEY...|-
 //! ```
 //!
 //! [`hw`] reads the kernel's interfaces directly, through the `myelin` crate an application uses.
@@ -32,6 +33,7 @@ pub mod hw;
 pub mod init;
 pub mod kv;
 pub mod net;
+pub mod ssh;
 
 /// `myelinctl` command line.
 #[derive(Debug, Parser)]
@@ -68,6 +70,47 @@ pub enum Command {
     Fw(fw::Command),
     /// The hardware applications can open: GPIO, I2C, SPI, UART, PWM.
     Hw(hw::Command),
+    /// SSH keys authorized to log in (kept on /data).
+    #[command(subcommand)]
+    Ssh(ssh::Command),
+}
+
+/// The daemons behind the bus names myelinctl calls, to name one that is not running.
+const DAEMONS: &[(&str, &str)] = &[
+    ("org.myelin.KV1", "myelin-kv"),
+    ("org.myelin.Update1", "myelin-update"),
+    ("org.myelin.Network1", "myelin-net"),
+];
+
+/// The one line `myelinctl` prints for an error: a daemon that is not on the bus is named as
+/// such (not as the bus's raw ServiceUnknown error), and a cause whose text the line already
+/// holds is not repeated (zbus errors repeat their description in their source).
+pub fn error_message(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.contains("org.freedesktop.DBus.Error.ServiceUnknown")
+            || text.contains("org.freedesktop.DBus.Error.NameHasNoOwner")
+        {
+            if let Some((_, daemon)) = DAEMONS.iter().find(|(name, _)| text.contains(name)) {
+                return format!(
+                    "{daemon} is not running (`myelinctl status` shows its state, \
+                     `myelinctl start {daemon}` starts it)"
+                );
+            }
+        }
+    }
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Runs a parsed command line, writing to `out`; the process exit code.
@@ -78,6 +121,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Net(c) => net::run(c, cli, out),
         Command::Fw(c) => fw::run(c, cli, out),
         Command::Hw(c) => hw::run(c, cli, out),
+        Command::Ssh(c) => ssh::run(c, out),
     }
 }
 
@@ -85,6 +129,18 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn error_lines_name_a_stopped_daemon_and_repeat_nothing() {
+        let raw = "org.freedesktop.DBus.Error.ServiceUnknown: The name org.myelin.Update1 was \
+                   not provided by any .service files";
+        let e = anyhow::anyhow!(raw.to_string()).context(raw.to_string());
+        assert!(error_message(&e).starts_with("myelin-update is not running"));
+        let e = anyhow::anyhow!("disk full").context("cannot write x: disk full");
+        assert_eq!(error_message(&e), "cannot write x: disk full");
+        let e = anyhow::anyhow!("disk full").context("cannot write x");
+        assert_eq!(error_message(&e), "cannot write x: disk full");
+    }
 
     #[test]
     fn cli_is_consistent() {

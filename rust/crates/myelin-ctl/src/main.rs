@@ -8,7 +8,7 @@ fn main() {
     match myelin_ctl::run(&cli, &mut out) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("myelinctl: {e:#}");
+            eprintln!("myelinctl: {}", myelin_ctl::error_message(&e));
             std::process::exit(1);
         }
     }

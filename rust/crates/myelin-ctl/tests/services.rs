@@ -148,3 +148,23 @@ fn fw_and_net_say_which_daemon_is_missing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(errors(&out).contains("not JSON"), "{}", errors(&out));
 }
+
+/// A daemon that is not on the bus is one line naming it, not the bus's raw error twice.
+#[test]
+fn a_stopped_daemon_is_named_once() {
+    let bus = Bus::start();
+    for (args, daemon) in [
+        (&["kv", "list"][..], "myelin-kv"),
+        (&["fw", "status"][..], "myelin-update"),
+        (&["net", "status"][..], "myelin-net"),
+    ] {
+        let out = bus.myelinctl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("myelinctl: {daemon} is not running")),
+            "{args:?}: {err}"
+        );
+    }
+}

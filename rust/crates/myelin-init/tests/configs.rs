@@ -182,6 +182,7 @@ fn target_root(dir: &Path) -> std::path::PathBuf {
         let argv0 = &shipped.tree.nodes[id].service().unwrap().argv[0];
         let p = root.join(argv0.trim_start_matches('/'));
         if !p.exists() && !p.is_symlink() {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, "").unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
