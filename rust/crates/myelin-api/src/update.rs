@@ -23,6 +23,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+mod command;
+pub use command::Command;
+
 /// Well-known bus name.
 pub const BUS_NAME: &str = "org.myelin.Update1";
 /// Object path.

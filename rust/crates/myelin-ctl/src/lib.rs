@@ -77,9 +77,9 @@ pub enum Command {
 
 /// The daemons behind the bus names myelinctl calls, to name one that is not running.
 const DAEMONS: &[(&str, &str)] = &[
-    ("org.myelin.KV1", "myelin-kv"),
-    ("org.myelin.Update1", "myelin-update"),
-    ("org.myelin.Network1", "myelin-net"),
+    (myelin_api::kv::BUS_NAME, "myelin-kv"),
+    (myelin_api::update::BUS_NAME, "myelin-update"),
+    (myelin_api::net::BUS_NAME, "myelin-net"),
 ];
 
 /// The one line `myelinctl` prints for an error: a daemon that is not on the bus is named as

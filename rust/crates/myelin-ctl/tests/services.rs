@@ -127,30 +127,6 @@ fn kv_commands_go_through_the_daemon_in_one_write_each() {
 }
 
 #[test]
-fn fw_and_net_say_which_daemon_is_missing() {
-    let bus = Bus::start();
-    let out = bus.myelinctl(&["fw", "status"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        errors(&out).contains("org.myelin.Update1"),
-        "{}",
-        errors(&out)
-    );
-    let out = bus.myelinctl(&["net", "status"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        errors(&out).contains("org.myelin.Network1"),
-        "{}",
-        errors(&out)
-    );
-    // Hand-written JSON is checked before the bus is asked.
-    let out = bus.myelinctl(&["net", "configure", "eth0", "{\"type\": "]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(errors(&out).contains("not JSON"), "{}", errors(&out));
-}
-
-/// A daemon that is not on the bus is one line naming it, not the bus's raw error twice.
-#[test]
 fn a_stopped_daemon_is_named_once() {
     let bus = Bus::start();
     for (args, daemon) in [

@@ -205,10 +205,10 @@ impl Kv {
             .collect();
         let removed: Vec<&str> = diff.removed.iter().map(String::as_str).collect();
         if let Err(e) = Kv::changed(emitter, set, removed).await {
-            eprintln!("myelin-kv: cannot emit Changed: {e}");
+            log::warn!("cannot emit Changed: {e}");
         }
         if let Err(e) = self.vars_changed(emitter).await {
-            eprintln!("myelin-kv: cannot emit PropertiesChanged: {e}");
+            log::warn!("cannot emit PropertiesChanged: {e}");
         }
     }
 
@@ -218,7 +218,7 @@ impl Kv {
             .locked(Access::Read, |_, tracker, lock| {
                 let update = tracker.refresh(lock);
                 if let Update::Unreadable(why) = &update {
-                    eprintln!("myelin-kv: the environment became unreadable: {why}");
+                    log::warn!("the environment became unreadable: {why}");
                 }
                 Outcome {
                     result: (),
@@ -228,7 +228,7 @@ impl Kv {
             .await;
         match result {
             Ok((_guard, outcome)) => self.announce(emitter, outcome.diff).await,
-            Err(e) => eprintln!("myelin-kv: check failed: {e}"),
+            Err(e) => log::warn!("check failed: {e}"),
         }
     }
 }
@@ -340,8 +340,8 @@ async fn watch(kv: Kv, emitter: SignalEmitter<'static>, lock: PathBuf, interval:
     let mut closed = match watch_lock(&lock) {
         Ok(rx) => Some(rx),
         Err(e) => {
-            eprintln!(
-                "myelin-kv: cannot watch {} ({e:#}); relying on the periodic check",
+            log::warn!(
+                "cannot watch {} ({e:#}); relying on the periodic check",
                 lock.display()
             );
             None
@@ -356,7 +356,7 @@ async fn watch(kv: Kv, emitter: SignalEmitter<'static>, lock: PathBuf, interval:
         tokio::select! {
             event = recv(closed.as_mut()) => {
                 if event.is_none() {
-                    eprintln!("myelin-kv: the inotify watch ended; relying on the periodic check");
+                    log::warn!("the inotify watch ended; relying on the periodic check");
                     closed = None;
                 }
             }
@@ -407,7 +407,7 @@ fn watch_lock(lock: &Path) -> Result<mpsc::Receiver<()>> {
                     Ok(events) => events,
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => {
-                        eprintln!("myelin-kv: reading inotify events: {e}");
+                        log::warn!("reading inotify events: {e}");
                         return;
                     }
                 };
@@ -428,14 +428,16 @@ fn watch_lock(lock: &Path) -> Result<mpsc::Receiver<()>> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run_daemon(args: DaemonArgs) -> Result<()> {
+    // Leveled records with the priority prefix myelin-init's log ring keeps.
+    myelin_api::logger::init(log::LevelFilter::Info);
     let config = args.env.load()?;
     // Before anything reads the environment: on the first boot after a Nerves device was
     // upgraded, only the Nerves copy is valid. A failure is reported, not fatal: the Nerves copy
     // is untouched and the next start tries again.
     if let Some(nerves) = args.nerves_config.as_deref().filter(|p| p.exists()) {
         match crate::nerves::migrate_nerves(&config, nerves) {
-            Ok(what) => eprintln!("myelin-kv: {what}"),
-            Err(why) => eprintln!("myelin-kv: warning: {why:#}"),
+            Ok(what) => log::info!("{what}"),
+            Err(why) => log::warn!("{why:#}"),
         }
     }
     let lock = config.lock_path.clone();
@@ -447,7 +449,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<()> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
         {
-            eprintln!("myelin-kv: warning: {why}");
+            log::warn!("{why}");
         }
         let conn = myelin_api::service::bus(args.address.as_deref())
             .name(BUS_NAME)

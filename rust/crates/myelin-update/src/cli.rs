@@ -21,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::client::{self, Request};
+use crate::client;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::fw::FwApplier;
 use crate::service::{self, Backends, DaemonOptions};
@@ -38,6 +38,9 @@ pub struct Cli {
     /// D-Bus address to use instead of the system bus.
     #[arg(long, global = true, value_name = "ADDRESS")]
     pub address: Option<String>,
+    /// Print JSON (a stable format for scripts and tests), for `status`.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -55,46 +58,9 @@ pub enum Command {
         #[arg(long, hide = true)]
         boot_id_file: Option<PathBuf>,
     },
-    /// Install a .fw from a path on the device, an http(s) URL, or `-` (standard input).
-    Install {
-        /// Path, URL or `-`.
-        source: String,
-        /// Reboot into the new firmware once it is installed.
-        #[arg(long)]
-        reboot: bool,
-        /// Print no progress.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Install even a version older than the running one (refused otherwise).
-        #[arg(long)]
-        allow_downgrade: bool,
-    },
-    /// Show the firmware status.
-    Status {
-        /// Print JSON (a stable format for scripts and tests).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Validate (commit) the running firmware.
-    Validate,
-    /// Go back to the firmware in the other slot.
-    Revert {
-        /// Switch, but do not reboot now.
-        #[arg(long)]
-        no_reboot: bool,
-    },
-    /// Commit the running firmware and make the other slot unbootable.
-    PreventRevert,
-    /// Erase the application data partition (/data).
-    FactoryReset {
-        /// Erase, but do not reboot now.
-        #[arg(long)]
-        no_reboot: bool,
-    },
-    /// Stop the running install.
-    Cancel,
-    /// Reboot (into an installed firmware).
-    Reboot,
+    /// The client commands, shared with `myelinctl fw`.
+    #[command(flatten)]
+    Client(myelin_api::update::Command),
 }
 
 /// Runs the command line; returns the exit code.
@@ -133,7 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the tokio runtime")?;
-            runtime.block_on(client_command(command, cli.address.as_deref()))
+            runtime.block_on(client_command(command, cli.address.as_deref(), cli.json))
         }
     }
 }
@@ -152,11 +118,13 @@ fn daemon(
     address: Option<String>,
     boot_id_file: Option<PathBuf>,
 ) -> Result<()> {
+    // Leveled records with the priority prefix myelin-init's log ring keeps.
+    myelin_api::logger::init(log::LevelFilter::Info);
     let config = Config::load(config_path)?;
     let env: Arc<dyn EnvSource> = match UbootEnv::open(&config.env_config) {
         Ok(env) => Arc::new(env),
         Err(e) => {
-            eprintln!("myelin-update: warning: {e}");
+            log::warn!("{e}");
             Arc::new(BrokenEnv(e))
         }
     };
@@ -180,30 +148,13 @@ fn daemon(
     service::run(config, backends, &options)
 }
 
-async fn client_command(command: Command, address: Option<&str>) -> Result<ExitCode> {
+async fn client_command(command: Command, address: Option<&str>, json: bool) -> Result<ExitCode> {
     let proxy = client::connect(address)
         .await
         .context("cannot reach org.myelin.Update1 (is myelin-update daemon running?)")?;
     let request = match &command {
         Command::Daemon { .. } => unreachable!("handled by run"),
-        Command::Install {
-            source,
-            reboot,
-            quiet,
-            allow_downgrade,
-        } => Request::Install {
-            source,
-            reboot: *reboot,
-            quiet: *quiet,
-            allow_downgrade: *allow_downgrade,
-        },
-        Command::Status { json } => Request::Status { json: *json },
-        Command::Validate => Request::Validate,
-        Command::Revert { no_reboot } => Request::Revert { reboot: !no_reboot },
-        Command::PreventRevert => Request::PreventRevert,
-        Command::FactoryReset { no_reboot } => Request::FactoryReset { reboot: !no_reboot },
-        Command::Cancel => Request::Cancel,
-        Command::Reboot => Request::Reboot,
+        Command::Client(c) => c.request(json),
     };
     let mut out = std::io::stdout().lock();
     Ok(

@@ -289,7 +289,7 @@ impl Update {
                 ..Snapshot::default()
             });
         for p in &snap.problems {
-            eprintln!("myelin-update: {p}");
+            log::info!("{p}");
         }
         self.shared.lock().snapshot = snap;
         self.publish().await;
@@ -321,7 +321,7 @@ impl Update {
             ($changed:expr, $emit:ident) => {
                 if $changed {
                     if let Err(e) = self.$emit(emitter).await {
-                        eprintln!("myelin-update: cannot emit PropertiesChanged: {e}");
+                        log::warn!("cannot emit PropertiesChanged: {e}");
                     }
                 }
             };
@@ -368,8 +368,8 @@ impl Update {
         drop(op);
         let result = result.map_err(|e| BusError::Failed(format!("{task}: {e}")));
         match &result {
-            Ok(messages) => eprintln!("myelin-update: {task}: done {}", messages.join("; ")),
-            Err(e) => eprintln!("myelin-update: {e}"),
+            Ok(messages) => log::info!("{task}: done {}", messages.join("; ")),
+            Err(e) => log::warn!("{e}"),
         }
         self.reload().await;
         result
@@ -386,7 +386,7 @@ impl Update {
                 Ok(actions) => actions,
                 Err(refused) if first => return Err(refused.into()),
                 Err(refused) => {
-                    eprintln!("myelin-update: {refused}");
+                    log::warn!("{refused}");
                     continue;
                 }
             };
@@ -401,7 +401,7 @@ impl Update {
                     Action::Completed { success, message } => {
                         if let Some(emitter) = self.shared.emitter.get() {
                             if let Err(e) = Update::completed(emitter, success, &message).await {
-                                eprintln!("myelin-update: cannot emit Completed: {e}");
+                                log::warn!("cannot emit Completed: {e}");
                             }
                         }
                     }
@@ -437,21 +437,21 @@ impl Update {
         .await;
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("myelin-update: {e}"),
-            Err(e) => eprintln!("myelin-update: internal error: {e}"),
+            Ok(Err(e)) => log::warn!("{e}"),
+            Err(e) => log::error!("internal error: {e}"),
         }
         self.reload().await;
     }
 
     async fn request_reboot_for_machine(&self) {
-        eprintln!("myelin-update: asking myelin-init for a reboot");
+        log::info!("asking myelin-init for a reboot");
         let init = self.shared.backends.init.clone();
         let result = tokio::task::spawn_blocking(move || init.reboot())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r);
         if let Err(e) = result {
-            eprintln!("myelin-update: reboot request failed: {e}");
+            log::warn!("reboot request failed: {e}");
             let _ = self
                 .shared
                 .lock()
@@ -476,7 +476,7 @@ impl Update {
             source: description.clone(),
         })
         .await?;
-        eprintln!("myelin-update: installing {description}");
+        log::info!("installing {description}");
         let cancel = Cancel::new();
         self.shared.lock().cancel = Some(cancel.clone());
         let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
@@ -526,8 +526,8 @@ impl Update {
                                 Update::install_progress(emitter, u32::from(p), read, total).await;
                         }
                     }
-                    Report::Fw(FwEvent::Message(m)) => eprintln!("myelin-update: {m}"),
-                    Report::Fw(FwEvent::Warning(m)) => eprintln!("myelin-update: warning: {m}"),
+                    Report::Fw(FwEvent::Message(m)) => log::info!("{m}"),
+                    Report::Fw(FwEvent::Warning(m)) => log::warn!("{m}"),
                     Report::Fw(FwEvent::Progress(_)) => {}
                 }
             }
@@ -536,11 +536,11 @@ impl Update {
                 .unwrap_or_else(|e| Err(format!("internal error: {e}")));
             let result = match result {
                 Ok(bytes) => {
-                    eprintln!("myelin-update: install succeeded ({bytes} bytes read)");
+                    log::info!("install succeeded ({bytes} bytes read)");
                     Ok(())
                 }
                 Err(e) => {
-                    eprintln!("myelin-update: install failed: {e}");
+                    log::warn!("install failed: {e}");
                     Err(e)
                 }
             };
@@ -561,7 +561,7 @@ impl Update {
             };
             for action in actions {
                 match action {
-                    guard::Action::Log(m) => eprintln!("myelin-update: {m}"),
+                    guard::Action::Log(m) => log::info!("{m}"),
                     guard::Action::AskReadiness => {
                         let init = self.shared.backends.init.clone();
                         let answer = tokio::task::spawn_blocking(move || init.readiness())
@@ -584,7 +584,7 @@ impl Update {
                         queue.push(guard::Event::Validated(result));
                     }
                     guard::Action::RequestReboot { reason } => {
-                        eprintln!("myelin-update: {reason}");
+                        log::info!("{reason}");
                         let init = self.shared.backends.init.clone();
                         let result = tokio::task::spawn_blocking(move || init.reboot())
                             .await
@@ -738,7 +738,7 @@ impl Update {
         let messages = self.run_ops("revert").await?;
         self.trial_ended().await;
         if let Err(e) = record::note_revert(&self.shared.config.state_dir, &self.shared.boot_id) {
-            eprintln!("myelin-update: cannot note the revert: {e}");
+            log::warn!("cannot note the revert: {e}");
         }
         if reboot {
             self.machine_event(machine::Event::Reboot).await?;
@@ -760,9 +760,7 @@ impl Update {
         let mut messages = self.run_ops("factory-reset").await?;
         if reboot {
             // Not a clean reboot: unmounting the erased /data could write its blocks back.
-            eprintln!(
-                "myelin-update: factory reset done, asking myelin-init for an immediate reboot"
-            );
+            log::info!("factory reset done, asking myelin-init for an immediate reboot");
             let init = self.shared.backends.init.clone();
             tokio::task::spawn_blocking(move || init.reboot_now())
                 .await
@@ -924,9 +922,7 @@ async fn serve(
     let mut trial = update.shared.lock().snapshot.trial;
     let shared = &update.shared;
     if trial && record::reverted_during(&shared.config.state_dir, &shared.boot_id) {
-        eprintln!(
-            "myelin-update: a revert was asked for during this boot: the firmware is not validated again"
-        );
+        log::info!("a revert was asked for during this boot: the firmware is not validated again");
         trial = false;
     }
     update.guard_event(guard::Event::Started { trial }).await;
