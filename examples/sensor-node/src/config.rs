@@ -274,6 +274,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_settings_parse() {
+        let text = include_str!("../rootfs_overlay/etc/sensor-node.toml");
+        let c = Config::parse("sensor-node.toml", text, &env(&[])).unwrap();
+        assert_eq!((c.bus.as_str(), c.address), ("1", 0x48));
+        assert_eq!(c.interval, Duration::from_secs(5));
+    }
+
+    #[test]
     fn bus_as_number() {
         let c = Config::parse("t.toml", "bus = 3\naddress = 72", &env(&[])).unwrap();
         assert_eq!((c.bus.as_str(), c.address), ("3", 0x48));
