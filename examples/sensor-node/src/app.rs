@@ -95,6 +95,11 @@ pub fn run(config: Config, mut sensor: Box<dyn Sensor>) -> anyhow::Result<()> {
                             );
                         }
                         led.toggle();
+                        // The line `myelinctl status` shows for the service.
+                        let text = format!("{celsius:.2} °C, {} buffered", outbox.len());
+                        if let Err(e) = myelin::status(&text) {
+                            warn!("{e}");
+                        }
                         if !ready {
                             info!("first reading: {celsius:.2} °C; ready");
                             if let Err(e) = myelin::ready() {
