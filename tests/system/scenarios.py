@@ -891,7 +891,7 @@ LED_VALUE = ("d=/sys/kernel/config/gpio-sim/systest; "
              "cat /sys/devices/platform/$(cat $d/dev_name)/$(cat $d/bank0/chip_name)/"
              "sim_gpio2/value")
 STUB_BUS = ("for d in /sys/bus/i2c/devices/i2c-*; do "
-            "grep -qx 'SMBus stub driver' $d/name && echo ${d##*-}; done")
+            "if grep -qx 'SMBus stub driver' $d/name; then echo ${d##*-}; fi; done")
 
 
 def set_temperature(dev, bus, word):
