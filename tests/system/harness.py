@@ -99,6 +99,7 @@ class Run:
         self.steps = []
         self.servers = []
         self.handed_over = False
+        self.adopted_dirs = []
 
     def remaining(self, wanted):
         """The time a wait may take: wanted, cut to what is left of the current step."""
@@ -146,7 +147,7 @@ class Run:
         info travels with it. A device nobody takes is stopped after the last scenario."""
         self.devices.remove(dev)
         self.handed_over = True
-        HANDED_OVER[key] = (dev, info)
+        HANDED_OVER[key] = (dev, info, self.dir)
         # Also on Ctrl-C: no QEMU outlives the runner (stopping twice is harmless).
         atexit.register(dev.stop)
 
@@ -155,9 +156,11 @@ class Run:
         None if there is none (that scenario did not run, or failed)."""
         if key not in HANDED_OVER:
             return None
-        dev, info = HANDED_OVER.pop(key)
+        dev, info, giver_dir = HANDED_OVER.pop(key)
         dev.run = self
         self.devices.append(dev)
+        # The giver's directory (the disk, its console log) is now this run's to keep or drop.
+        self.adopted_dirs.append(giver_dir)
         return dev, info
 
     def serve(self, path):
@@ -336,8 +339,12 @@ def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
         outcomes.append((sc, "PASS", "", elapsed))
         print(f"--- {sc.name}: PASS in {elapsed:.0f}s", flush=True)
         if not keep_logs and not run.handed_over:
-            shutil.rmtree(rdir, ignore_errors=True)
-    for dev, _ in HANDED_OVER.values():
+            for d in [rdir] + run.adopted_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        elif run.adopted_dirs:
+            print(f"    (the shared boot's disk and console log are in {run.adopted_dirs[0]})",
+                  flush=True)
+    for dev, _, _ in HANDED_OVER.values():
         dev.stop()
     HANDED_OVER.clear()
 
