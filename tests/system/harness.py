@@ -18,6 +18,7 @@ A scenario names the Myelin programs it needs. A program whose release binary is
 the scenario with the reason: nothing is skipped.
 """
 
+import atexit
 import contextlib
 import functools
 import http.server
@@ -34,6 +35,8 @@ from myelin_qemu import Machine, Shell, TimeoutExpired, MachineExited, CommandFa
 
 # The registry, in definition order (which is the run order).
 SCENARIOS = []
+# Devices a scenario handed over to a later one (Run.hand_over), by key: a boot shared.
+HANDED_OVER = {}
 
 # What a booted Myelin device prints on its console once every service is up; myelin-init logs it
 # to the kernel log, which the console shows.
@@ -95,6 +98,8 @@ class Run:
         self.current_step = None
         self.steps = []
         self.servers = []
+        self.handed_over = False
+        self.adopted_dirs = []
 
     def remaining(self, wanted):
         """The time a wait may take: wanted, cut to what is left of the current step."""
@@ -123,18 +128,40 @@ class Run:
             raise StepFailed(f"step '{name}' took {elapsed:.1f}s, more than its {timeout}s")
         self.steps.append((name, elapsed))
 
-    def device(self, name="device", image=None, uart_pair=False):
+    def device(self, name="device", image=None, uart_pair=False, net_forwards=()):
         """A new device with a private copy of image (default: the base image); with uart_pair,
-        its ttyS1 and ttyS2 are wired to each other (myelin_qemu.UartPair)."""
+        its ttyS1 and ttyS2 are wired to each other (myelin_qemu.UartPair); net_forwards are
+        ("tcp", host_port, guest_port) forwards into the guest."""
         src = image or self.images.base_image()
         disk = os.path.join(self.dir, f"{name}.img")
         # The image is sparse and ends where its last write ended: copy it as such, onto a
         # "disk" big enough for the whole layout (/data ends at 785 MiB), as a real one is.
         subprocess.run(["cp", "--sparse=always", src, disk], check=True)
         subprocess.run(["truncate", "-s", DISK_SIZE, disk], check=True)
-        dev = Device(self, name, disk, UartPair() if uart_pair else None)
+        dev = Device(self, name, disk, UartPair() if uart_pair else None, net_forwards)
         self.devices.append(dev)
         return dev
+
+    def hand_over(self, key, dev, **info):
+        """Keeps dev running after this scenario, for a later one to take (a boot shared);
+        info travels with it. A device nobody takes is stopped after the last scenario."""
+        self.devices.remove(dev)
+        self.handed_over = True
+        HANDED_OVER[key] = (dev, info, self.dir)
+        # Also on Ctrl-C: no QEMU outlives the runner (stopping twice is harmless).
+        atexit.register(dev.stop)
+
+    def take_over(self, key):
+        """The device (and info) an earlier scenario handed over under key, now this run's;
+        None if there is none (that scenario did not run, or failed)."""
+        if key not in HANDED_OVER:
+            return None
+        dev, info, giver_dir = HANDED_OVER.pop(key)
+        dev.run = self
+        self.devices.append(dev)
+        # The giver's directory (the disk, its console log) is now this run's to keep or drop.
+        self.adopted_dirs.append(giver_dir)
+        return dev, info
 
     def serve(self, path):
         """Serves one file over HTTP to the guests; returns the URL they reach it at."""
@@ -153,8 +180,9 @@ class Run:
 class Device:
     """A QEMU machine booting one disk, with a shell on its console."""
 
-    def __init__(self, run, name, disk, uarts=None):
+    def __init__(self, run, name, disk, uarts=None, net_forwards=()):
         self.run = run
+        self.net_forwards = tuple(net_forwards)
         self.name = name
         self.disk = disk
         self.log = os.path.join(run.dir, f"{name}.log")
@@ -169,7 +197,8 @@ class Device:
         if self.machine is not None:
             self.machine.stop()
         extra = self.uarts.qemu_args() if self.uarts else ()
-        self.machine = Machine(self.disk, self.log, extra=extra).start()
+        self.machine = Machine(self.disk, self.log, net_forwards=self.net_forwards,
+                               extra=extra).start()
         self.shell = Shell(self.machine)
         if self.uarts:
             self.uarts.start(self.run.remaining(30))
@@ -309,8 +338,15 @@ def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
         elapsed = time.monotonic() - t0
         outcomes.append((sc, "PASS", "", elapsed))
         print(f"--- {sc.name}: PASS in {elapsed:.0f}s", flush=True)
-        if not keep_logs:
-            shutil.rmtree(rdir, ignore_errors=True)
+        if not keep_logs and not run.handed_over:
+            for d in [rdir] + run.adopted_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+        elif run.adopted_dirs:
+            print(f"    (the shared boot's disk and console log are in {run.adopted_dirs[0]})",
+                  flush=True)
+    for dev, _, _ in HANDED_OVER.values():
+        dev.stop()
+    HANDED_OVER.clear()
 
     print("\nsystem tests:")
     for sc, verdict, detail, elapsed in outcomes:

@@ -13,9 +13,11 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import time
 import tomllib
+import urllib.request
 
 from harness import READY, Failure, TcpListener, scenario
 from myelin_qemu import Terminal
@@ -745,6 +747,69 @@ MAKE_SIM = " && ".join([
 ])
 
 
+# The sensor-node example product (examples/sensor-node) in the hw image: its overlay (init.d
+# drop-in, settings), then the test's settings over them.
+EXAMPLE_DIR = os.path.join(os.path.dirname(RUST_DIR), "examples", "sensor-node")
+# Where the app serves its page in the guest (forwarded from a free host port).
+SENSOR_NODE_HTTP = 8080
+SENSOR_NODE_TOPIC = "sensor-node/temperature"
+# One broker port for the whole runner: it is written into the image.
+_BROKER_PORT = []
+
+
+def free_port():
+    """A TCP port free on the host's loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def broker_port():
+    """The port the test's Mosquitto listens on, chosen once per runner."""
+    if not _BROKER_PORT:
+        _BROKER_PORT.append(free_port())
+    return _BROKER_PORT[0]
+
+
+def sensor_node_overlay(run):
+    """The test's /etc/sensor-node.toml: i2c-stub's chip, gpio-sim's line, the host's broker
+    (QEMU's user network reaches the host's loopback at 10.0.2.2), a reading a second."""
+    overlay = os.path.join(run.images.root, "overlay-sensor-node-test")
+    shutil.rmtree(overlay, ignore_errors=True)
+    os.makedirs(os.path.join(overlay, "etc"))
+    with open(os.path.join(overlay, "etc/sensor-node.toml"), "w", encoding="utf-8") as f:
+        f.write(f"""bus = "SMBus stub driver"
+address = "0x48"
+led = "status-led"
+broker = "10.0.2.2"
+port = {broker_port()}
+topic = "{SENSOR_NODE_TOPIC}"
+interval = "1s"
+http = "0.0.0.0:{SENSOR_NODE_HTTP}"
+""")
+    return overlay
+
+
+def hw_image(run):
+    """The hw image: the crate's QEMU tests, and the sensor-node example as a product adds it
+    (its overlay with the test's settings over it); returns (images dir, number of tests)."""
+    overlay, count = qemu_tests_overlay(run)
+    example = os.path.join(EXAMPLE_DIR, "rootfs_overlay")
+    image = run.images.build("hw", run.images.BASE_VERSION,
+                             [overlay, example, sensor_node_overlay(run)])
+    return image, count
+
+
+def hw_boot(dev):
+    """Boots the hw image, then stops sensor-node: it reads i2c-stub's registers every second,
+    which would race the crate's tests (the stub's byte pointer); sensor-node starts it again."""
+    dev.boot()
+    if "i2c_stub.chip_addr=0x48" not in dev.sh("cat /proc/cmdline"):
+        raise Failure("the test kernel's command line lacks i2c_stub.chip_addr")
+    dev.sh(MOUNT_CONFIGFS)
+    dev.sh("myelinctl stop sensor-node")
+
+
 @scenario("hw", "the myelin crate's GPIO, I2C and UART on gpio-sim, i2c-stub and a UART pair",
           needs=["myelin-init", "myelinctl"])
 def hw(run):
@@ -756,17 +821,19 @@ def hw(run):
     line, a missing bus and a missing port give errors that name them. Then `myelinctl hw`
     lists that hardware and probes the stub's bus.
 
+    The image also holds the sensor-node example (stopped during these tests: it reads the
+    stub); the device is handed over to the sensor-node scenario, which needs the same image
+    and the gpio-sim chip made here, so that the two share one boot.
+
     The test kernel has gpio-sim, i2c-stub and configfs from tests/system/linux-test.fragment
     (never in a product kernel), with i2c_stub.chip_addr=0x48 on its built-in command line."""
     with run.step("build the crate's QEMU tests and an image with them", timeout=900):
-        overlay, count = qemu_tests_overlay(run)
-        image = run.images.build("hw", run.images.BASE_VERSION, [overlay])
-    dev = run.device(image=os.path.join(image, "x86_64.img"), uart_pair=True)
+        image, count = hw_image(run)
+    web_port = free_port()
+    dev = run.device(image=os.path.join(image, "x86_64.img"), uart_pair=True,
+                     net_forwards=[("tcp", web_port, SENSOR_NODE_HTTP)])
     with run.step("boot", timeout=120):
-        dev.boot()
-        if "i2c_stub.chip_addr=0x48" not in dev.sh("cat /proc/cmdline"):
-            raise Failure("the test kernel's command line lacks i2c_stub.chip_addr")
-        dev.sh(MOUNT_CONFIGFS)
+        hw_boot(dev)
     with run.step(f"the {count} hardware tests pass in the guest", timeout=300):
         status, out = dev.sh(f"MYELIN_TEST_UARTS=ttyS1,ttyS2 {QEMU_TESTS} --test-threads=1 2>&1",
                              timeout=290, check=False)
@@ -790,3 +857,297 @@ def hw(run):
         status, out = dev.sh("myelinctl hw --detect i2c-99 2>&1", check=False)
         if status == 0 or "no I2C bus i2c-99" not in out:
             raise Failure(f"a missing bus is not refused by name ({status}): {out}")
+    # The sensor-node scenario goes on with this boot (its gpio-sim chip has the LED line).
+    run.hand_over("hw", dev, web_port=web_port)
+
+
+class Mosquitto:
+    """Debian's Mosquitto on the host's loopback (the guest reaches it at 10.0.2.2), with
+    persistence: a durable subscriber's session and queued messages survive a restart, so
+    stopping the broker loses nothing on the test's side."""
+
+    def __init__(self, port, workdir):
+        self.port = port
+        self.workdir = workdir
+        self.proc = None
+        os.makedirs(workdir, exist_ok=True)
+        self.conf = os.path.join(workdir, "mosquitto.conf")
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write(f"""listener {port} 127.0.0.1
+allow_anonymous true
+user root
+persistence true
+persistence_location {workdir}/
+log_dest file {workdir}/mosquitto.log
+log_type all
+""")
+
+    def start(self, timeout=30):
+        """Starts the broker and waits until it accepts connections."""
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise Failure(f"mosquitto exited ({self.proc.returncode}); see "
+                              f"{self.workdir}/mosquitto.log")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise Failure(f"mosquitto does not listen on port {self.port}") from None
+                time.sleep(0.2)
+
+    def stop(self):
+        """Stops the broker cleanly (it saves its persistent state)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Subscriber:
+    """mosquitto_sub with a durable session (QoS 1, clean session off) appending every message
+    on the topic to a file, one payload a line."""
+
+    ID = "systest-subscriber"
+
+    def __init__(self, port, path):
+        self.port = port
+        self.path = path
+        self.proc = None
+        open(path, "w", encoding="utf-8").close()
+
+    def ensure_running(self):
+        """Starts mosquitto_sub if it is not running (it ends when the broker goes away)."""
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        out = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (the child keeps it)
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1", "-c",
+             "-i", self.ID, "-t", SENSOR_NODE_TOPIC], stdout=out, stderr=subprocess.DEVNULL)
+        out.close()
+
+    def messages(self):
+        """Every payload received so far, parsed (JSON objects)."""
+        with open(self.path, encoding="utf-8") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise Failure(f"a message on {SENSOR_NODE_TOPIC} is not JSON: {line!r}") from e
+        return out
+
+    def readings(self):
+        """The app's readings among the messages (the test's probes left out)."""
+        return [m for m in self.messages() if "seq" in m]
+
+    def stop(self):
+        """Ends mosquitto_sub."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def wait_until(what, check, timeout, interval=0.5):
+    """Calls check() until it returns something true (returned), failing after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise Failure(f"{what}: not after {timeout}s")
+        time.sleep(interval)
+
+
+def service_status(dev, name):
+    """A service's node in `myelinctl --json status`."""
+    def find(node):
+        if isinstance(node, dict):
+            if node.get("name") == name and node.get("kind") == "service":
+                return node
+            children = list(node.values())
+        elif isinstance(node, list):
+            children = node
+        else:
+            return None
+        for child in children:
+            found = find(child)
+            if found:
+                return found
+        return None
+    node = find(json.loads(dev.sh("myelinctl --json status")))
+    if node is None:
+        raise Failure(f"myelinctl status has no service {name}")
+    return node
+
+
+# The gpio-sim line MAKE_SIM names status-led, as its simulated chip sees it.
+LED_VALUE = ("d=/sys/kernel/config/gpio-sim/systest; "
+             "cat /sys/devices/platform/$(cat $d/dev_name)/$(cat $d/bank0/chip_name)/"
+             "sim_gpio2/value")
+STUB_BUS = ("for d in /sys/bus/i2c/devices/i2c-*; do "
+            "if grep -qx 'SMBus stub driver' $d/name; then echo ${d##*-}; fi; done")
+
+
+def set_temperature(dev, bus, word):
+    """Writes i2c-stub's temperature register (pointer 0) as an SMBus word: a TMP102 sends
+    MSB first, which an SMBus word carries in its low byte (23.5 °C = 0x178 << 4 -> 0x8017)."""
+    dev.sh(f"i2cset -y {bus} 0x48 0x00 0x{word:04x} w")
+
+
+def page_status(web_port):
+    """The app's /status.json through the forwarded port, or None while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/status.json",
+                                    timeout=5) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def log_lines(dev, service):
+    """A service's lines in PID 1's log ring."""
+    return dev.sh(f"myelinctl log {service}")
+
+
+@scenario("sensor-node", "the example product: I2C sensor, LED, MQTT to a host broker, its page "
+          "in Chromium, restarts, a broker outage without loss",
+          needs=["myelin-init", "myelinctl", "sensor-node"])
+def sensor_node(run):
+    """examples/sensor-node in the hw image, on the hw scenario's boot when that ran just before
+    (its own otherwise): i2c-stub holds the temperature, gpio-sim the LED line, Debian's
+    Mosquitto runs on the host. The app reads 23.5 °C and its readings arrive on the broker;
+    it is ready and validates the firmware once it has published; the LED line toggles; a
+    value outside the sensor's range is logged and never published; the page, through a
+    forwarded port, renders in headless Chromium with the reading in its DOM; SIGKILL makes
+    myelin-init restart it; with the broker stopped the app buffers, and once it is back every
+    buffered reading arrives (a durable subscriber on a persistent broker sees all sequence
+    numbers from 1 on)."""
+    taken = run.take_over("hw")
+    if taken is not None:
+        dev, info = taken
+        web_port = info["web_port"]
+        print("    (on the hw scenario's boot)", flush=True)
+    else:
+        with run.step("build the hw image", timeout=900):
+            image, _ = hw_image(run)
+        web_port = free_port()
+        dev = run.device(image=os.path.join(image, "x86_64.img"),
+                         net_forwards=[("tcp", web_port, SENSOR_NODE_HTTP)])
+        with run.step("boot", timeout=120):
+            hw_boot(dev)
+            dev.sh(MAKE_SIM)
+    broker = Mosquitto(broker_port(), os.path.join(run.dir, "mosquitto"))
+    sub = Subscriber(broker.port, os.path.join(run.dir, "messages.jsonl"))
+    try:
+        with run.step("Mosquitto on the host and a durable subscriber", timeout=60):
+            broker.start()
+            sub.ensure_running()
+
+            def probe_arrived():
+                """The subscription is in place once a probe published after it arrives."""
+                subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port),
+                                "-q", "1", "-t", SENSOR_NODE_TOPIC, "-m", '{"probe": 1}'],
+                               check=True)
+                return sub.messages()
+            wait_until("the subscriber gets a probe", probe_arrived, timeout=30, interval=1)
+            bus = dev.sh(STUB_BUS)
+            if not bus.isdigit():
+                raise Failure(f"no single i2c-stub bus: {bus!r}")
+        with run.step("sensor-node reads 23.5 °C, gets ready and publishes", timeout=120):
+            set_temperature(dev, bus, 0x8017)
+            wait_network(dev)
+            dev.sh("myelinctl start sensor-node")
+            wait_until("a 23.5 °C reading on the broker",
+                       lambda: any(r["celsius"] == 23.5 for r in sub.readings()), timeout=100)
+            node = service_status(dev, "sensor-node")
+            if node["state"] != "running" or not node["ready"]:
+                raise Failure(f"sensor-node is not running and ready: {node}")
+            print(f"    {len(sub.readings())} reading(s) on the broker", flush=True)
+        with run.step("the firmware is validated after the first publish", timeout=60):
+            wait_until("'firmware validated' in sensor-node's log",
+                       lambda: "firmware validated" in log_lines(dev, "sensor-node"), timeout=50)
+        with run.step("the status LED line toggles", timeout=60):
+            seen = set()
+            wait_until("the LED line both high and low",
+                       lambda: seen.add(dev.sh(LED_VALUE)) or seen >= {"0", "1"},
+                       timeout=50, interval=0.3)
+        with run.step("a value outside the sensor's range is logged, never published",
+                      timeout=90):
+            set_temperature(dev, bus, 0xf07f)  # 0x7FF: 127.9375 °C, the register's maximum
+            wait_until("the rejection in sensor-node's log",
+                       lambda: "rejected, not published: sensor value 127.9375"
+                       in log_lines(dev, "sensor-node"), timeout=30)
+            set_temperature(dev, bus, 0x8017)
+            count = len(sub.readings())
+            wait_until("readings again after the bad value",
+                       lambda: len(sub.readings()) > count + 1, timeout=30)
+            bad = [r for r in sub.readings() if not -40 <= r["celsius"] <= 125]
+            if bad:
+                raise Failure(f"rejected values reached the broker: {bad}")
+        with run.step("the page renders in headless Chromium with the reading", timeout=150):
+            url = f"http://127.0.0.1:{web_port}/"
+            wait_until("the page answers through the forwarded port",
+                       lambda: page_status(web_port), timeout=30)
+            dom = subprocess.run(
+                ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-dev-shm-usage", "--dump-dom", url],
+                check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                timeout=120).stdout
+            for expect in ('<span id="celsius">23.50</span>', "(connected)",
+                           f'<td id="firmware">{run.images.BASE_VERSION} (slot a)</td>'):
+                if expect not in dom:
+                    raise Failure(f"the page's DOM lacks {expect!r}:\n{dom}")
+            with open(os.path.join(run.dir, "page.html"), "w", encoding="utf-8") as f:
+                f.write(dom)
+        with run.step("killed, sensor-node is restarted by its supervisor", timeout=90):
+            before = service_status(dev, "sensor-node")
+            mark = len(sub.readings())
+            dev.sh(f"kill -9 {before['pid']}")
+
+            def restarted():
+                node = service_status(dev, "sensor-node")
+                return node["pid"] not in (None, before["pid"]) and node["ready"] \
+                    and node["restarts"] > before["restarts"] and node
+            node = wait_until("a new, ready sensor-node process", restarted, timeout=60)
+            print(f"    pid {before['pid']} -> {node['pid']}, restarts {node['restarts']}, "
+                  f"last exit: {node.get('last_exit')}", flush=True)
+
+        def new_seqs():
+            """Sequence numbers of the restarted process's readings (it counts from 1)."""
+            after = [r["seq"] for r in sub.readings()[mark:]]
+            return after[after.index(1):] if 1 in after else []
+        with run.step("the broker stops and comes back: no buffered reading is lost",
+                      timeout=240):
+            wait_until("a reading of the restarted process", new_seqs, timeout=30)
+            broker.stop()
+            status = wait_until(
+                "sensor-node buffering while the broker is away",
+                lambda: (s := page_status(web_port)) and not s["broker_connected"]
+                and s["buffered"] >= 5 and s, timeout=60)
+            waiting = status["current"]["seq"]
+            print(f"    broker away: {status['buffered']} reading(s) buffered, "
+                  f"up to #{waiting}", flush=True)
+            broker.start()
+            sub.ensure_running()
+            wait_until(f"every reading up to #{waiting} on the broker",
+                       lambda: max(new_seqs(), default=0) >= waiting, timeout=120)
+            seqs = set(new_seqs())
+            top = max(seqs)
+            missing = sorted(set(range(1, top + 1)) - seqs)
+            if missing:
+                raise Failure(f"readings lost across the outage: {missing}")
+            print(f"    readings 1..{top} all on the broker after the outage "
+                  f"({len(new_seqs()) - len(seqs)} duplicate(s))", flush=True)
+    finally:
+        sub.stop()
+        broker.stop()
