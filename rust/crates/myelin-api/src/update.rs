@@ -268,7 +268,15 @@ pub async fn install_with(
     let mut check = tokio::time::interval(Duration::from_secs(2));
     check.tick().await;
     loop {
+        // Progress first: the daemon sends its last progress before Completed, and a random
+        // pick between two ready streams would drop it.
         tokio::select! {
+            biased;
+            Some(signal) = progressed.next() => {
+                if let Ok(args) = signal.args() {
+                    progress(*args.percent());
+                }
+            }
             Some(signal) = completed.next() => {
                 let args = signal.args()?;
                 return if *args.success() {
@@ -276,11 +284,6 @@ pub async fn install_with(
                 } else {
                     Err(ClientError::Failed(args.message().clone()))
                 };
-            }
-            Some(signal) = progressed.next() => {
-                if let Ok(args) = signal.args() {
-                    progress(*args.percent());
-                }
             }
             _ = check.tick() => {
                 // A signal may be lost (the daemon restarted); the state tells the end too.
@@ -511,6 +514,10 @@ pub async fn execute(
             .await;
             return match result {
                 Ok(()) => {
+                    // The end may be learnt from the state before the last progress signal.
+                    if !quiet && last != Some(100) {
+                        eprintln!("installing: 100%");
+                    }
                     writeln!(out, "installed; the new firmware runs after a reboot")?;
                     if reboot {
                         proxy.reboot().await?;

@@ -25,7 +25,7 @@ use crate::client;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::fw::FwApplier;
 use crate::service::{self, Backends, DaemonOptions};
-use crate::system::{EnvSource, InitSocket, UbootEnv};
+use crate::system::{EnvReadError, EnvSource, InitSocket, UbootEnv};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -105,10 +105,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// An environment that could not be opened: every read says why.
-struct BrokenEnv(String);
+struct BrokenEnv(EnvReadError);
 
 impl EnvSource for BrokenEnv {
-    fn read(&self) -> Result<myelin_ubootenv::Vars, String> {
+    fn read(&self) -> Result<myelin_ubootenv::Vars, EnvReadError> {
         Err(self.0.clone())
     }
 }

@@ -17,7 +17,71 @@ use myelin_fw::sign::PublicKey;
 use myelin_fw::system::Host;
 use myelin_fw::target::FileTarget;
 
-use crate::rollback::{self, Allowed};
+use crate::rollback::{self, Allowed, RollbackError};
+
+/// Why an install or an ops task was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FwError {
+    /// The keys directory is missing: a damaged root filesystem must never mean "unsigned is fine".
+    #[error(
+        "the firmware keys directory {} does not exist: refusing the update (every image has it; an image built without keys has it empty)",
+        .0.display()
+    )]
+    NoKeysDir(PathBuf),
+    /// The keys directory could not be listed.
+    #[error("cannot list the keys in {}: {source}", .dir.display())]
+    ListKeys {
+        /// The keys directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key file could not be read.
+    #[error("key {}: {source}", .path.display())]
+    ReadKey {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key file does not hold an fwup public key.
+    #[error("key {}: {source}", .path.display())]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: myelin_fw::sign::KeyError,
+    },
+    /// No key is installed and the image is not a development image.
+    #[error(
+        "no public key in {} and this is not a development image ({} is absent): refusing an update whose signature cannot be checked",
+        .keys_dir.display(),
+        .marker.display()
+    )]
+    Unsigned {
+        /// The (empty) keys directory.
+        keys_dir: PathBuf,
+        /// The development image marker that is absent.
+        marker: PathBuf,
+    },
+    /// The archive was refused or its task failed (signature, format, a write).
+    #[error(transparent)]
+    Archive(#[from] myelin_fw::Error),
+    /// The archive's version is refused by the rollback policy.
+    #[error(transparent)]
+    Rollback(#[from] RollbackError),
+    /// The target disk does not exist (a file is never created where the disk should be).
+    #[error("the disk {} does not exist", .0.display())]
+    NoDisk(PathBuf),
+    /// The target disk or the ops archive could not be opened.
+    #[error("cannot open {}: {source}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
 
 /// What an apply reports while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +104,10 @@ pub trait Firmware: Send + Sync {
         source: &mut dyn Read,
         policy: &UpgradePolicy,
         events: &mut dyn FnMut(FwEvent),
-    ) -> Result<(), String>;
+    ) -> Result<(), FwError>;
 
     /// Runs `task` of the ops archive on `device`; returns its `info()` messages.
-    fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String>;
+    fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, FwError>;
 }
 
 /// What an install allows, checked before anything is written.
@@ -77,16 +141,18 @@ pub struct FwApplier {
 /// fwup key). A missing directory is an error (every image has it, empty in a development
 /// image), so a damaged root filesystem never means "accept unsigned"; an unreadable key is an
 /// error naming its file.
-pub fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
+pub fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, FwError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!(
-                "the firmware keys directory {} does not exist: refusing the update (every image has it; an image built without keys has it empty)",
-                dir.display()
-            ));
+            return Err(FwError::NoKeysDir(dir.to_owned()));
         }
-        Err(e) => return Err(format!("cannot list the keys in {}: {e}", dir.display())),
+        Err(source) => {
+            return Err(FwError::ListKeys {
+                dir: dir.to_owned(),
+                source,
+            });
+        }
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -98,8 +164,14 @@ pub fn load_keys(dir: &Path) -> Result<Vec<PublicKey>, String> {
     paths
         .iter()
         .map(|p| {
-            let text = std::fs::read(p).map_err(|e| format!("key {}: {e}", p.display()))?;
-            PublicKey::from_fwup(&text).map_err(|e| format!("key {}: {e}", p.display()))
+            let text = std::fs::read(p).map_err(|source| FwError::ReadKey {
+                path: p.clone(),
+                source,
+            })?;
+            PublicKey::from_fwup(&text).map_err(|source| FwError::BadKey {
+                path: p.clone(),
+                source,
+            })
         })
         .collect()
 }
@@ -122,10 +194,10 @@ impl FwApplier {
         keys: &[PublicKey],
         policy: Option<&UpgradePolicy>,
         events: &mut dyn FnMut(FwEvent),
-    ) -> Result<(), String> {
+    ) -> Result<(), FwError> {
         let vars = Vars::from_env();
         // The signature and meta.conf first: the version is checked before the disk is opened.
-        let opened = myelin_fw::open(source, keys, &vars).map_err(|e| e.to_string())?;
+        let opened = myelin_fw::open(source, keys, &vars)?;
         if let Some(policy) = policy {
             let new = opened.config.meta.version.as_deref();
             let running = policy.running_version.as_deref();
@@ -137,15 +209,17 @@ impl FwApplier {
                     new.unwrap_or("?")
                 ))),
                 Ok(Allowed::Unordered(why)) => events(FwEvent::Warning(why)),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         // Never create a file where the disk should be.
         if !device.exists() {
-            return Err(format!("the disk {} does not exist", device.display()));
+            return Err(FwError::NoDisk(device.to_owned()));
         }
-        let mut target = FileTarget::open(device)
-            .map_err(|e| format!("cannot open {}: {e}", device.display()))?;
+        let mut target = FileTarget::open(device).map_err(|source| FwError::Open {
+            path: device.to_owned(),
+            source,
+        })?;
         let system = self.system();
         let opts = ApplyOptions {
             task,
@@ -159,9 +233,8 @@ impl FwApplier {
             Event::Percent(p) => events(FwEvent::Progress(p.min(100) as u8)),
             Event::Info(m) => events(FwEvent::Message(m)),
         };
-        myelin_fw::apply_opened(opened, &mut target, &opts, Some(&mut progress))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        myelin_fw::apply_opened(opened, &mut target, &opts, Some(&mut progress))?;
+        Ok(())
     }
 }
 
@@ -172,15 +245,14 @@ impl Firmware for FwApplier {
         source: &mut dyn Read,
         policy: &UpgradePolicy,
         events: &mut dyn FnMut(FwEvent),
-    ) -> Result<(), String> {
+    ) -> Result<(), FwError> {
         let keys = load_keys(&self.keys_dir)?;
         if keys.is_empty() {
             if !self.development_marker.exists() {
-                return Err(format!(
-                    "no public key in {} and this is not a development image ({} is absent): refusing an update whose signature cannot be checked",
-                    self.keys_dir.display(),
-                    self.development_marker.display()
-                ));
+                return Err(FwError::Unsigned {
+                    keys_dir: self.keys_dir.clone(),
+                    marker: self.development_marker.clone(),
+                });
             }
             events(FwEvent::Warning(format!(
                 "DEVELOPMENT IMAGE: no public key in {}: accepting the update without checking its signature",
@@ -190,9 +262,11 @@ impl Firmware for FwApplier {
         self.apply(device, source, "upgrade", &keys, Some(policy), events)
     }
 
-    fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, String> {
-        let mut file = std::fs::File::open(&self.ops_fw)
-            .map_err(|e| format!("cannot open {}: {e}", self.ops_fw.display()))?;
+    fn ops(&self, device: &Path, task: &str) -> Result<Vec<String>, FwError> {
+        let mut file = std::fs::File::open(&self.ops_fw).map_err(|source| FwError::Open {
+            path: self.ops_fw.clone(),
+            source,
+        })?;
         let mut messages = Vec::new();
         let mut events = |e: FwEvent| {
             if let FwEvent::Message(m) = e {
@@ -220,7 +294,7 @@ mod key_policy_tests {
         }
     }
 
-    fn upgrade(fw: &FwApplier, disk: &Path) -> (Result<(), String>, Vec<String>) {
+    fn upgrade(fw: &FwApplier, disk: &Path) -> (Result<(), FwError>, Vec<String>) {
         let mut warnings = Vec::new();
         let mut events = |e: FwEvent| {
             if let FwEvent::Warning(w) = e {
@@ -242,15 +316,19 @@ mod key_policy_tests {
         let (result, _) = upgrade(&fw, &disk);
         let err = result.unwrap_err();
         assert!(
-            err.contains("fw-keys") && err.contains("does not exist"),
+            matches!(&err, FwError::NoKeysDir(d) if d.ends_with("fw-keys")),
             "{err}"
         );
+        assert!(err.to_string().contains("does not exist"), "{err}");
         // Empty, not a development image: refused, naming the marker.
         std::fs::create_dir(dir.path().join("fw-keys")).unwrap();
         let (result, _) = upgrade(&fw, &disk);
         let err = result.unwrap_err();
-        assert!(err.contains("not a development image"), "{err}");
-        assert!(err.contains("development"), "{err}");
+        assert!(
+            matches!(&err, FwError::Unsigned { marker, .. } if marker.ends_with("development")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not a development image"), "{err}");
         assert_eq!(std::fs::read(&disk).unwrap(), vec![0u8; 4096]);
         // A development image: the signature is not checked, loudly (this empty archive then
         // fails for its own reasons).
@@ -260,6 +338,6 @@ mod key_policy_tests {
             warnings.iter().any(|w| w.contains("DEVELOPMENT IMAGE")),
             "{warnings:?}"
         );
-        assert!(!result.unwrap_err().contains("development image"));
+        assert!(matches!(result, Err(FwError::Archive(_))), "{result:?}");
     }
 }

@@ -190,7 +190,7 @@ impl Shared {
         let vars = match self.backends.env.read() {
             Ok(v) => Some(v),
             Err(e) => {
-                snap.problems.push(e);
+                snap.problems.push(e.to_string());
                 None
             }
         };
@@ -417,7 +417,7 @@ impl Update {
         let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let running = running.ok_or("the running slot is unknown")?;
             let slot = running.other();
-            let vars = shared.backends.env.read()?;
+            let vars = shared.backends.env.read().map_err(|e| e.to_string())?;
             let info = SlotInfo::from_env(&vars, slot);
             let record = Record {
                 v: record::VERSION,
@@ -512,7 +512,8 @@ impl Update {
             shared
                 .backends
                 .fw
-                .upgrade(&device, &mut reader, &policy, &mut events)?;
+                .upgrade(&device, &mut reader, &policy, &mut events)
+                .map_err(|e| e.to_string())?;
             Ok(read.load(Ordering::Relaxed))
         });
         let this = self.clone();

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use myelin_init::control::{Body, Client, Op};
@@ -14,7 +15,30 @@ use crate::stability::Readiness;
 /// Reads the U-Boot environment.
 pub trait EnvSource: Send + Sync {
     /// The current variables.
-    fn read(&self) -> Result<Vars, String>;
+    fn read(&self) -> Result<Vars, EnvReadError>;
+}
+
+/// Why the U-Boot environment could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EnvReadError {
+    /// `fw_env.config` could not be loaded (every later read fails the same way).
+    #[error("the environment configuration {path}: {source}")]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// What was wrong with it (shared: a broken configuration is reported on every read).
+        #[source]
+        source: Arc<myelin_ubootenv::ConfigError>,
+    },
+    /// The environment described by the configuration could not be read.
+    #[error("reading the environment ({path}): {source}")]
+    Read {
+        /// The configuration file that describes it.
+        path: PathBuf,
+        /// The storage error.
+        #[source]
+        source: Arc<myelin_ubootenv::EnvError>,
+    },
 }
 
 /// The environment `fw_env.config` describes, read afresh every time.
@@ -25,8 +49,11 @@ pub struct UbootEnv {
 
 impl UbootEnv {
     /// Loads the configuration once.
-    pub fn open(path: &Path) -> Result<UbootEnv, String> {
-        let config = EnvConfig::from_file(path).map_err(|e| e.to_string())?;
+    pub fn open(path: &Path) -> Result<UbootEnv, EnvReadError> {
+        let config = EnvConfig::from_file(path).map_err(|e| EnvReadError::Config {
+            path: path.to_owned(),
+            source: Arc::new(e),
+        })?;
         Ok(UbootEnv {
             config,
             path: path.to_owned(),
@@ -35,9 +62,11 @@ impl UbootEnv {
 }
 
 impl EnvSource for UbootEnv {
-    fn read(&self) -> Result<Vars, String> {
-        myelin_ubootenv::read_vars(&self.config)
-            .map_err(|e| format!("reading the environment ({}): {e}", self.path.display()))
+    fn read(&self) -> Result<Vars, EnvReadError> {
+        myelin_ubootenv::read_vars(&self.config).map_err(|e| EnvReadError::Read {
+            path: self.path.clone(),
+            source: Arc::new(e),
+        })
     }
 }
 
