@@ -7,10 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -70,10 +69,7 @@ impl Bus {
 }
 
 /// A running `myelin-kv daemon`, ready (it sent READY=1 on its NOTIFY_SOCKET).
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
+struct Daemon(myelin_testbus::Daemon);
 
 impl Daemon {
     fn start(bus: &Bus, config: &Path, lock: &Path, poll: &str) -> Daemon {
@@ -82,56 +78,25 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra daemon options.
     fn start_with(bus: &Bus, config: &Path, lock: &Path, poll: &str, extra: &[&str]) -> Daemon {
-        let notify_path = bus.dir().join("notify.sock");
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let log = bus.dir().join("daemon.log");
-        let child = myelin_kv()
-            .arg("daemon")
+        let mut cmd = myelin_kv();
+        cmd.arg("daemon")
             .arg("-c")
             .arg(config)
             .arg("--lock")
             .arg(lock)
             .args(["--poll-interval", poll])
             .args(extra)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
-            panic!(
-                "no READY=1 from the daemon within {TIMEOUT:?} ({e}); log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        let message = String::from_utf8_lossy(&buf[..n]);
-        assert!(
-            message.lines().any(|l| l == "READY=1"),
-            "notify message {message:?}"
-        );
-        Daemon { child, log }
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address());
+        Daemon(myelin_testbus::Daemon::start(cmd))
     }
 
     /// SIGTERM, and the daemon must exit cleanly.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "daemon exit status {status}");
+    fn stop(self) {
+        self.0.stop();
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.log()
     }
 }
 

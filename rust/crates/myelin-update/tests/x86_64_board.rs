@@ -216,7 +216,7 @@ stable_period = "0s"
         ),
     )
     .unwrap();
-    let start = |board: &Board| Daemon::spawn(&bus, &board.boot_id, &dir, &config);
+    let start = |board: &Board| Daemon::spawn(&bus, &board.boot_id, &config);
 
     let daemon = start(&board);
     let update = bus.proxy().await;

@@ -7,9 +7,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -429,83 +429,33 @@ pub fn myelin_update() -> Command {
 }
 
 /// A running `myelin-update daemon`, ready (it sent READY=1 on its NOTIFY_SOCKET).
-pub struct Daemon {
-    child: Child,
-    pub log: PathBuf,
-}
+pub struct Daemon(myelin_testbus::Daemon);
 
 impl Daemon {
     pub fn start(bus: &Bus, device: &Device, config: &Path) -> Daemon {
-        Daemon::spawn(bus, &device.boot_id, device.dir.path(), config)
+        Daemon::spawn(bus, &device.boot_id, config)
     }
 
-    /// Starts the daemon with a boot id file and a directory for its log.
-    pub fn spawn(bus: &Bus, boot_id: &Path, log_dir: &Path, config: &Path) -> Daemon {
-        let notify_path = bus.dir().join("notify.sock");
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify.set_read_timeout(Some(TIMEOUT)).unwrap();
-        let log = log_dir.join(format!("daemon-{}.log", std::process::id()));
-        let log = next_free(log);
-        let child = myelin_update()
-            .arg("daemon")
+    /// Starts the daemon with a boot id file.
+    pub fn spawn(bus: &Bus, boot_id: &Path, config: &Path) -> Daemon {
+        let mut cmd = myelin_update();
+        cmd.arg("daemon")
             .arg("-c")
             .arg(config)
             .arg("--boot-id-file")
             .arg(boot_id)
             .arg("--address")
-            .arg(bus.address())
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
-            panic!(
-                "no READY=1 from the daemon within {TIMEOUT:?} ({e}); log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        let message = String::from_utf8_lossy(&buf[..n]);
-        assert!(
-            message.lines().any(|l| l == "READY=1"),
-            "notify message {message:?}"
-        );
-        Daemon { child, log }
+            .arg(bus.address());
+        Daemon(myelin_testbus::Daemon::start(cmd))
     }
 
     /// SIGTERM, and the daemon must exit cleanly.
-    pub fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "daemon exit status {status}; log:\n{}",
-            self.log()
-        );
+    pub fn stop(self) {
+        self.0.stop();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn next_free(path: PathBuf) -> PathBuf {
-    let mut n = 0;
-    loop {
-        let p = path.with_extension(format!("{n}.log"));
-        if !p.exists() {
-            return p;
-        }
-        n += 1;
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.log()
     }
 }
 
