@@ -20,14 +20,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::NetConfig;
-use crate::key_input::{self, KeyArgs};
 use crate::manager::{Manager, Options};
+use myelin_api::net::command::Command;
 
 /// Default configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/myelin/net.toml";
@@ -54,52 +53,9 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Print the state as JSON (one interface, or everything).
-    Status {
-        /// Interface.
-        ifname: Option<String>,
-    },
-    /// Configure an interface (JSON, see the config documentation; WiFi keys with --psk-file
-    /// or --psk-stdin, never in the JSON).
-    Configure {
-        /// Interface.
-        ifname: String,
-        /// Configuration.
-        json: String,
-        /// Do not persist (a reboot returns to the saved or default configuration).
-        #[arg(long)]
-        temporary: bool,
-        /// The WiFi key.
-        #[command(flatten)]
-        key: KeyArgs,
-    },
-    /// Print an interface's running configuration (without WiFi keys).
-    GetConfig {
-        /// Interface.
-        ifname: String,
-    },
-    /// Take an interface down and forget its persisted configuration.
-    Deconfigure {
-        /// Interface.
-        ifname: String,
-    },
-    /// Set the internet check targets (host:port).
-    CheckHosts {
-        /// Targets.
-        #[arg(required = true)]
-        hosts: Vec<String>,
-        /// Do not persist.
-        #[arg(long)]
-        temporary: bool,
-    },
-    /// Scan for WiFi networks and print the results.
-    Scan {
-        /// Interface.
-        ifname: String,
-        /// Seconds to wait for results.
-        #[arg(long, default_value_t = 5.0)]
-        wait: f64,
-    },
+    /// Ask the running daemon (status is printed as JSON).
+    #[command(flatten)]
+    Client(Command),
     /// Validate a configuration file.
     CheckConfig {
         /// File.
@@ -148,11 +104,6 @@ async fn connect(address: &Option<String>) -> Result<zbus::Connection> {
     c.context("cannot connect to D-Bus")
 }
 
-fn print_json(v: &serde_json::Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 fn run(cli: Cli) -> Result<()> {
     let address = cli.address;
     match cli.command {
@@ -168,46 +119,17 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Configure {
-            ifname,
-            json,
-            temporary,
-            key,
-        } => {
+        Cmd::Client(command) => {
             // Before the bus: a key is read (and a key in the JSON refused) without a daemon.
-            let config = key_input::prepare(&json, key.read()?.as_deref())?;
+            let prepared = command.prepare()?;
             runtime()?.block_on(async move {
                 let conn = connect(&address).await?;
-                let net = crate::client::Network1Proxy::new(&conn).await?;
-                Ok(net.configure(&ifname, &config, !temporary).await?)
+                prepared
+                    .execute(&conn, true, &mut std::io::stdout().lock())
+                    .await?;
+                Ok(())
             })
         }
-        cmd => runtime()?.block_on(async move {
-            let conn = connect(&address).await?;
-            let net = crate::client::Network1Proxy::new(&conn).await?;
-            match cmd {
-                Cmd::Status { ifname } => {
-                    print_json(&crate::client::status(&conn, ifname.as_deref()).await?)
-                }
-                Cmd::GetConfig { ifname } => {
-                    println!("{}", net.get_configuration(&ifname).await?);
-                    Ok(())
-                }
-                Cmd::Deconfigure { ifname } => Ok(net.deconfigure(&ifname).await?),
-                Cmd::CheckHosts { hosts, temporary } => {
-                    let h: Vec<&str> = hosts.iter().map(String::as_str).collect();
-                    Ok(net.set_check_hosts(&h, !temporary).await?)
-                }
-                Cmd::Scan { ifname, wait } => {
-                    let w = crate::client::wifi(&conn, &ifname).await?;
-                    w.scan().await?;
-                    tokio::time::sleep(Duration::from_secs_f64(wait.max(0.0))).await;
-                    let s = crate::client::status(&conn, Some(&ifname)).await?;
-                    print_json(s.get("access_points").unwrap_or(&serde_json::Value::Null))
-                }
-                Cmd::Daemon { .. } | Cmd::CheckConfig { .. } | Cmd::Configure { .. } => Ok(()),
-            }
-        }),
     }
 }
 

@@ -1,7 +1,8 @@
-//! The `org.myelin.Network1` contract: names, object paths, the client proxies and the
-//! command line's key input.
+//! The `org.myelin.Network1` contract: names, object paths, the client proxies, the client
+//! command tree and the command line's key input.
 
 pub mod client;
+pub mod command;
 pub mod key_input;
 
 pub use client::*;
