@@ -38,27 +38,32 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use myelin_ubootenv::Vars;
-use tokio::sync::mpsc;
 use zbus::interface;
 use zbus::object_server::SignalEmitter;
 
 use crate::coalesce::Coalescer;
 use crate::config::Config;
-use crate::fw::{Firmware, FwEvent, UpgradePolicy};
+use crate::fw::Firmware;
 use crate::guard::{self, Guard, Policy};
 use crate::machine::{self, Action, Machine, Refused};
 use crate::record::{self, Outcome, Record};
 use crate::slot::{self, BootStatus, Slot, SlotInfo};
-use crate::source::{self, Cancel, Source, Tracked};
+use crate::source::{Cancel, Source};
 use crate::system::{EnvSource, Init};
 
 pub use myelin_api::update::{BUS_NAME, INTERFACE, OBJECT_PATH};
+
+mod daemon;
+mod install;
+mod properties;
+
+pub use daemon::{DaemonOptions, run};
+use properties::{install_options, last_install, slots, version};
 
 /// The disk updated when neither the configuration nor the environment names one.
 pub const DEFAULT_DEVICE: &str = "/dev/rootdisk0";
@@ -155,14 +160,6 @@ fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// What the install thread tells the async side.
-enum Report {
-    /// Percent done, bytes read, total bytes (0: unknown).
-    Progress(u8, u64, u64),
-    /// Anything else the applier said.
-    Fw(FwEvent),
 }
 
 /// Clears the "op running" flag even if the operation's future is dropped.
@@ -376,10 +373,13 @@ impl Update {
     }
 
     /// Feeds the install machine and carries out what it asks for; a refusal of `event`
-    /// itself is returned, refusals of events it leads to (auto_reboot) are logged.
-    async fn machine_event(&self, event: machine::Event) -> Result<(), BusError> {
+    /// itself is returned, refusals of events it leads to (auto_reboot) are logged. Returns
+    /// whether the machine asked for an apply to start: only the caller holding the source can
+    /// start it (`start_install`).
+    async fn machine_event(&self, event: machine::Event) -> Result<bool, BusError> {
         let mut queue = std::collections::VecDeque::from([event]);
         let mut first = true;
+        let mut start_apply = false;
         while let Some(event) = queue.pop_front() {
             let handled = self.shared.lock().machine.handle(event);
             let actions = match handled {
@@ -394,7 +394,12 @@ impl Update {
             self.publish().await;
             for action in actions {
                 match action {
-                    Action::StartApply | Action::AbortApply => {}
+                    Action::StartApply => start_apply = true,
+                    Action::AbortApply => {
+                        if let Some(c) = &self.shared.lock().cancel {
+                            c.cancel();
+                        }
+                    }
                     Action::WriteRecord => self.write_record().await,
                     Action::RequestReboot => self.request_reboot_for_machine().await,
                     Action::Reboot => queue.push_back(machine::Event::Reboot),
@@ -408,7 +413,7 @@ impl Update {
                 }
             }
         }
-        Ok(())
+        Ok(start_apply)
     }
 
     async fn write_record(&self) {
@@ -459,97 +464,6 @@ impl Update {
                 .handle(machine::Event::RebootFailed(e.to_string()));
             self.publish().await;
         }
-    }
-
-    /// Starts an install from an already parsed source.
-    async fn start_install(&self, source: Source, allow_downgrade: bool) -> Result<(), BusError> {
-        let description = source.describe();
-        {
-            let inner = self.shared.lock();
-            if inner.op_running {
-                return Err(BusError::Busy(
-                    "another firmware operation is running".into(),
-                ));
-            }
-        }
-        self.machine_event(machine::Event::Install {
-            source: description.clone(),
-        })
-        .await?;
-        log::info!("installing {description}");
-        let cancel = Cancel::new();
-        self.shared.lock().cancel = Some(cancel.clone());
-        let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
-        let running = self.shared.lock().snapshot.running;
-        let shared = self.shared.clone();
-        let worker = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            let opened = source::open(source, &shared.config.http).map_err(|e| e.to_string())?;
-            let total = opened.length.unwrap_or(0);
-            let read = Arc::new(AtomicU64::new(0));
-            let mut reader = Tracked::new(opened.reader, read.clone(), cancel);
-            let vars = shared.backends.env.read().ok();
-            let device = shared.device(vars.as_ref());
-            let policy = UpgradePolicy {
-                running_version: running.and_then(|slot| {
-                    vars.as_ref()?
-                        .get(&format!("{}.nerves_fw_version", slot.name()))
-                        .cloned()
-                }),
-                allow_downgrade,
-            };
-            let mut last = None;
-            let mut events = |e: FwEvent| {
-                let report = match e {
-                    FwEvent::Progress(p) if last == Some(p) => return,
-                    FwEvent::Progress(p) => {
-                        last = Some(p);
-                        Report::Progress(p, read.load(Ordering::Relaxed), total)
-                    }
-                    other => Report::Fw(other),
-                };
-                let _ = tx.send(report);
-            };
-            shared
-                .backends
-                .fw
-                .upgrade(&device, &mut reader, &policy, &mut events)
-                .map_err(|e| e.to_string())?;
-            Ok(read.load(Ordering::Relaxed))
-        });
-        let this = self.clone();
-        tokio::spawn(async move {
-            while let Some(report) = rx.recv().await {
-                match report {
-                    Report::Progress(p, read, total) => {
-                        let _ = this.machine_event(machine::Event::Progress(p)).await;
-                        if let Some(emitter) = this.shared.emitter.get() {
-                            let _ =
-                                Update::install_progress(emitter, u32::from(p), read, total).await;
-                        }
-                    }
-                    Report::Fw(FwEvent::Message(m)) => log::info!("{m}"),
-                    Report::Fw(FwEvent::Warning(m)) => log::warn!("{m}"),
-                    Report::Fw(FwEvent::Progress(_)) => {}
-                }
-            }
-            let result = worker
-                .await
-                .unwrap_or_else(|e| Err(format!("internal error: {e}")));
-            let result = match result {
-                Ok(bytes) => {
-                    log::info!("install succeeded ({bytes} bytes read)");
-                    Ok(())
-                }
-                Err(e) => {
-                    log::warn!("install failed: {e}");
-                    Err(e)
-                }
-            };
-            this.shared.lock().cancel = None;
-            let _ = this.machine_event(machine::Event::Finished(result)).await;
-            this.reload().await;
-        });
-        Ok(())
     }
 
     /// Feeds the guard and carries out its actions, repeatedly, until it has nothing to do.
@@ -606,75 +520,6 @@ impl Update {
     }
 }
 
-fn version(s: &Snapshot) -> String {
-    s.running
-        .and_then(|r| s.slots.iter().find(|(slot, _)| *slot == r))
-        .and_then(|(_, info)| info.version())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn last_install(s: &Snapshot) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    map.insert(
-        "outcome".to_owned(),
-        s.outcome.unwrap_or(Outcome::None).name().to_owned(),
-    );
-    if let Some(r) = &s.last_install {
-        map.insert("slot".to_owned(), Slot::from(r.slot).name().to_owned());
-        if let Some(v) = &r.version {
-            map.insert("version".to_owned(), v.clone());
-        }
-        if let Some(u) = &r.uuid {
-            map.insert("uuid".to_owned(), u.clone());
-        }
-        map.insert("installed_at".to_owned(), r.installed_at.to_string());
-    }
-    map
-}
-
-fn slots(s: &Snapshot) -> HashMap<String, HashMap<String, String>> {
-    s.slots
-        .iter()
-        .map(|(slot, info)| {
-            let mut m: HashMap<String, String> = info
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            m.insert(
-                "validated".into(),
-                if info.validated { "1" } else { "0" }.into(),
-            );
-            (slot.name().to_owned(), m)
-        })
-        .collect()
-}
-
-/// Reads the options of an install: `allow-downgrade` (boolean); anything else is an error
-/// naming the option.
-fn install_options(options: &HashMap<String, zbus::OwnedVariant>) -> Result<bool, BusError> {
-    let mut allow_downgrade = false;
-    for (name, value) in options {
-        match name.as_str() {
-            "allow-downgrade" => {
-                allow_downgrade = bool::try_from(value).map_err(|_| {
-                    BusError::InvalidArgument(format!(
-                        "install option {name:?} must be a boolean (b), not {}",
-                        value.value_signature()
-                    ))
-                })?;
-            }
-            other => {
-                return Err(BusError::InvalidArgument(format!(
-                    "unknown install option {other:?} (known: \"allow-downgrade\")"
-                )));
-            }
-        }
-    }
-    Ok(allow_downgrade)
-}
-
 #[interface(name = "org.myelin.Update1")]
 impl Update {
     /// Installs the `.fw` at an absolute path on the device or an `http(s)://` URL.
@@ -716,12 +561,7 @@ impl Update {
 
     /// Stops the running install.
     async fn cancel(&self) -> Result<(), BusError> {
-        let actions = self.shared.lock().machine.handle(machine::Event::Cancel)?;
-        if actions.contains(&Action::AbortApply) {
-            if let Some(c) = &self.shared.lock().cancel {
-                c.cancel();
-            }
-        }
+        self.machine_event(machine::Event::Cancel).await?;
         Ok(())
     }
 
@@ -871,81 +711,6 @@ impl Update {
     async fn last_install(&self) -> HashMap<String, String> {
         last_install(&self.shared.lock().snapshot)
     }
-}
-
-/// Options of `myelin-update daemon`.
-#[derive(Debug, Clone, Default)]
-pub struct DaemonOptions {
-    /// Configuration file.
-    pub config: PathBuf,
-    /// Bus address instead of the system bus (tests).
-    pub address: Option<String>,
-    /// Boot id file instead of the kernel's (tests simulate reboots with it).
-    pub boot_id_file: Option<PathBuf>,
-}
-
-/// Runs the daemon with the given side effects until SIGTERM or SIGINT.
-pub fn run(config: Config, backends: Backends, options: &DaemonOptions) -> Result<()> {
-    let boot_id_path = options
-        .boot_id_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(crate::system::BOOT_ID_PATH));
-    let boot_id = crate::system::read_boot_id(&boot_id_path)
-        .with_context(|| format!("reading the boot id from {}", boot_id_path.display()))?;
-    myelin_api::service::run(
-        "myelin-update",
-        serve(config, backends, boot_id, options.address.as_deref()),
-    )?
-}
-
-async fn serve(
-    config: Config,
-    backends: Backends,
-    boot_id: String,
-    address: Option<&str>,
-) -> Result<()> {
-    let poll = config.ready_poll;
-    let update = Update::new(config, backends, boot_id);
-    // Read the state before taking the name, so the first property reads are right.
-    update.reload().await;
-    let conn = myelin_api::service::bus(address)
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, update.clone())
-        .build()
-        .await
-        .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-    let emitter = SignalEmitter::new(&conn, OBJECT_PATH)
-        .context("object path")?
-        .into_owned();
-    let _ = update.shared.emitter.set(emitter);
-    update.publish().await;
-    myelin_api::service::ready();
-    let mut trial = update.shared.lock().snapshot.trial;
-    let shared = &update.shared;
-    if trial && record::reverted_during(&shared.config.state_dir, &shared.boot_id) {
-        log::info!("a revert was asked for during this boot: the firmware is not validated again");
-        trial = false;
-    }
-    update.guard_event(guard::Event::Started { trial }).await;
-    let guard_loop = {
-        let update = update.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(poll);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                update.guard_event(guard::Event::Tick).await;
-            }
-        })
-    };
-    myelin_api::service::terminated().await?;
-    guard_loop.abort();
-    if let Some(c) = &update.shared.lock().cancel {
-        // An install in progress stops before it switches slots.
-        c.cancel();
-    }
-    drop(conn);
-    Ok(())
 }
 
 /// The disk updates go to: the configuration's `device`, else the environment's
