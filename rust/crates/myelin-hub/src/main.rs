@@ -1,0 +1,2 @@
+//! `myelin-hub` binary.
+fn main() {}
