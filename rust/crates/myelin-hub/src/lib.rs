@@ -13,6 +13,9 @@
 pub mod auth;
 pub mod backoff;
 pub mod channel;
+pub mod client;
+pub mod config;
 pub mod frame;
 pub mod message;
 pub mod meta;
+pub mod tls;
