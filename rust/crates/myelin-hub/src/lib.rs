@@ -12,7 +12,9 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod bus;
 pub mod channel;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod frame;
