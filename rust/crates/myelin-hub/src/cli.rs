@@ -17,12 +17,12 @@ use clap::{Parser, Subcommand};
 
 use crate::backoff::{OsRandom, Policy};
 use crate::bus::{BusDevice, BusInstaller};
-use crate::client::{Client, HubStatus, Settings, SystemClock};
+use crate::client::{Client, Settings, SystemClock};
 use crate::config::{self, Config};
 use crate::tls;
 
 /// Where the daemon keeps its status for `status`.
-pub const STATUS_PATH: &str = "/run/myelin/hub.json";
+pub use myelin_api::hub::STATUS_PATH;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -108,35 +108,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json, status_file } => {
-            let text = std::fs::read_to_string(&status_file).with_context(|| {
-                format!(
-                    "{}: is myelin-hub running (and configured)?",
-                    status_file.display()
-                )
-            })?;
-            let status: HubStatus = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a status", status_file.display()))?;
+            let status = myelin_api::hub::read(&status_file)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", human(&status));
+                print!("{}", myelin_api::hub::human(&status));
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The status as `status` prints it.
-pub fn human(s: &HubStatus) -> String {
-    let mut out = format!("state:        {}\nserver:       {}\n", s.state, s.url);
-    out.push_str(&format!("connections:  {}\n", s.connections));
-    if let Some(e) = &s.last_error {
-        out.push_str(&format!("last error:   {e}\n"));
-    }
-    if let Some(u) = &s.last_update {
-        out.push_str(&format!("last update:  {u}\n"));
-    }
-    out
 }
 
 fn daemon(config_path: &Path, address: Option<String>, status_file: PathBuf) -> Result<ExitCode> {

@@ -104,20 +104,7 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// What `myelinctl hub status` shows.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct HubStatus {
-    /// `connecting`, `joined`, `disconnected`.
-    pub state: String,
-    /// The server URL.
-    pub url: String,
-    /// Connections opened (including the current one).
-    pub connections: u64,
-    /// Why the last connection ended or failed.
-    pub last_error: Option<String>,
-    /// The last update offered and what became of it.
-    pub last_update: Option<String>,
-}
+pub use myelin_api::hub::HubStatus;
 
 /// One report to push on the device channel.
 #[derive(Debug, Clone, PartialEq)]

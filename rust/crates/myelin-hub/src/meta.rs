@@ -18,8 +18,9 @@ use serde_json::{Map, Value, json};
 
 /// The device API revision this client implements (NervesHubLink 2.x's).
 pub const DEVICE_API_VERSION: &str = "2.3.0";
-/// The fwup release whose `.fw` format myelin-fw reads and writes.
-pub const FWUP_VERSION: &str = "1.13.0";
+/// The fwup release whose `.fw` format myelin-fw reads and writes (myelin-fw's
+/// `FWUP_COMPATIBLE_VERSION`; not linked, to keep the client free of the archive code).
+pub const FWUP_VERSION: &str = "1.16.0";
 
 /// What the join reports besides the environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

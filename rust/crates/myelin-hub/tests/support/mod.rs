@@ -13,7 +13,8 @@
 //!
 //! Everything the server sees is sent to the test as an [`Event`], so tests wait for events.
 
-#![allow(dead_code, clippy::unwrap_used)]
+// tungstenite's handshake callback fixes the (large) error type.
+#![allow(dead_code, clippy::unwrap_used, clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
