@@ -17,6 +17,7 @@
 //! myelinctl fw status | install PATH|URL|- [--reboot] | validate | revert | factory-reset
 //! myelinctl hw [gpio|i2c|spi|uart|pwm] | hw --detect BUS
 //! myelinctl ssh keys | add-key KEY...|-
+//! myelinctl hub status
 //! ```
 //!
 //! [`hw`] reads the kernel's interfaces directly, through the `myelin` crate an application uses.
@@ -29,6 +30,7 @@ use clap::{Parser, Subcommand};
 mod boot;
 mod bus;
 pub mod fw;
+pub mod hub;
 pub mod hw;
 pub mod init;
 pub mod kv;
@@ -73,6 +75,9 @@ pub enum Command {
     /// SSH keys authorized to log in (kept on /data).
     #[command(subcommand)]
     Ssh(ssh::Command),
+    /// The NervesHub connection, from myelin-hub.
+    #[command(subcommand)]
+    Hub(hub::Command),
 }
 
 /// The daemons behind the bus names myelinctl calls, to name one that is not running.
@@ -122,6 +127,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32> {
         Command::Fw(c) => fw::run(c, cli, out),
         Command::Hw(c) => hw::run(c, cli, out),
         Command::Ssh(c) => ssh::run(c, out),
+        Command::Hub(c) => hub::run(c, cli.json, out),
     }
 }
 

@@ -1,0 +1,120 @@
+//! The device side on a Myelin system: the environment from `org.myelin.KV1`, validation,
+//! installs and reboots through `org.myelin.Update1`, identify by a configured command.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use myelin_api::kv::Kv1Proxy;
+use myelin_api::update::{self as update_api, InstallSource, Update1Proxy};
+use tokio::sync::mpsc;
+
+use crate::client::{Device, Installer};
+
+/// How often a device on trial re-reads whether it was validated. The wait is idle: no
+/// install is attempted meanwhile.
+const VALIDATION_POLL: Duration = Duration::from_secs(10);
+
+/// [`Device`] through myelin-kv and myelin-update.
+pub struct BusDevice {
+    kv: Kv1Proxy<'static>,
+    update: Update1Proxy<'static>,
+    identify_command: Vec<String>,
+}
+
+impl BusDevice {
+    /// Connects both proxies on the system bus (or `address`).
+    pub async fn connect(
+        address: Option<&str>,
+        identify_command: Vec<String>,
+    ) -> Result<BusDevice, String> {
+        let update = update_api::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let conn = update.inner().connection().clone();
+        let kv = Kv1Proxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| update_api::describe(&e))?;
+        Ok(BusDevice {
+            kv,
+            update,
+            identify_command,
+        })
+    }
+
+    /// The updater proxy, for the [`BusInstaller`].
+    pub fn update_proxy(&self) -> Update1Proxy<'static> {
+        self.update.clone()
+    }
+}
+
+impl Device for BusDevice {
+    async fn env(&self) -> Result<HashMap<String, String>, String> {
+        self.kv
+            .get_all()
+            .await
+            .map_err(|e| update_api::describe(&e))
+    }
+
+    async fn validated(&self) -> bool {
+        match self.update.trial().await {
+            Ok(trial) => !trial,
+            Err(e) => {
+                // Unknown counts as not validated: installing over the fallback is the harm.
+                log::warn!(
+                    "cannot read the firmware's validation: {}",
+                    update_api::describe(&e)
+                );
+                false
+            }
+        }
+    }
+
+    async fn wait_validated(&self) {
+        while !self.validated().await {
+            tokio::time::sleep(VALIDATION_POLL).await;
+        }
+    }
+
+    async fn reboot(&self) -> Result<(), String> {
+        self.update
+            .reboot()
+            .await
+            .map_err(|e| update_api::describe(&e))
+    }
+
+    async fn identify(&self) {
+        let Some((program, args)) = self.identify_command.split_first() else {
+            log::info!("identify: no identify_command configured");
+            return;
+        };
+        // Not waited for: a blink may last; tokio reaps the child.
+        if let Err(e) = tokio::process::Command::new(program).args(args).spawn() {
+            log::warn!("identify: cannot run {program}: {e}");
+        }
+    }
+}
+
+/// [`Installer`] through `org.myelin.Update1`: myelin-update streams the URL, checks the
+/// signature against the device's keys and the platform, and writes the inactive slot.
+pub struct BusInstaller {
+    update: Update1Proxy<'static>,
+}
+
+impl BusInstaller {
+    /// Installs through this proxy.
+    pub fn new(update: Update1Proxy<'static>) -> BusInstaller {
+        BusInstaller { update }
+    }
+}
+
+impl Installer for BusInstaller {
+    async fn install(&self, url: &str, progress: mpsc::UnboundedSender<u32>) -> Result<(), String> {
+        update_api::install(&self.update, InstallSource::Location(url.to_owned()), |p| {
+            let _ = progress.send(p);
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,600 @@
+//! The real client against the NervesHub stand-in, over TLS on loopback: auth (device
+//! certificate, shared secret, clock skew), join, heartbeat, updates with progress, malformed
+//! frames, reconnects. Tests wait for events; none measures time.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use myelin_hub::backoff::{OsRandom, Policy};
+use myelin_hub::client::{Client, Clock, Device, Installer, Settings, SystemClock};
+use myelin_hub::config::{Auth, Config};
+use serde_json::json;
+use support::{Command, Event, Options, Pki, StandIn};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// What the device double was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+enum DeviceCall {
+    Reboot,
+    Identify,
+    WaitingForValidation,
+}
+
+struct TestDevice {
+    env: HashMap<String, String>,
+    validated: Cell<bool>,
+    validated_now: Notify,
+    calls: mpsc::UnboundedSender<DeviceCall>,
+}
+
+impl Device for &TestDevice {
+    async fn env(&self) -> Result<HashMap<String, String>, String> {
+        Ok(self.env.clone())
+    }
+    async fn validated(&self) -> bool {
+        self.validated.get()
+    }
+    async fn wait_validated(&self) {
+        if self.validated.get() {
+            return;
+        }
+        let _ = self.calls.send(DeviceCall::WaitingForValidation);
+        while !self.validated.get() {
+            self.validated_now.notified().await;
+        }
+    }
+    async fn reboot(&self) -> Result<(), String> {
+        let _ = self.calls.send(DeviceCall::Reboot);
+        Ok(())
+    }
+    async fn identify(&self) {
+        let _ = self.calls.send(DeviceCall::Identify);
+    }
+}
+
+/// Installs by reporting the given progress steps, then the given result; with a gate, it
+/// waits for the test before finishing (a download in flight).
+struct TestInstaller {
+    steps: Vec<u32>,
+    result: Result<(), String>,
+    urls: mpsc::UnboundedSender<String>,
+    gate: RefCell<Option<oneshot::Receiver<()>>>,
+}
+
+impl Installer for &TestInstaller {
+    async fn install(&self, url: &str, progress: mpsc::UnboundedSender<u32>) -> Result<(), String> {
+        let _ = self.urls.send(url.to_owned());
+        for s in &self.steps {
+            let _ = progress.send(*s);
+        }
+        let gate = self.gate.borrow_mut().take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        self.result.clone()
+    }
+}
+
+struct SkewedClock(i64);
+impl Clock for SkewedClock {
+    fn unix_seconds(&self) -> u64 {
+        (SystemClock.unix_seconds() as i64 + self.0) as u64
+    }
+}
+
+fn env() -> HashMap<String, String> {
+    [
+        ("nerves_fw_active", "a"),
+        ("a.nerves_fw_uuid", "6a1c8a4e-0000-4000-8000-000000000001"),
+        ("a.nerves_fw_version", "1.0.0"),
+        ("a.nerves_fw_platform", "x86_64"),
+        ("a.nerves_fw_architecture", "x86_64"),
+        ("a.nerves_fw_product", "myelin-demo"),
+        ("a.nerves_fw_validated", "1"),
+        ("nerves_serial_number", "serial-42"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// Settings through the real configuration path (files, modes, TLS loading).
+fn settings(dir: &Path, hub: &StandIn, pki: &Pki, auth: Auth) -> Settings {
+    let ca = write(dir, "ca.pem", &pki.ca_pem);
+    let config = Config {
+        url: hub.url(""),
+        server_ca: ca,
+        heartbeat: Duration::from_secs(30),
+        identify_command: vec![],
+        reboot_after_update: true,
+        auth,
+    };
+    Settings {
+        url: config.socket_url(),
+        tls: myelin_hub::tls::client_config(&config).unwrap(),
+        shared_secret: config.shared_secret(&env()).unwrap(),
+        heartbeat: config.heartbeat,
+        backoff: Policy {
+            min: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+            jitter: 0.5,
+        },
+        reboot_after_update: true,
+        status_path: None,
+    }
+}
+
+fn cert_auth(dir: &Path, cert: &str, key: &str) -> Auth {
+    Auth::Certificate {
+        certificate: write(dir, "device.pem", cert),
+        key: write(dir, "device-key.pem", key),
+    }
+}
+
+fn secret_auth(dir: &Path, secret: &str) -> Auth {
+    Auth::SharedSecret {
+        key: "nhp_product".into(),
+        secret_file: write(dir, "secret", secret),
+        identifier: None,
+    }
+}
+
+fn device(validated: bool) -> (TestDevice, mpsc::UnboundedReceiver<DeviceCall>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut e = env();
+    if !validated {
+        e.insert("a.nerves_fw_validated".into(), "0".into());
+    }
+    (
+        TestDevice {
+            env: e,
+            validated: Cell::new(validated),
+            validated_now: Notify::new(),
+            calls: tx,
+        },
+        rx,
+    )
+}
+
+fn installer(
+    steps: Vec<u32>,
+    result: Result<(), String>,
+) -> (TestInstaller, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        TestInstaller {
+            steps,
+            result,
+            urls: tx,
+            gate: RefCell::new(None),
+        },
+        rx,
+    )
+}
+
+/// Runs the client until `test` finishes.
+async fn with_client<D: Device, I: Installer>(
+    client: &Client<D, I>,
+    test: impl Future<Output = ()>,
+) {
+    // A guard against a hang (a wait for something that never happens), not a timing check.
+    let test = tokio::time::timeout(Duration::from_secs(120), test);
+    tokio::select! {
+        _ = client.run(std::future::pending()) => panic!("the client stopped"),
+        r = test => r.expect("the test waited 120 s for an event that never came"),
+    }
+}
+
+fn update_payload(platform: &str) -> serde_json::Value {
+    json!({
+        "firmware_url": "https://fw.example/firmware/2.0.0.fw?signature=x",
+        "firmware_meta": {
+            "uuid": "6a1c8a4e-0000-4000-8000-000000000002",
+            "version": "2.0.0",
+            "platform": platform,
+            "architecture": "x86_64",
+            "product": "myelin-demo"
+        }
+    })
+}
+
+#[tokio::test]
+async fn certificate_auth_joins_with_the_firmware_metadata_and_heartbeats() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
+    );
+    s.heartbeat = Duration::from_millis(50);
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        let identity = hub
+            .wait_for(|e| match e {
+                Event::Connected { identity, .. } => Some(identity.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(identity, "device-1");
+        let (_, join) = hub.frame("phx_join").await;
+        assert_eq!(join.topic, "device");
+        let p = &join.payload;
+        assert_eq!(p["nerves_fw_uuid"], "6a1c8a4e-0000-4000-8000-000000000001");
+        assert_eq!(p["nerves_fw_version"], "1.0.0");
+        assert_eq!(p["nerves_fw_platform"], "x86_64");
+        assert_eq!(p["nerves_fw_architecture"], "x86_64");
+        assert_eq!(p["nerves_fw_product"], "myelin-demo");
+        assert_eq!(p["device_api_version"], "2.3.0");
+        assert_eq!(p["meta"]["firmware_validated"], true);
+        // Two heartbeats on one connection: the first was answered, so the socket stays.
+        let (c1, hb1) = hub.frame("heartbeat").await;
+        let (c2, hb2) = hub.frame("heartbeat").await;
+        assert_eq!((hb1.topic.as_str(), c1), ("phoenix", c2));
+        assert_ne!(hb1.msg_ref, hb2.msg_ref);
+        assert_eq!(client.status().state, "joined");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_ca_is_refused_and_retried() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.rogue_cert_pem, &pki.rogue_key_pem),
+    );
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        for _ in 0..3 {
+            match hub.next().await {
+                Event::TlsFailed(_) => {}
+                // TLS 1.3: the server checks the client certificate after the client considers
+                // the handshake done, so the refusal can come as the upgrade failing.
+                Event::Refused(_) => {}
+                other => panic!("a rogue device got in: {other:?}"),
+            }
+        }
+        assert_ne!(client.status().state, "joined");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shared_secret_auth_joins_as_the_serial_number() {
+    let pki = Pki::generate();
+    let options = Options {
+        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
+        ..Options::default()
+    };
+    let mut hub = StandIn::start(&pki, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        secret_auth(dir.path(), "product-secret\n"),
+    );
+    assert!(s.url.ends_with("/device-socket/websocket"));
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        let identity = hub
+            .wait_for(|e| match e {
+                Event::Connected { identity, .. } => Some(identity.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(identity, "serial-42");
+        hub.frame("phx_join").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_shared_secret_is_refused_and_retried() {
+    let pki = Pki::generate();
+    let options = Options {
+        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
+        ..Options::default()
+    };
+    let mut hub = StandIn::start(&pki, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), &hub, &pki, secret_auth(dir.path(), "a-guess"));
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        for _ in 0..3 {
+            match hub.next().await {
+                Event::Refused(why) => assert_eq!(why, "shared secret: bad signature"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let status = client.status();
+        assert!(status.connections >= 3, "{status:?}");
+        let err = status.last_error.unwrap_or_default();
+        assert!(err.contains("401"), "{err}");
+        assert!(!err.contains("a-guess"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_device_clock_behind_the_server_recovers_from_the_date_header() {
+    let pki = Pki::generate();
+    let options = Options {
+        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
+        ..Options::default()
+    };
+    let mut hub = StandIn::start(&pki, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        secret_auth(dir.path(), "product-secret"),
+    );
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    // No RTC, no NTP yet: the device believes it is an hour ago.
+    let client = Client::new(
+        s,
+        &dev,
+        &inst,
+        Box::new(OsRandom),
+        Box::new(SkewedClock(-3600)),
+    );
+    with_client(&client, async {
+        match hub.next().await {
+            Event::Refused(why) => assert_eq!(why, "shared secret: signature expired"),
+            other => panic!("unexpected {other:?}"),
+        }
+        hub.wait_for(|e| matches!(e, Event::Connected { .. }).then_some(()))
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_update_installs_with_progress_and_reboots() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
+    );
+    let (dev, mut calls) = device(true);
+    let (inst, mut urls) = installer(vec![5, 40, 80, 100], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        hub.send(Command::Push("update".into(), update_payload("x86_64")));
+        let mut statuses = vec![];
+        let mut progress = vec![];
+        while statuses.last().map(String::as_str) != Some("completed") {
+            let (_, f) = hub
+                .wait_for(|e| match e {
+                    Event::Frame { conn, frame }
+                        if frame.event == "status_update" || frame.event == "fwup_progress" =>
+                    {
+                        Some((*conn, frame.clone()))
+                    }
+                    _ => None,
+                })
+                .await;
+            if f.event == "status_update" {
+                statuses.push(f.payload["status"].as_str().unwrap().to_owned());
+            } else {
+                assert_eq!(f.payload["stage"], "updating");
+                progress.push(f.payload["value"].as_u64().unwrap());
+            }
+        }
+        assert_eq!(statuses, ["received", "started", "completed"]);
+        assert_eq!(progress, [5, 40, 80, 100, 100]);
+        assert_eq!(
+            urls.recv().await.unwrap(),
+            "https://fw.example/firmware/2.0.0.fw?signature=x"
+        );
+        assert_eq!(calls.recv().await, Some(DeviceCall::Reboot));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_install_and_a_foreign_platform_are_reported() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
+    );
+    let (dev, _calls) = device(true);
+    let (inst, mut urls) = installer(vec![10], Err("signature check failed".into()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        hub.send(Command::Push("update".into(), update_payload("rpi4")));
+        let reason = loop {
+            let (_, f) = hub.frame("status_update").await;
+            if f.payload["status"] == "failed" {
+                break f.payload["reason"].as_str().unwrap().to_owned();
+            }
+        };
+        assert!(reason.contains("platform `rpi4`"), "{reason}");
+        hub.send(Command::Push("update".into(), update_payload("x86_64")));
+        let reason = loop {
+            let (_, f) = hub.frame("status_update").await;
+            if f.payload["status"] == "failed" {
+                break f.payload["reason"].as_str().unwrap().to_owned();
+            }
+        };
+        assert_eq!(reason, "signature check failed");
+        // Only the second offer reached the installer.
+        assert_eq!(
+            urls.recv().await.unwrap(),
+            "https://fw.example/firmware/2.0.0.fw?signature=x"
+        );
+        assert!(urls.try_recv().is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_update_waits_while_the_firmware_is_on_trial() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
+    );
+    let (dev, mut calls) = device(false);
+    let (inst, mut urls) = installer(vec![100], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        let (_, join) = hub.frame("phx_join").await;
+        assert_eq!(join.payload["meta"]["firmware_validated"], false);
+        hub.send(Command::Push("update".into(), update_payload("x86_64")));
+        let (_, f) = hub.frame("status_update").await;
+        assert_eq!(f.payload["status"], "received");
+        // Both the validation reporter and the update are now waiting, not installing.
+        loop {
+            if calls.recv().await == Some(DeviceCall::WaitingForValidation)
+                && client.status().last_update.as_deref()
+                    == Some("waiting for the running firmware to be validated")
+            {
+                break;
+            }
+        }
+        assert!(urls.try_recv().is_err(), "installed over the fallback slot");
+        dev.validated.set(true);
+        dev.validated_now.notify_waiters();
+        // Both waiters go on, in either order: the server hears of the validation, and the
+        // install starts.
+        let (mut validated, mut started) = (false, false);
+        while !(validated && started) {
+            let f = hub
+                .wait_for(|e| match e {
+                    Event::Frame { frame, .. } => Some(frame.clone()),
+                    _ => None,
+                })
+                .await;
+            validated |= f.event == "firmware_validated";
+            started |= f.event == "status_update" && f.payload["status"] == "started";
+        }
+        assert!(urls.recv().await.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_frame_closes_the_socket_and_the_client_reconnects() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
+    );
+    let (dev, mut calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        let (first, _) = hub.frame("phx_join").await;
+        // Unknown events are ignored: the connection stays.
+        hub.send(Command::Push("something_new".into(), json!({"x": 1})));
+        hub.send(Command::Push("identify".into(), json!({})));
+        assert_eq!(calls.recv().await, Some(DeviceCall::Identify));
+        hub.send(Command::Raw("[\"1\", null, \"device\"".into()));
+        hub.wait_for(|e| matches!(e, Event::Closed { conn } if *conn == first).then_some(()))
+            .await;
+        let (second, _) = hub.frame("phx_join").await;
+        assert!(second > first);
+        let err = client.status().last_error.unwrap_or_default();
+        assert!(err.contains("malformed frame"), "{err}");
+        // The new connection works: a reboot request is answered and carried out.
+        hub.send(Command::Push("reboot".into(), json!({})));
+        let (conn, _) = hub.frame("rebooting").await;
+        assert_eq!(conn, second);
+        assert_eq!(calls.recv().await, Some(DeviceCall::Reboot));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_install_survives_a_dropped_connection_and_reports_after_rejoin() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(
+        dir.path(),
+        &hub,
+        &pki,
+        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
+    );
+    let (dev, _calls) = device(true);
+    let (inst, mut urls) = installer(vec![30], Ok(()));
+    let (open_gate, gate) = oneshot::channel();
+    *inst.gate.borrow_mut() = Some(gate);
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        let (first, _) = hub.frame("phx_join").await;
+        hub.send(Command::Push("update".into(), update_payload("x86_64")));
+        urls.recv().await.unwrap();
+        hub.frame("fwup_progress").await;
+        // The server drops the device mid-download (a malformed frame is the stand-in's way).
+        hub.send(Command::Raw("not json".into()));
+        let (second, join) = hub.frame("phx_join").await;
+        assert!(second > first);
+        assert_eq!(
+            join.payload["currently_downloading_uuid"],
+            "6a1c8a4e-0000-4000-8000-000000000002"
+        );
+        open_gate.send(()).unwrap();
+        loop {
+            let (conn, f) = hub.frame("status_update").await;
+            if f.payload["status"] == "completed" {
+                assert_eq!(conn, second);
+                break;
+            }
+        }
+    })
+    .await;
+}

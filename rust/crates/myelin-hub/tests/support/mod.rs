@@ -1,0 +1,415 @@
+//! A NervesHub stand-in for the tests (the real server, Elixir, cannot be built here), written
+//! from the protocol as nerves_hub_web implements it:
+//!
+//! - TLS with a test CA generated at test time; the client certificate is requested but
+//!   optional, as NervesHub's device endpoint does (shared-secret devices present none);
+//! - `/socket/websocket` needs a verified device certificate (the identity is its CN);
+//!   `/device-socket/websocket` needs `x-nh-*` headers that verify against a known key with
+//!   the server's max age of 90 s ([`myelin_hub::auth::verify`], the server side of NH1), and
+//!   a refusal is HTTP 401 with the server's `Date`;
+//! - Phoenix v2 frames: `phx_join` on `device` and `heartbeat` on `phoenix` are answered with
+//!   `phx_reply` ok; other device events are recorded, not answered (the device channel's
+//!   `handle_in` returns `noreply`); the test pushes events or raw text to the latest socket.
+//!
+//! Everything the server sees is sent to the test as an [`Event`], so tests wait for events.
+
+// tungstenite's handshake callback fixes the (large) error type.
+#![allow(dead_code, clippy::unwrap_used, clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use myelin_hub::frame::Frame;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+
+/// The certificates of a test.
+pub struct Pki {
+    /// The CA that signs the server and the good device (PEM).
+    pub ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: Vec<u8>,
+    /// The device certificate the server trusts (PEM), CN `device-1`.
+    pub device_cert_pem: String,
+    /// Its key (PEM).
+    pub device_key_pem: String,
+    /// A device certificate from a CA the server does not know, CN `rogue`.
+    pub rogue_cert_pem: String,
+    /// Its key.
+    pub rogue_key_pem: String,
+}
+
+fn ca(name: &str) -> (Issuer<'static, KeyPair>, rcgen::Certificate) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    (Issuer::new(params, key), cert)
+}
+
+fn leaf(
+    names: Vec<String>,
+    cn: &str,
+    issuer: &Issuer<'static, KeyPair>,
+) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    (params.signed_by(&key, issuer).unwrap(), key)
+}
+
+impl Pki {
+    /// Fresh keys and certificates.
+    pub fn generate() -> Pki {
+        let (issuer, ca_cert) = ca("NervesHub stand-in CA");
+        let (server, server_key) = leaf(vec!["127.0.0.1".into()], "hub", &issuer);
+        let (device, device_key) = leaf(vec![], "device-1", &issuer);
+        let (rogue_issuer, _) = ca("somebody else");
+        let (rogue, rogue_key) = leaf(vec![], "rogue", &rogue_issuer);
+        Pki {
+            ca_pem: ca_cert.pem(),
+            ca_der: ca_cert.der().clone(),
+            server_chain: vec![server.der().clone(), ca_cert.der().clone()],
+            server_key: server_key.serialize_der(),
+            device_cert_pem: device.pem(),
+            device_key_pem: device_key.serialize_pem(),
+            rogue_cert_pem: rogue.pem(),
+            rogue_key_pem: rogue_key.serialize_pem(),
+        }
+    }
+}
+
+/// What the stand-in saw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A TLS handshake failed (a bad client certificate).
+    TlsFailed(String),
+    /// The upgrade was refused (HTTP 401/404) and why.
+    Refused(String),
+    /// A device socket opened; `identity` is the certificate CN or the shared-secret identifier.
+    Connected {
+        /// Connection number (1, 2, ...).
+        conn: usize,
+        /// Who.
+        identity: String,
+    },
+    /// A frame from the device.
+    Frame {
+        /// Connection number.
+        conn: usize,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A text message that is not a frame (the device must never send one).
+    Garbage(String),
+    /// The socket ended.
+    Closed {
+        /// Connection number.
+        conn: usize,
+    },
+}
+
+/// What the test asks the stand-in to send on the latest socket.
+#[derive(Debug)]
+pub enum Command {
+    /// `[join_ref, null, "device", event, payload]`.
+    Push(String, Value),
+    /// Any text.
+    Raw(String),
+}
+
+/// Server behaviour.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Shared-secret keys and their secrets.
+    pub secrets: HashMap<String, String>,
+    /// The server's clock minus the real one, in seconds.
+    pub clock_offset: i64,
+}
+
+/// A running stand-in.
+pub struct StandIn {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
+}
+
+fn server_now(offset: i64) -> u64 {
+    let real = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    (real.as_millis() as i64 + offset * 1000) as u64
+}
+
+/// RFC 9110 IMF-fixdate.
+fn http_date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    let mon = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The CN of a DER certificate: the last commonName attribute is the subject's (the issuer
+/// comes first in the TBSCertificate). Enough for certificates rcgen made.
+fn common_name(der: &[u8]) -> Option<String> {
+    let oid = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let at = der.windows(oid.len()).rposition(|w| w == oid)? + oid.len();
+    let len = usize::from(*der.get(at + 1)?);
+    String::from_utf8(der.get(at + 2..at + 2 + len)?.to_vec()).ok()
+}
+
+impl StandIn {
+    /// Starts a stand-in.
+    pub async fn start(pki: &Pki, options: Options) -> StandIn {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                pki.server_chain.clone(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>> = Arc::default();
+        let latest_server = latest.clone();
+        tokio::spawn(async move {
+            let mut conn = 0;
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                conn += 1;
+                let (acceptor, events, options, latest) = (
+                    acceptor.clone(),
+                    events_tx.clone(),
+                    options.clone(),
+                    latest_server.clone(),
+                );
+                tokio::spawn(serve(conn, tcp, acceptor, events, options, latest));
+            }
+        });
+        StandIn {
+            addr,
+            events,
+            latest,
+        }
+    }
+
+    /// The URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("wss://{}{path}", self.addr)
+    }
+
+    /// Sends to the latest socket.
+    pub fn send(&self, command: Command) {
+        let latest = self.latest.lock().unwrap();
+        latest
+            .as_ref()
+            .expect("no socket yet")
+            .send(command)
+            .unwrap();
+    }
+
+    /// The next event, failing the test if none comes in a minute (a hang, not a timing
+    /// assertion: every wait here is for something that must happen).
+    pub async fn next(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(60), self.events.recv())
+            .await
+            .expect("the stand-in saw nothing for 60 s")
+            .expect("the stand-in stopped")
+    }
+
+    /// Waits for an event `pick` accepts, skipping others (heartbeats, say).
+    pub async fn wait_for<T>(&mut self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        loop {
+            let e = self.next().await;
+            if let Some(t) = pick(&e) {
+                return t;
+            }
+        }
+    }
+
+    /// Waits for a device frame with this event.
+    pub async fn frame(&mut self, event: &str) -> (usize, Frame) {
+        self.wait_for(|e| match e {
+            Event::Frame { conn, frame } if frame.event == event => Some((*conn, frame.clone())),
+            _ => None,
+        })
+        .await
+    }
+}
+
+async fn serve(
+    conn: usize,
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    events: mpsc::UnboundedSender<Event>,
+    options: Options,
+    latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
+) {
+    let tls = match acceptor.accept(tcp).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            let _ = events.send(Event::TlsFailed(e.to_string()));
+            return;
+        }
+    };
+    let cert_cn = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| common_name(c));
+    let mut identity = None;
+    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        let refuse = |code: StatusCode, why: String| {
+            let _ = events.send(Event::Refused(why.clone()));
+            let mut r = ErrorResponse::new(Some(why));
+            *r.status_mut() = code;
+            let date = http_date(server_now(options.clock_offset) / 1000);
+            r.headers_mut().insert("date", date.parse().unwrap());
+            Err(r)
+        };
+        match req.uri().path() {
+            "/socket/websocket" => match &cert_cn {
+                Some(cn) => {
+                    identity = Some(cn.clone());
+                    Ok(resp)
+                }
+                None => refuse(StatusCode::UNAUTHORIZED, "no device certificate".into()),
+            },
+            "/device-socket/websocket" => {
+                let headers: HashMap<String, String> = req
+                    .headers()
+                    .iter()
+                    .filter(|(k, _)| k.as_str().starts_with("x-nh-"))
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                match myelin_hub::auth::verify(
+                    &headers,
+                    |k| options.secrets.get(k).cloned(),
+                    server_now(options.clock_offset),
+                    myelin_hub::auth::SERVER_MAX_AGE,
+                ) {
+                    Ok(id) => {
+                        identity = Some(id);
+                        Ok(resp)
+                    }
+                    Err(e) => refuse(StatusCode::UNAUTHORIZED, format!("shared secret: {e}")),
+                }
+            }
+            other => refuse(StatusCode::NOT_FOUND, format!("no route {other}")),
+        }
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tls, check).await else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    *latest.lock().unwrap() = Some(tx);
+    let _ = events.send(Event::Connected {
+        conn,
+        identity: identity.unwrap_or_default(),
+    });
+    let mut join_ref: Option<String> = None;
+    loop {
+        tokio::select! {
+            msg = ws.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let frame = match Frame::decode(&text) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ = events.send(Event::Garbage(text));
+                        continue;
+                    }
+                };
+                let reply = match (frame.topic.as_str(), frame.event.as_str()) {
+                    ("device", "phx_join") => {
+                        join_ref = frame.join_ref.clone();
+                        true
+                    }
+                    ("phoenix", "heartbeat") => true,
+                    _ => false,
+                };
+                if reply {
+                    let r = Frame::new(
+                        frame.join_ref.clone(),
+                        frame.msg_ref.clone(),
+                        &frame.topic,
+                        "phx_reply",
+                        json!({"status": "ok", "response": {}}),
+                    );
+                    let _ = ws.send(Message::text(r.encode())).await;
+                }
+                let _ = events.send(Event::Frame { conn, frame });
+            }
+            Some(command) = rx.recv() => {
+                let text = match command {
+                    Command::Push(event, payload) => {
+                        Frame::new(join_ref.clone(), None, "device", &event, payload).encode()
+                    }
+                    Command::Raw(text) => text,
+                };
+                if ws.send(Message::text(text)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = events.send(Event::Closed { conn });
+}
+
+#[test]
+fn http_date_formats_as_rfc_9110() {
+    assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_eq!(
+        myelin_hub::client::parse_http_date(&http_date(1_796_655_435)),
+        Some(1_796_655_435)
+    );
+}
