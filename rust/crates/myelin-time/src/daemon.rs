@@ -401,7 +401,18 @@ async fn serve(config: TimeConfig, address: Option<String>) -> Result<()> {
 async fn sntp_round(work: &mut Clockwork, servers: &[String], config: &TimeConfig) -> Duration {
     let clock = || crate::sys::SystemClock.now();
     for s in servers {
-        match crate::sntp::query(s, Duration::from_secs(3), &clock).await {
+        // The whole query, name lookup included, is bounded: a server whose name cannot be
+        // resolved (no DNS yet) must not hold up the next one, nor a new server list.
+        let timeout = Duration::from_secs(3);
+        let answer = tokio::time::timeout(timeout, crate::sntp::query(s, timeout, &clock))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within 3 s",
+                ))
+            });
+        match answer {
             Ok((addr, sample)) => {
                 log::info!(
                     "sntp: {s} ({addr}) stratum {} offset {:.3}s delay {:.3}s",
