@@ -128,17 +128,18 @@ class Run:
             raise StepFailed(f"step '{name}' took {elapsed:.1f}s, more than its {timeout}s")
         self.steps.append((name, elapsed))
 
-    def device(self, name="device", image=None, uart_pair=False, net_forwards=()):
+    def device(self, name="device", image=None, uart_pair=False, net_forwards=(), rtc_base="utc"):
         """A new device with a private copy of image (default: the base image); with uart_pair,
         its ttyS1 and ttyS2 are wired to each other (myelin_qemu.UartPair); net_forwards are
-        ("tcp", host_port, guest_port) forwards into the guest."""
+        ("tcp", host_port, guest_port) forwards into the guest; rtc_base is where its RTC
+        starts (myelin_qemu.qemu_command)."""
         src = image or self.images.base_image()
         disk = os.path.join(self.dir, f"{name}.img")
         # The image is sparse and ends where its last write ended: copy it as such, onto a
         # "disk" big enough for the whole layout (/data ends at 785 MiB), as a real one is.
         subprocess.run(["cp", "--sparse=always", src, disk], check=True)
         subprocess.run(["truncate", "-s", DISK_SIZE, disk], check=True)
-        dev = Device(self, name, disk, UartPair() if uart_pair else None, net_forwards)
+        dev = Device(self, name, disk, UartPair() if uart_pair else None, net_forwards, rtc_base)
         self.devices.append(dev)
         return dev
 
@@ -180,8 +181,9 @@ class Run:
 class Device:
     """A QEMU machine booting one disk, with a shell on its console."""
 
-    def __init__(self, run, name, disk, uarts=None, net_forwards=()):
+    def __init__(self, run, name, disk, uarts=None, net_forwards=(), rtc_base="utc"):
         self.run = run
+        self.rtc_base = rtc_base
         self.net_forwards = tuple(net_forwards)
         self.name = name
         self.disk = disk
@@ -198,7 +200,7 @@ class Device:
             self.machine.stop()
         extra = self.uarts.qemu_args() if self.uarts else ()
         self.machine = Machine(self.disk, self.log, net_forwards=self.net_forwards,
-                               extra=extra).start()
+                               extra=extra, rtc_base=self.rtc_base).start()
         self.shell = Shell(self.machine)
         if self.uarts:
             self.uarts.start(self.run.remaining(30))

@@ -49,7 +49,7 @@ class MachineExited(Exception):
     """QEMU exited while something was expected from the guest."""
 
 
-def qemu_command(disk, interactive=False, net_forwards=(), extra=(), accel="tcg"):
+def qemu_command(disk, interactive=False, net_forwards=(), extra=(), accel="tcg", rtc_base="utc"):
     """The QEMU command line for the x86_64 board.
 
     disk: raw disk image (the board's .img, or a copy the guest may write).
@@ -57,6 +57,8 @@ def qemu_command(disk, interactive=False, net_forwards=(), extra=(), accel="tcg"
     quits, Ctrl-A C switches) instead of a plain pipe.
     net_forwards: ("tcp", host_port, guest_port) tuples for QEMU's hostfwd.
     accel: "tcg" or "kvm" (only after kvm_works()).
+    rtc_base: where the guest's RTC starts: "utc" (the host's clock) or a UTC date
+    ("2030-01-01T00:00:00"), for a guest that boots with a wrong clock.
     """
     netdev = "user,id=net0"
     for proto, host_port, guest_port in net_forwards:
@@ -78,7 +80,7 @@ def qemu_command(disk, interactive=False, net_forwards=(), extra=(), accel="tcg"
         # romfile= skips the iPXE option ROM: nothing boots from the network, and it costs time.
         "-device", "virtio-net-pci,netdev=net0,romfile=",
         "-device", "virtio-rng-pci",
-        "-rtc", "base=utc",
+        "-rtc", f"base={rtc_base}",
     ]
     if interactive:
         # Not -nographic: with -nodefaults it creates no serial port at all, so the terminal
@@ -152,10 +154,10 @@ def kvm_works(disk=None, timeout=KVM_PROBE_TIMEOUT):
 class Machine:
     """A QEMU process whose serial console is recorded and can be waited on."""
 
-    def __init__(self, disk, log_path, net_forwards=(), extra=()):
+    def __init__(self, disk, log_path, net_forwards=(), extra=(), rtc_base="utc"):
         self.disk = disk
         self.log_path = log_path
-        self.cmd = qemu_command(disk, net_forwards=net_forwards, extra=extra)
+        self.cmd = qemu_command(disk, net_forwards=net_forwards, extra=extra, rtc_base=rtc_base)
         self.proc = None
         self.buf = bytearray()
         # Index into buf up to which output has been consumed by wait_for().

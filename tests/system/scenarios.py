@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import tomllib
 import urllib.request
@@ -656,19 +657,126 @@ def local_check_overlay(run):
     return overlay
 
 
-@scenario("network", "DHCP on QEMU's network; myelin-net reports internet via a host TCP check",
-          needs=["myelin-init", "myelin-net"])
+class ChronyServer:
+    """Debian's chronyd serving its own clock over NTP on 127.0.0.1 (an unprivileged port, its
+    configuration, pid and drift files in a temporary directory; it never sets the host's
+    clock). The guest reaches it as 10.0.2.2:port through QEMU's user network."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="myelin-chrony-")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = os.path.join(self.dir, "chrony.conf")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(f"port {self.port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\n"
+                    f"local stratum 8\ncmdport 0\npidfile {self.dir}/chronyd.pid\n"
+                    f"driftfile {self.dir}/drift\n")
+        # -x: serve, never touch the host's clock; -d: foreground, log to stderr; as the user
+        # running the test (-U: root is not needed without clock control).
+        user = ["-u", "root"] if os.geteuid() == 0 else ["-U"]
+        self.log = open(os.path.join(self.dir, "chronyd.log"), "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(["chronyd", "-x", "-d", *user, "-f", conf],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self.answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise Failure(f"chronyd did not answer on 127.0.0.1:{self.port} "
+                              f"(log: {self.dir}/chronyd.log)")
+            time.sleep(0.2)
+
+    def answers(self):
+        """Whether chronyd answers a client request as a synchronized server."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            try:
+                s.sendto(b"\x23" + bytes(47), ("127.0.0.1", self.port))
+                data = s.recv(128)
+            except OSError:
+                return False
+        return len(data) >= 48 and data[0] & 7 == 4 and data[0] >> 6 != 3 and 0 < data[1] < 16
+
+    def stop(self):
+        """Stops chronyd and removes its directory."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# The network scenario's guest boots with its RTC this far ahead of the host's clock.
+RTC_AHEAD = 3 * 86400
+
+
+def check_time(run, dev, ntp):
+    """The guest booted RTC_AHEAD ahead; pointed at the host's chronyd, myelin-time reports
+    synchronized, the clock is the host's (stepped back, above the build-time floor), and the
+    RTC and the time file (the next boot's floor) carry the corrected time."""
+    with run.step("the clock: wrong at boot, synchronized from the host's chrony", timeout=120):
+        started = time.monotonic()
+        skew = int(dev.sh("date +%s")) - time.time()
+        if skew < RTC_AHEAD - 3600:
+            raise Failure(f"the guest's clock is only {skew:.0f}s ahead: the test would prove "
+                          f"nothing")
+        before = json.loads(dev.sh("myelin-time status"))
+        if before.get("synchronized"):
+            raise Failure(f"myelin-time reports synchronized before any server answered: {before}")
+        dev.sh(f"myelin-time set-servers 10.0.2.2:{ntp.port}")
+        deadline = time.monotonic() + 100
+        while True:
+            status = json.loads(dev.sh("myelin-time status"))
+            if status.get("synchronized"):
+                break
+            if time.monotonic() > deadline:
+                raise Failure(f"myelin-time never reported synchronized: {status}")
+            time.sleep(1)
+        # Read with the host's clock around it: the console round trip bounds the error.
+        t0 = time.time()
+        guest = float(dev.sh("date +%s"))
+        t1 = time.time()
+        if not t0 - 2 <= guest <= t1 + 2:
+            raise Failure(f"synchronized, but the guest's clock is {guest - t1:+.1f}s off")
+        if f"10.0.2.2:{ntp.port}" not in status.get("servers", []):
+            raise Failure(f"the server set is not in the status: {status}")
+        line = [ln for ln in dev.sh("myelinctl status").splitlines() if ln.startswith("time:")]
+        if not line or not line[0].startswith("time: synchronized"):
+            raise Failure(f"myelinctl status does not say synchronized: {line}")
+        rtc = int(dev.sh("cat /sys/class/rtc/rtc0/since_epoch"))
+        if abs(rtc - time.time()) > 10:
+            raise Failure(f"the RTC was not written after the sync: {rtc - time.time():+.0f}s off")
+        saved = int(dev.sh("stat -c %Y /data/myelin/time"))
+        if abs(saved - time.time()) > 10:
+            raise Failure(f"the time file was not saved after the sync: "
+                          f"{saved - time.time():+.0f}s off")
+        print(f"    clock: {skew:+.0f}s at boot, synchronized by {status.get('client')} "
+              f"(stratum {status.get('stratum')}, offset {status.get('offset'):+.0f}s); "
+              f"{line[0]}; the clock's checks took {time.monotonic() - started:.1f}s", flush=True)
+
+
+@scenario("network", "DHCP on QEMU's network; myelin-net reports internet via a host TCP check; "
+          "a guest booted 3 days ahead gets the host's time from chrony through myelin-time",
+          needs=["myelin-init", "myelin-net", "myelin-time", "myelinctl"])
 def network(run):
     """eth0 gets its DHCP lease from QEMU's user network and myelin-net reports it with the
     lease's address and router. With the internet check aimed at a TCP server on the host, the
-    interface is reported as `internet`, and the server saw the check's connections.
+    interface is reported as `internet`, and the server saw the check's connections. On the same
+    boot, the guest's RTC starts 3 days ahead; pointed at chronyd on the host, myelin-time
+    reports synchronized and the guest's clock, RTC and time file are the host's time.
 
     The image differs from the product in one line of net.toml, check_local = true: QEMU's host
     is the guest's gateway, inside its subnet, where the product deliberately does not look."""
     image = run.images.build("local-check", run.images.BASE_VERSION, [local_check_overlay(run)])
     listener = TcpListener()
+    ntp = ChronyServer()
     try:
-        dev = run.device(image=os.path.join(image, "x86_64.img"))
+        ahead = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + RTC_AHEAD))
+        dev = run.device(image=os.path.join(image, "x86_64.img"), rtc_base=ahead)
         with run.step("boot", timeout=120):
             dev.boot()
         with run.step("a DHCP lease on eth0, reported by myelin-net", timeout=90):
@@ -698,8 +806,10 @@ def network(run):
                 time.sleep(1)
             print(f"    eth0: internet; the host's server took "
                   f"{listener.accepted - accepted_before} check connection(s)", flush=True)
+        check_time(run, dev, ntp)
     finally:
         listener.stop()
+        ntp.stop()
 
 
 RUST_DIR = os.path.join(os.path.dirname(os.path.dirname(BIN_DIR)))

@@ -5,7 +5,7 @@
 //!
 //! * [`init`]: myelin-init's control protocol (status, readiness, logs, start/stop, reboot) and
 //!   its blocking client; [`level`] the log levels it stores and filters by.
-//! * [`kv`], [`net`], [`update`]: for each D-Bus service, its bus name, object path and
+//! * [`kv`], [`net`], [`time`], [`update`]: for each D-Bus service, its bus name, object path and
 //!   interface, the zbus client proxies, and the types and calls its clients share.
 //! * [`hub`]: myelin-hub's status file, which `myelinctl hub status` reads.
 //! * [`service`]: a daemon's runtime, bus connection, readiness and SIGTERM, written once.
@@ -21,5 +21,7 @@ pub mod logger;
 pub mod net;
 #[cfg(feature = "dbus")]
 pub mod service;
+#[cfg(feature = "dbus")]
+pub mod time;
 #[cfg(feature = "dbus")]
 pub mod update;

@@ -110,10 +110,19 @@ pub fn run(cmd: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32>
             let Body::Status(s) = c.call(Op::Status)? else {
                 bail!("unexpected answer from init")
             };
+            let time = time_status(cli);
             if cli.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?;
+                let mut v = serde_json::to_value(&s)?;
+                if let (Some(o), Ok(t)) = (v.as_object_mut(), &time) {
+                    o.insert("time".into(), serde_json::to_value(t)?);
+                }
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 out.write_all(render_status(&s).as_bytes())?;
+                match time {
+                    Ok(t) => writeln!(out, "{}", t.line())?,
+                    Err(e) => writeln!(out, "time: unknown ({})", crate::error_message(&e))?,
+                }
             }
             Ok(0)
         }
@@ -295,6 +304,19 @@ fn render_node(n: &NodeStatus, depth: usize, out: &mut String) {
     for c in &n.children {
         render_node(c, depth + 1, out);
     }
+}
+
+/// myelin-time's status, for the line under the tree; bounded so a stuck bus never stalls
+/// `myelinctl status`, which must work when everything else is broken.
+fn time_status(cli: &Cli) -> anyhow::Result<myelin_api::time::Status> {
+    crate::bus::block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            let conn = crate::bus::connect(cli).await?;
+            Ok(myelin_api::time::status(&conn).await?)
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("myelin-time did not answer within 5 s"))?
+    })
 }
 
 /// The status report as text.

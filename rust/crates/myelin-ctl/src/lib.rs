@@ -5,7 +5,7 @@
 //! talk to myelin-kv, myelin-net and myelin-update over D-Bus (the system bus, or `--bus`).
 //!
 //! ```text
-//! myelinctl status                 the supervision tree: states, pids, restarts, uptime
+//! myelinctl status                 the supervision tree: states, pids, restarts, uptime; the clock
 //! myelinctl ready [--critical] [--wait 60]
 //! myelinctl boot [--svg FILE]          the boot timeline: kernel, init phases, services
 //! myelinctl log [-f] [-n 100] [SERVICE]
@@ -85,6 +85,7 @@ const DAEMONS: &[(&str, &str)] = &[
     (myelin_api::kv::BUS_NAME, "myelin-kv"),
     (myelin_api::update::BUS_NAME, "myelin-update"),
     (myelin_api::net::BUS_NAME, "myelin-net"),
+    (myelin_api::time::BUS_NAME, "myelin-time"),
 ];
 
 /// The one line `myelinctl` prints for an error: a daemon that is not on the bus is named as

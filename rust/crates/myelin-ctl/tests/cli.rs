@@ -154,10 +154,13 @@ fn myelinctl_against_pid1() {
     let s = stdout(&o);
     assert!(s.starts_with("myelin-init "), "{s}");
     assert!(s.contains("root (one_for_one)"), "{s}");
-    // One line per node, its name first (what scripts and the system tests look for).
-    let first_words: Vec<&str> = s
-        .lines()
-        .skip(1)
+    // One line per node, its name first (what scripts and the system tests look for), then
+    // the clock's line (myelin-time: not on this bus, which the line says).
+    let lines: Vec<&str> = s.lines().collect();
+    let time = lines.last().copied().unwrap_or_default();
+    assert!(time.starts_with("time: unknown ("), "{s}");
+    let first_words: Vec<&str> = lines[1..lines.len() - 1]
+        .iter()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(first_words, ["root", "echo", "app", "worker"], "{s}");

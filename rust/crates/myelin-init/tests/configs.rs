@@ -59,6 +59,7 @@ fn production_tree() {
             "myelin-update",
             "myelin-net",
             "dropbear",
+            "myelin-time",
             "myelin-hub"
         ]
     );
