@@ -339,11 +339,20 @@ SUBSYSTEM=tty\0MAJOR=188\0MINOR=0\0DEVNAME=ttyUSB0\0SEQNUM=2001\0";
         let cases: &[(&[u8], ParseError)] = &[
             (b"", ParseError::Empty),
             (b"libudev\0\xfe\xed", ParseError::Libudev),
-            (b"add/devices/x\0", ParseError::Header("add/devices/x".into())),
-            (b"plug@/devices/x\0", ParseError::UnknownAction("plug".into())),
+            (
+                b"add/devices/x\0",
+                ParseError::Header("add/devices/x".into()),
+            ),
+            (
+                b"plug@/devices/x\0",
+                ParseError::UnknownAction("plug".into()),
+            ),
             (b"add@devices/x\0", ParseError::Devpath("devices/x".into())),
             (b"add@/\0", ParseError::Devpath("/".into())),
-            (b"add@/devices/../etc\0", ParseError::Devpath("/devices/../etc".into())),
+            (
+                b"add@/devices/../etc\0",
+                ParseError::Devpath("/devices/../etc".into()),
+            ),
             (b"add@/devices/x\0SUBSYSTEM=usb", ParseError::Truncated(15)),
             (b"add@/devices/x\0A=\xff\0", ParseError::Utf8(15)),
             (

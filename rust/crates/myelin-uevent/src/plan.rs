@@ -77,7 +77,9 @@ mod tests {
             ev("add@/devices/a/virtio1|SUBSYSTEM=virtio|MODALIAS=virtio:d00000003v00001AF4|"),
             ev("add@/devices/a/virtio2|SUBSYSTEM=virtio|MODALIAS=virtio:d00000003v00001AF4|"),
             ev("add@/devices/a/tty/x|SUBSYSTEM=tty|DEVNAME=ttyS0|"),
-            ev("add@/devices/b/1-1|SUBSYSTEM=usb|MODALIAS=usb:v0403p6001d0600dc00dsc00dp00icFFiscFFipFFin00|"),
+            ev(
+                "add@/devices/b/1-1|SUBSYSTEM=usb|MODALIAS=usb:v0403p6001d0600dc00dsc00dp00icFFiscFFipFFin00|",
+            ),
             ev("remove@/devices/c|SUBSYSTEM=usb|MODALIAS=usb:v1234p0001|"),
             ev("change@/devices/d|SUBSYSTEM=usb|MODALIAS=usb:v1234p0002|"),
         ];

@@ -364,7 +364,11 @@ mod tests {
         assert_eq!(add[0].0, Signal::Added);
         let d = &add[0].1;
         assert_eq!(
-            (d.subsystem.as_str(), d.devname.as_str(), d.modalias.as_str()),
+            (
+                d.subsystem.as_str(),
+                d.devname.as_str(),
+                d.modalias.as_str()
+            ),
             ("tty", "ttyUSB0", "")
         );
         assert_eq!(d.property("MAJOR"), Some("188"));
@@ -375,7 +379,9 @@ mod tests {
         t.apply(&ev(
             "add@/devices/u/1-1:1.0|SUBSYSTEM=usb|MODALIAS=usb:v0403p6001|",
         ));
-        t.apply(&ev("bind@/devices/u/1-1:1.0|SUBSYSTEM=usb|DRIVER=ftdi_sio|"));
+        t.apply(&ev(
+            "bind@/devices/u/1-1:1.0|SUBSYSTEM=usb|DRIVER=ftdi_sio|",
+        ));
         let bound: Vec<_> = t.devices().filter(|d| d.subsystem == "usb").collect();
         assert_eq!(bound[0].property("DRIVER"), Some("ftdi_sio"));
 
