@@ -82,6 +82,29 @@ fn coldplug_table_and_a_real_kernel_event_reach_subscribers() {
         None
     );
 
+    // The shell's subscriber finds the present tty; and gives up, failing, on a device that
+    // never comes.
+    let wait = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_myelin-uevent"))
+            .arg("wait")
+            .args(args)
+            .args(["--address", bus.address()])
+            .output()
+            .unwrap()
+    };
+    let out = wait(&["--subsystem", "tty", "--devname-prefix", "ttyUSB"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "subscribed\ntty /devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0/ttyUSB0/tty/ttyUSB0 ttyUSB0 \n"
+    );
+    let out = wait(&["--devname-prefix", "ttyUSB", "--new", "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such device was added within 1 s"),
+        "{out:?}"
+    );
+
     // A real uevent: the kernel's synthetic "change" of the loopback interface, carrying our
     // UUID (and an argument: its key is alphanumeric only, as the kernel wants), through the
     // real netlink socket to a subscriber of the bus.
