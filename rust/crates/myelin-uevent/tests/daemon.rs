@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{FTDI, VIRTIO_CONSOLE, fake_sysfs};
 use futures_util::StreamExt;
+use myelin::platform::DeviceEvent;
 use myelin_api::device::Device1Proxy;
 use myelin_testbus::daemon::PATIENCE;
 use myelin_testbus::{Daemon, TestBus, shipped_policy};
@@ -157,6 +158,42 @@ fn coldplug_table_and_a_real_kernel_event_reach_subscribers() {
             Some("lo")
         );
     });
+    // The app crate's subscription gets a real event too. It subscribes inside the call, so
+    // the uevent is triggered again until the call returns: only the first one it sees counts.
+    let uuid = run_uuid();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = {
+        let uuid = uuid.clone();
+        std::thread::spawn(move || {
+            let got = platform.wait_for_device_event(PATIENCE, |event, d| {
+                event == DeviceEvent::Changed && d.property("SYNTH_UUID") == Some(uuid.as_str())
+            });
+            done.send(()).unwrap();
+            got
+        })
+    };
+    // Until the waiter returns (or dies: then the channel is closed).
+    while finished.recv_timeout(Duration::from_millis(100))
+        == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+    {
+        std::fs::write(
+            "/sys/class/net/lo/uevent",
+            format!("change {uuid} MYELINTEST=app"),
+        )
+        .unwrap();
+    }
+    let (event, d) = waiter
+        .join()
+        .unwrap()
+        .unwrap()
+        .unwrap_or_else(|| panic!("the app saw no event: {}", daemon.log()));
+    assert_eq!(event, DeviceEvent::Changed);
+    assert_eq!(
+        (d.subsystem.as_str(), d.devpath.as_str()),
+        ("net", "/devices/virtual/net/lo")
+    );
+    assert_eq!(d.property("SYNTH_ARG_MYELINTEST"), Some("app"));
+
     // A change needs no module: still the one coldplug call.
     assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
 
