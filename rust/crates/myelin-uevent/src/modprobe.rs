@@ -20,14 +20,15 @@ pub enum ModprobeError {
         /// What the OS said.
         source: io::Error,
     },
-    /// It exited with an error (some module failed to load; `-q` already hides the aliases
-    /// that match none).
-    #[error("{program} {args}: {status}")]
+    /// It exited with an error: an alias that matches no module (most do not: built-in
+    /// drivers, bridges, CPU features; busybox's modprobe says so in its status even with
+    /// `-q`), or a module that failed to load (its message is in the kernel log).
+    #[error("{program} -a -b -q ({aliases} aliases): {status}")]
     Failed {
         /// The program.
         program: String,
-        /// Its arguments, space separated.
-        args: String,
+        /// How many aliases it was given.
+        aliases: usize,
         /// How it ended.
         status: std::process::ExitStatus,
     },
@@ -72,7 +73,7 @@ impl Modprobe for Command {
         } else {
             Err(ModprobeError::Failed {
                 program,
-                args: args.join(" "),
+                aliases: aliases.len(),
                 status,
             })
         }

@@ -25,7 +25,7 @@ use zbus::object_server::SignalEmitter;
 
 use crate::coldplug;
 use crate::event::{Action, Uevent};
-use crate::modprobe::Modprobe;
+use crate::modprobe::{Modprobe, ModprobeError};
 use crate::plan::Planner;
 
 /// Why the event source failed.
@@ -250,8 +250,12 @@ impl<M: Modprobe> Daemon<M> {
         for aliases in self.planner.plan(events) {
             log::info!("modprobe: {} aliases", aliases.len());
             log::debug!("modprobe: {}", aliases.join(" "));
-            if let Err(e) = self.modprobe.load(&aliases).await {
-                log::warn!("{e}");
+            match self.modprobe.load(&aliases).await {
+                Ok(()) => {}
+                // The normal fate of a batch that holds aliases without a module: not worth a
+                // warning on every boot.
+                Err(e @ ModprobeError::Failed { .. }) => log::info!("{e}"),
+                Err(e) => log::warn!("{e}"),
             }
         }
     }
