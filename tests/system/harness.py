@@ -31,7 +31,8 @@ import threading
 import time
 import traceback
 
-from myelin_qemu import Machine, Shell, TimeoutExpired, MachineExited, CommandFailed, UartPair
+from myelin_qemu import Machine, Shell, TimeoutExpired, MachineExited, CommandFailed, UartPair, \
+    Hotplug
 
 # The registry, in definition order (which is the run order).
 SCENARIOS = []
@@ -128,18 +129,21 @@ class Run:
             raise StepFailed(f"step '{name}' took {elapsed:.1f}s, more than its {timeout}s")
         self.steps.append((name, elapsed))
 
-    def device(self, name="device", image=None, uart_pair=False, net_forwards=(), rtc_base="utc"):
+    def device(self, name="device", image=None, uart_pair=False, net_forwards=(), rtc_base="utc",
+               hotplug=False):
         """A new device with a private copy of image (default: the base image); with uart_pair,
         its ttyS1 and ttyS2 are wired to each other (myelin_qemu.UartPair); net_forwards are
         ("tcp", host_port, guest_port) forwards into the guest; rtc_base is where its RTC
-        starts (myelin_qemu.qemu_command)."""
+        starts (myelin_qemu.qemu_command); with hotplug, it has an empty PCIe port and
+        `dev.hotplug.device_add()` plugs devices in (myelin_qemu.Hotplug)."""
         src = image or self.images.base_image()
         disk = os.path.join(self.dir, f"{name}.img")
         # The image is sparse and ends where its last write ended: copy it as such, onto a
         # "disk" big enough for the whole layout (/data ends at 785 MiB), as a real one is.
         subprocess.run(["cp", "--sparse=always", src, disk], check=True)
         subprocess.run(["truncate", "-s", DISK_SIZE, disk], check=True)
-        dev = Device(self, name, disk, UartPair() if uart_pair else None, net_forwards, rtc_base)
+        dev = Device(self, name, disk, UartPair() if uart_pair else None, net_forwards, rtc_base,
+                     Hotplug() if hotplug else None)
         self.devices.append(dev)
         return dev
 
@@ -181,9 +185,10 @@ class Run:
 class Device:
     """A QEMU machine booting one disk, with a shell on its console."""
 
-    def __init__(self, run, name, disk, uarts=None, net_forwards=(), rtc_base="utc"):
+    def __init__(self, run, name, disk, uarts=None, net_forwards=(), rtc_base="utc", hotplug=None):
         self.run = run
         self.rtc_base = rtc_base
+        self.hotplug = hotplug
         self.net_forwards = tuple(net_forwards)
         self.name = name
         self.disk = disk
@@ -198,7 +203,8 @@ class Device:
         assert self.machine is None or not self.machine.running()
         if self.machine is not None:
             self.machine.stop()
-        extra = self.uarts.qemu_args() if self.uarts else ()
+        extra = list(self.uarts.qemu_args() if self.uarts else ())
+        extra += self.hotplug.qemu_args() if self.hotplug else []
         self.machine = Machine(self.disk, self.log, net_forwards=self.net_forwards,
                                extra=extra, rtc_base=self.rtc_base).start()
         self.shell = Shell(self.machine)
@@ -252,6 +258,8 @@ class Device:
             self.machine.stop()
         if self.uarts:
             self.uarts.close()
+        if self.hotplug:
+            self.hotplug.close()
 
 
 class FileServer:

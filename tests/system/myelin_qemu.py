@@ -13,12 +13,15 @@ share this module, so that what a user tries interactively is the machine the te
   recovered exactly even when the terminal echoes input.
 - `UartPair` gives the guest two more 16550 UARTs (ttyS1, ttyS2) whose wires the host joins, as
   a null-modem cable would: what the guest sends on one arrives on the other.
+- `Hotplug` gives the guest an empty PCIe root port and the host a QMP monitor socket, through
+  which a test plugs a device in while the guest runs (`device_add`), as a user plugs a card.
 
 Run as a program, it boots a disk image interactively (what scripts/qemu does):
     python3 tests/system/myelin_qemu.py DISK.img
 with host port $MYELIN_QEMU_SSH_PORT (default 2222, empty for none) forwarded to the guest's 22.
 """
 
+import json
 import os
 import re
 import selectors
@@ -414,6 +417,61 @@ class UartPair:
     def close(self):
         """Stops relaying and removes the sockets' directory."""
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Hotplug:
+    """An empty PCIe root port (`hp0`) for devices added at run time, and QEMU's QMP monitor on a
+    Unix socket to add them: `device_add("virtio-serial-pci", "hot0")`."""
+
+    PORT = "hp0"
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="myelin-qmp-")
+        self.path = os.path.join(self.dir, "qmp.sock")
+
+    def qemu_args(self):
+        """The QEMU options adding the port and the monitor."""
+        return ["-device", f"pcie-root-port,id={self.PORT},bus=pcie.0,chassis=1",
+                "-qmp", f"unix:{self.path},server=on,wait=off"]
+
+    def command(self, execute, timeout=30, **arguments):
+        """Runs one QMP command on a fresh connection; returns its "return" value, raises
+        CommandFailed with QEMU's error."""
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self.path)
+            stream = sock.makefile("rw", encoding="utf-8", newline="\n")
+
+            def reply():
+                # Events ({"event": ...}) may come before the answer.
+                while time.monotonic() < deadline:
+                    line = stream.readline()
+                    if not line:
+                        raise CommandFailed(f"QMP closed the connection during {execute}")
+                    msg = json.loads(line)
+                    if "return" in msg:
+                        return msg["return"]
+                    if "error" in msg:
+                        raise CommandFailed(f"QMP {execute}: {msg['error']}")
+                raise TimeoutExpired(f"QMP {execute}: no answer within {timeout}s")
+
+            greeting = json.loads(stream.readline())
+            if "QMP" not in greeting:
+                raise CommandFailed(f"not a QMP greeting: {greeting}")
+            for cmd, args in (("qmp_capabilities", {}), (execute, arguments)):
+                stream.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+                stream.flush()
+                result = reply()
+            return result
+
+    def device_add(self, driver, dev_id):
+        """Plugs a new device of `driver` into the root port."""
+        return self.command("device_add", driver=driver, id=dev_id, bus=self.PORT)
+
+    def close(self):
+        """Removes the socket's directory."""
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

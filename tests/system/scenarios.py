@@ -923,8 +923,9 @@ def hw_boot(dev):
     dev.sh("myelinctl stop sensor-node")
 
 
-@scenario("hw", "the myelin crate's GPIO, I2C and UART on gpio-sim, i2c-stub and a UART pair",
-          needs=["myelin-init", "myelinctl"])
+@scenario("hw", "the myelin crate's GPIO, I2C and UART on gpio-sim, i2c-stub and a UART pair; "
+          "a hot-plugged PCI device's module and D-Bus signal",
+          needs=["myelin-init", "myelinctl", "myelin-uevent"])
 def hw(run):
     """The myelin crate's hardware tests (rust/crates/myelin/tests/qemu.rs) run in the guest on
     real drivers, sharing one boot: a GPIO line driven by the crate reads back through gpio-sim;
@@ -932,7 +933,8 @@ def hw(run):
     embedded-hal driver and i2cget/i2cset read and write i2c-stub's registers through the crate;
     bytes go round between ttyS1 and ttyS2, whose wires the host joins; a missing line, a busy
     line, a missing bus and a missing port give errors that name them. Then `myelinctl hw`
-    lists that hardware and probes the stub's bus.
+    lists that hardware and probes the stub's bus. Then a virtio-serial card is plugged in
+    through QEMU's monitor (hotplug_check).
 
     The image also holds the sensor-node example (stopped during these tests: it reads the
     stub); the device is handed over to the sensor-node scenario, which needs the same image
@@ -944,7 +946,7 @@ def hw(run):
         image, count = hw_image(run)
     web_port = free_port()
     dev = run.device(image=os.path.join(image, "x86_64.img"), uart_pair=True,
-                     net_forwards=[("tcp", web_port, SENSOR_NODE_HTTP)])
+                     net_forwards=[("tcp", web_port, SENSOR_NODE_HTTP)], hotplug=True)
     with run.step("boot", timeout=120):
         hw_boot(dev)
     with run.step(f"the {count} hardware tests pass in the guest", timeout=300):
@@ -970,8 +972,47 @@ def hw(run):
         status, out = dev.sh("myelinctl hw --detect i2c-99 2>&1", check=False)
         if status == 0 or "no I2C bus i2c-99" not in out:
             raise Failure(f"a missing bus is not refused by name ({status}): {out}")
+    hotplug_check(run, dev)
     # The sensor-node scenario goes on with this boot (its gpio-sim chip has the LED line).
     run.hand_over("hw", dev, web_port=web_port)
+
+
+# virtio-serial's device alias: virtio device 3 (console) of vendor 0x1af4; the test kernel
+# builds its driver, virtio_console, as a module (tests/system/linux-test.fragment).
+VIRTIO_CONSOLE_ALIAS = "virtio:d00000003v00001AF4"
+
+
+def hotplug_check(run, dev):
+    """On the hw boot: a virtio-serial card plugged into the running machine through QEMU's
+    monitor gets its driver module loaded by myelin-uevent (modalias, modules.alias, busybox
+    modprobe), and its DeviceAdded signal reaches a subscriber on the device's bus."""
+    with run.step("a hot-plugged device gets its module and reaches a D-Bus subscriber",
+                  timeout=180):
+        release = dev.sh("uname -r")
+        # The image carries the module and depmod's alias index (build-kernel, build-image).
+        dev.sh(f"grep -q ' virtio_console$' /lib/modules/{release}/modules.alias")
+        if re.search(r"^virtio_console ", dev.sh("cat /proc/modules"), re.M):
+            raise Failure("virtio_console is loaded before its device was plugged in")
+        # The subscriber runs in the background of the console shell; --new: only a signal
+        # counts, not a device already in the table.
+        dev.sh(f"myelin-uevent wait --new --subsystem virtio --modalias {VIRTIO_CONSOLE_ALIAS}"
+               " --timeout 150 >/tmp/hotplug.out 2>&1 & echo $! >/tmp/hotplug.pid")
+        wait_until("the subscriber to subscribe",
+                   lambda: "subscribed" in dev.sh("cat /tmp/hotplug.out"), timeout=60)
+        dev.hotplug.device_add("virtio-serial-pci", "hot0")
+        status, _ = dev.sh("wait $(cat /tmp/hotplug.pid)", timeout=160, check=False)
+        out = dev.sh("cat /tmp/hotplug.out")
+        if status != 0:
+            raise Failure(f"the subscriber saw no DeviceAdded for the virtio console ({status}):"
+                          f"\n{out}\n{dev.sh('myelinctl log 2>&1 | tail -20')}")
+        added = out.splitlines()[-1].split()
+        if added[0] != "virtio" or added[-1] != VIRTIO_CONSOLE_ALIAS:
+            raise Failure(f"unexpected DeviceAdded: {out}")
+        # The signal follows the modprobe call: the module is in, and bound to the device.
+        if not re.search(r"^virtio_console ", dev.sh("cat /proc/modules"), re.M):
+            raise Failure("DeviceAdded came but virtio_console is not loaded")
+        dev.sh(f"test -e /sys/bus/virtio/drivers/virtio_console/{added[1].rsplit('/', 1)[-1]}")
+        print(f"    {added[1]} -> virtio_console", flush=True)
 
 
 class Mosquitto:

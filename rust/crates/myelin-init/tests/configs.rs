@@ -55,6 +55,7 @@ fn production_tree() {
         names(system),
         [
             "dbus",
+            "myelin-uevent",
             "myelin-kv",
             "myelin-update",
             "myelin-net",
@@ -85,7 +86,7 @@ fn production_tree() {
             "/etc/myelin/nerves-env.config"
         ]
     );
-    for n in ["myelin-kv", "myelin-update", "myelin-net"] {
+    for n in ["myelin-uevent", "myelin-kv", "myelin-update", "myelin-net"] {
         assert_eq!(svc(n).readiness, Readiness::Notify, "{n} says READY=1");
         assert_eq!(svc(n).ready_timeout, Some(Duration::from_secs(30)));
     }

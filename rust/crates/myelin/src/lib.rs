@@ -13,7 +13,7 @@
 //! | [`logger`] | leveled log lines that myelin-init's log ring keeps, through the [`log`] facade | always |
 //! | `hw` | GPIO, I2C, SPI, UART, PWM on the kernel's user-space interfaces, with the embedded-hal 1.0 traits | `hw` |
 //! | `hw::rpi` | Raspberry Pi extras through rppal (GPIO registers, software PWM) | `rpi` |
-//! | `platform` | the firmware (version, slot, trial, `validate()`), the KV store (get, put, unset) and the network (state and addresses per interface, change events), over D-Bus | `dbus` |
+//! | `platform` | the firmware (version, slot, trial, `validate()`), the KV store (get, put, unset), the network (state and addresses per interface, change events) and the devices (present, hot-plugged), over D-Bus | `dbus` |
 //!
 //! A minimal application:
 //!

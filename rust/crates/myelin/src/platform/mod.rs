@@ -1,9 +1,10 @@
 //! The platform's services, for an application: firmware ([`Platform::firmware`],
 //! [`Platform::validate`]), the key/value store ([`Platform::kv_get`] and friends) and the
-//! network ([`Platform::interface`], [`Platform::wait_for_change`]).
+//! network ([`Platform::interface`], [`Platform::wait_for_change`]) and the devices
+//! ([`Platform::devices`], [`Platform::wait_for_device`]).
 //!
 //! Each call is a D-Bus call to the daemon that owns the data (org.myelin.Update1, KV1,
-//! Network1), through the proxies in `myelin-api`. The calls are blocking: a [`Platform`] owns
+//! Network1, Device1), through the proxies in `myelin-api`. The calls are blocking: a [`Platform`] owns
 //! one connection and a small single-threaded runtime that drives it only while a call runs, so
 //! an application needs no async runtime. Applications that have one use `myelin::api`'s async
 //! proxies directly.
@@ -20,10 +21,12 @@
 //! # Ok(()) }
 //! ```
 
+mod device;
 mod firmware;
 mod kv;
 mod network;
 
+pub use device::{Device, DeviceEvent};
 pub use firmware::Firmware;
 pub use network::Interface;
 
