@@ -8,7 +8,21 @@ use myelin_api::kv::Kv1Proxy;
 use myelin_api::update::{self as update_api, InstallSource, Update1Proxy};
 use tokio::sync::mpsc;
 
-use crate::client::{Device, Installer};
+use crate::client::{Device, DeviceError, Installer};
+
+fn kv_error(e: &zbus::Error) -> DeviceError {
+    DeviceError::Service {
+        service: myelin_api::kv::BUS_NAME,
+        reason: update_api::describe(e),
+    }
+}
+
+fn update_error(e: &zbus::Error) -> DeviceError {
+    DeviceError::Service {
+        service: update_api::BUS_NAME,
+        reason: update_api::describe(e),
+    }
+}
 
 /// How often a device on trial re-reads whether it was validated. The wait is idle: no
 /// install is attempted meanwhile.
@@ -26,16 +40,19 @@ impl BusDevice {
     pub async fn connect(
         address: Option<&str>,
         identify_command: Vec<String>,
-    ) -> Result<BusDevice, String> {
+    ) -> Result<BusDevice, DeviceError> {
         let update = update_api::connect(address)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DeviceError::Service {
+                service: update_api::BUS_NAME,
+                reason: e.to_string(),
+            })?;
         let conn = update.inner().connection().clone();
         let kv = Kv1Proxy::builder(&conn)
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await
-            .map_err(|e| update_api::describe(&e))?;
+            .map_err(|e| kv_error(&e))?;
         Ok(BusDevice {
             kv,
             update,
@@ -50,11 +67,8 @@ impl BusDevice {
 }
 
 impl Device for BusDevice {
-    async fn env(&self) -> Result<HashMap<String, String>, String> {
-        self.kv
-            .get_all()
-            .await
-            .map_err(|e| update_api::describe(&e))
+    async fn env(&self) -> Result<HashMap<String, String>, DeviceError> {
+        self.kv.get_all().await.map_err(|e| kv_error(&e))
     }
 
     async fn validated(&self) -> bool {
@@ -77,11 +91,8 @@ impl Device for BusDevice {
         }
     }
 
-    async fn reboot(&self) -> Result<(), String> {
-        self.update
-            .reboot()
-            .await
-            .map_err(|e| update_api::describe(&e))
+    async fn reboot(&self) -> Result<(), DeviceError> {
+        self.update.reboot().await.map_err(|e| update_error(&e))
     }
 
     async fn identify(&self) {
@@ -110,11 +121,21 @@ impl BusInstaller {
 }
 
 impl Installer for BusInstaller {
-    async fn install(&self, url: &str, progress: mpsc::UnboundedSender<u32>) -> Result<(), String> {
+    async fn install(
+        &self,
+        url: &str,
+        progress: mpsc::UnboundedSender<u32>,
+    ) -> Result<(), DeviceError> {
         update_api::install(&self.update, InstallSource::Location(url.to_owned()), |p| {
             let _ = progress.send(p);
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            update_api::ClientError::Failed(why) => DeviceError::Install(why),
+            other => DeviceError::Service {
+                service: update_api::BUS_NAME,
+                reason: other.to_string(),
+            },
+        })
     }
 }

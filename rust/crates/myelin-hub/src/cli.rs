@@ -131,7 +131,6 @@ fn daemon(config_path: &Path, address: Option<String>, status_file: PathBuf) -> 
     myelin_api::service::run("myelin-hub", async move {
         let device = BusDevice::connect(address.as_deref(), file.identify_command.clone())
             .await
-            .map_err(anyhow::Error::msg)
             .context("D-Bus")?;
         let env = crate::client::Device::env(&device)
             .await

@@ -32,16 +32,32 @@ use crate::channel::{Channel, Close, Output, State};
 use crate::message::{self, ServerEvent, Stage, Status, UpdateInfo};
 use crate::meta::{self, RuntimeState};
 
+/// Why the device side could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// A platform service (myelin-kv, myelin-update) could not be reached or refused the call.
+    #[error("{service}: {reason}")]
+    Service {
+        /// The service's bus name.
+        service: &'static str,
+        /// What went wrong, as the service or the bus said it.
+        reason: String,
+    },
+    /// The install was refused or failed; the updater's reason, as reported to the server.
+    #[error("{0}")]
+    Install(String),
+}
+
 /// The device's side effects the client needs.
 pub trait Device {
     /// The U-Boot environment (firmware metadata, serial number).
-    fn env(&self) -> impl Future<Output = Result<HashMap<String, String>, String>>;
+    fn env(&self) -> impl Future<Output = Result<HashMap<String, String>, DeviceError>>;
     /// Whether the running firmware is validated.
     fn validated(&self) -> impl Future<Output = bool>;
     /// Returns once the running firmware is validated.
     fn wait_validated(&self) -> impl Future<Output = ()>;
     /// Reboots (cleanly, through the updater).
-    fn reboot(&self) -> impl Future<Output = Result<(), String>>;
+    fn reboot(&self) -> impl Future<Output = Result<(), DeviceError>>;
     /// Makes the device seen (blinks an LED).
     fn identify(&self) -> impl Future<Output = ()>;
 }
@@ -53,7 +69,7 @@ pub trait Installer {
         &self,
         url: &str,
         progress: mpsc::UnboundedSender<u32>,
-    ) -> impl Future<Output = Result<(), String>>;
+    ) -> impl Future<Output = Result<(), DeviceError>>;
 }
 
 /// Wall-clock time, for signing (a skewed clock in tests).
@@ -549,6 +565,7 @@ impl<D: Device, I: Installer> Client<D, I> {
                 }
             }
             Err(why) => {
+                let why = why.to_string();
                 log::error!("update {version} failed: {why}");
                 status(Status::Failed(why.clone()));
                 self.set_status(|s| s.last_update = Some(format!("failed: {why}")));

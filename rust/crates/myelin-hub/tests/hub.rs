@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use myelin_hub::backoff::{OsRandom, Policy};
-use myelin_hub::client::{Client, Clock, Device, Installer, Settings, SystemClock};
+use myelin_hub::client::{Client, Clock, Device, DeviceError, Installer, Settings, SystemClock};
 use myelin_hub::config::{Auth, Config};
 use serde_json::json;
 use support::{Command, Event, Options, Pki, StandIn};
@@ -36,7 +36,7 @@ struct TestDevice {
 }
 
 impl Device for &TestDevice {
-    async fn env(&self) -> Result<HashMap<String, String>, String> {
+    async fn env(&self) -> Result<HashMap<String, String>, DeviceError> {
         Ok(self.env.clone())
     }
     async fn validated(&self) -> bool {
@@ -51,7 +51,7 @@ impl Device for &TestDevice {
             self.validated_now.notified().await;
         }
     }
-    async fn reboot(&self) -> Result<(), String> {
+    async fn reboot(&self) -> Result<(), DeviceError> {
         let _ = self.calls.send(DeviceCall::Reboot);
         Ok(())
     }
@@ -64,13 +64,17 @@ impl Device for &TestDevice {
 /// waits for the test before finishing (a download in flight).
 struct TestInstaller {
     steps: Vec<u32>,
-    result: Result<(), String>,
+    result: Result<(), DeviceError>,
     urls: mpsc::UnboundedSender<String>,
     gate: RefCell<Option<oneshot::Receiver<()>>>,
 }
 
 impl Installer for &TestInstaller {
-    async fn install(&self, url: &str, progress: mpsc::UnboundedSender<u32>) -> Result<(), String> {
+    async fn install(
+        &self,
+        url: &str,
+        progress: mpsc::UnboundedSender<u32>,
+    ) -> Result<(), DeviceError> {
         let _ = self.urls.send(url.to_owned());
         for s in &self.steps {
             let _ = progress.send(*s);
@@ -173,7 +177,7 @@ fn device(validated: bool) -> (TestDevice, mpsc::UnboundedReceiver<DeviceCall>) 
 
 fn installer(
     steps: Vec<u32>,
-    result: Result<(), String>,
+    result: Result<(), DeviceError>,
 ) -> (TestInstaller, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (
@@ -442,7 +446,10 @@ async fn a_failed_install_and_a_foreign_platform_are_reported() {
         cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
     );
     let (dev, _calls) = device(true);
-    let (inst, mut urls) = installer(vec![10], Err("signature check failed".into()));
+    let (inst, mut urls) = installer(
+        vec![10],
+        Err(DeviceError::Install("signature check failed".into())),
+    );
     let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
     with_client(&client, async {
         hub.frame("phx_join").await;
