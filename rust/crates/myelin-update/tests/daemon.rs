@@ -19,11 +19,13 @@ async fn install(bus: &Bus, source: &str) -> Result<(), ClientError> {
 
 #[tokio::test]
 async fn install_from_a_file_reboot_trial_and_validation() {
-    let bus = Bus::start();
-    let mut device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "validate_timeout = \"5m\"");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        mut device,
+        init,
+        config,
+        daemon,
+    } = Rig::start("validate_timeout = \"5m\"");
     let update = bus.proxy().await;
 
     // What the daemon reads at start: slot a, committed, v1.
@@ -121,11 +123,13 @@ async fn install_from_a_file_reboot_trial_and_validation() {
 
 #[tokio::test]
 async fn an_unvalidated_trial_reboots_and_the_revert_is_reported() {
-    let bus = Bus::start();
-    let mut device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "validate_timeout = \"1s\"");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        mut device,
+        init,
+        config,
+        daemon,
+    } = Rig::start("validate_timeout = \"1s\"");
     let v2 = build_fw(device.dir.path(), "v2", "2.0.0", "testboard", 2, None);
     install(&bus, &v2.path.display().to_string()).await.unwrap();
     daemon.stop();
@@ -238,11 +242,13 @@ async fn must_fail(bus: &Bus, device: &Device, source: &str, expect: &str) {
 
 #[tokio::test]
 async fn http_downloads_good_and_bad() {
-    let bus = Bus::start();
-    let device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        device,
+        init: _init,
+        config: _config,
+        daemon,
+    } = Rig::start("");
     let server = HttpServer::start();
     let v2 = build_fw(device.dir.path(), "v2", "2.0.0", "testboard", 2, None);
     let bytes = std::fs::read(&v2.path).unwrap();
@@ -425,11 +431,13 @@ async fn guard_tasks_refuse_with_their_message() {
 
 #[tokio::test]
 async fn command_line_installs_from_stdin_and_prints_json() {
-    let bus = Bus::start();
-    let device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        device,
+        init: _init,
+        config: _config,
+        daemon,
+    } = Rig::start("");
     let v2 = build_fw(device.dir.path(), "v2", "2.0.0", "testboard", 2, None);
 
     // `myelin-update install -` streams its stdin to the daemon (a pipe: no length, no seek).
@@ -601,11 +609,13 @@ async fn revert_prevent_revert_and_factory_reset() {
 
 #[tokio::test]
 async fn cancel_and_one_install_at_a_time() {
-    let bus = Bus::start();
-    let device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        device,
+        init: _init,
+        config: _config,
+        daemon,
+    } = Rig::start("");
     let server = HttpServer::start();
     let v2 = build_fw(device.dir.path(), "v2", "2.0.0", "testboard", 2, None);
     let bytes = std::fs::read(&v2.path).unwrap();
@@ -664,11 +674,13 @@ async fn only_root_may_change_anything() {
         nix::unistd::geteuid().is_root(),
         "this test runs clients as another user (uid 65534): run the tests as root, as scripts/test does in CI"
     );
-    let bus = Bus::start();
-    let device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        device: _device,
+        init,
+        config: _config,
+        daemon,
+    } = Rig::start("");
     let gdbus = |uid: Option<u32>, args: &[&str]| {
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new("gdbus");
@@ -737,11 +749,13 @@ async fn only_root_may_change_anything() {
 
 #[tokio::test]
 async fn auto_reboot_and_download_progress() {
-    let bus = Bus::start();
-    let device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "auto_reboot = true");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        device,
+        init,
+        config: _config,
+        daemon,
+    } = Rig::start("auto_reboot = true");
     let server = HttpServer::start();
     let v2 = build_fw(device.dir.path(), "v2", "2.0.0", "testboard", 2, None);
     let bytes = std::fs::read(&v2.path).unwrap();
@@ -835,11 +849,13 @@ async fn https_with_the_configured_ca_and_without() {
 /// `allow-downgrade` lets it through.
 #[tokio::test]
 async fn a_downgrade_is_refused_unless_allowed() {
-    let bus = Bus::start();
-    let device = Device::new();
-    let init = FakeInit::start(device.dir.path());
-    let config = device.config(&init.path, "");
-    let daemon = Daemon::start(&bus, &device, &config);
+    let Rig {
+        bus,
+        device,
+        init: _init,
+        config: _config,
+        daemon,
+    } = Rig::start("");
     let old = build_fw(device.dir.path(), "old", "0.9.0", "testboard", 5, None);
     let source = old.path.display().to_string();
     let disk = device.disk_bytes();

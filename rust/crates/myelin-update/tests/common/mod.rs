@@ -459,6 +459,34 @@ impl Daemon {
     }
 }
 
+/// The usual test set-up: a private bus, a device image, a fake PID 1, an update.toml with
+/// `extra` lines, and the daemon started on them. Bind every field (`init: _init`): a dropped
+/// `FakeInit` stops answering the daemon.
+pub struct Rig {
+    pub bus: Bus,
+    pub device: Device,
+    pub init: FakeInit,
+    pub config: PathBuf,
+    pub daemon: Daemon,
+}
+
+impl Rig {
+    pub fn start(extra: &str) -> Rig {
+        let bus = Bus::start();
+        let device = Device::new();
+        let init = FakeInit::start(device.dir.path());
+        let config = device.config(&init.path, extra);
+        let daemon = Daemon::start(&bus, &device, &config);
+        Rig {
+            bus,
+            device,
+            init,
+            config,
+            daemon,
+        }
+    }
+}
+
 /// Polls `check` until it returns true or the timeout passes.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
