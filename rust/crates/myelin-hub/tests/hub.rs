@@ -204,6 +204,33 @@ async fn with_client<D: Device, I: Installer>(
     }
 }
 
+/// Settings for `hub` authenticating with the PKI's device certificate.
+fn cert_settings(dir: &Path, hub: &StandIn, pki: &Pki) -> Settings {
+    settings(
+        dir,
+        hub,
+        pki,
+        cert_auth(dir, &pki.device_cert_pem, &pki.device_key_pem),
+    )
+}
+
+/// A stand-in that knows the product key `nhp_product` and its secret `product-secret`.
+fn secret_options() -> Options {
+    Options {
+        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
+        ..Options::default()
+    }
+}
+
+/// The identity of the next device that connects.
+async fn connected_identity(hub: &mut StandIn) -> String {
+    hub.wait_for(|e| match e {
+        Event::Connected { identity, .. } => Some(identity.clone()),
+        _ => None,
+    })
+    .await
+}
+
 fn update_payload(platform: &str) -> serde_json::Value {
     json!({
         "firmware_url": "https://fw.example/firmware/2.0.0.fw?signature=x",
@@ -222,23 +249,13 @@ async fn certificate_auth_joins_with_the_firmware_metadata_and_heartbeats() {
     let pki = Pki::generate();
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(
-        dir.path(),
-        &hub,
-        &pki,
-        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
-    );
+    let mut s = cert_settings(dir.path(), &hub, &pki);
     s.heartbeat = Duration::from_millis(50);
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
     let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
     with_client(&client, async {
-        let identity = hub
-            .wait_for(|e| match e {
-                Event::Connected { identity, .. } => Some(identity.clone()),
-                _ => None,
-            })
-            .await;
+        let identity = connected_identity(&mut hub).await;
         assert_eq!(identity, "device-1");
         let (_, join) = hub.frame("phx_join").await;
         assert_eq!(join.topic, "device");
@@ -292,11 +309,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused_and_retried() {
 #[tokio::test]
 async fn shared_secret_auth_joins_as_the_serial_number() {
     let pki = Pki::generate();
-    let options = Options {
-        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
-        ..Options::default()
-    };
-    let mut hub = StandIn::start(&pki, options).await;
+    let mut hub = StandIn::start(&pki, secret_options()).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(
         dir.path(),
@@ -309,12 +322,7 @@ async fn shared_secret_auth_joins_as_the_serial_number() {
     let (inst, _urls) = installer(vec![], Ok(()));
     let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
     with_client(&client, async {
-        let identity = hub
-            .wait_for(|e| match e {
-                Event::Connected { identity, .. } => Some(identity.clone()),
-                _ => None,
-            })
-            .await;
+        let identity = connected_identity(&mut hub).await;
         assert_eq!(identity, "serial-42");
         hub.frame("phx_join").await;
     })
@@ -324,11 +332,7 @@ async fn shared_secret_auth_joins_as_the_serial_number() {
 #[tokio::test]
 async fn a_bad_shared_secret_is_refused_and_retried() {
     let pki = Pki::generate();
-    let options = Options {
-        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
-        ..Options::default()
-    };
-    let mut hub = StandIn::start(&pki, options).await;
+    let mut hub = StandIn::start(&pki, secret_options()).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path(), &hub, &pki, secret_auth(dir.path(), "a-guess"));
     let (dev, _calls) = device(true);
@@ -353,11 +357,7 @@ async fn a_bad_shared_secret_is_refused_and_retried() {
 #[tokio::test]
 async fn a_device_clock_behind_the_server_recovers_from_the_date_header() {
     let pki = Pki::generate();
-    let options = Options {
-        secrets: HashMap::from([("nhp_product".into(), "product-secret".into())]),
-        ..Options::default()
-    };
-    let mut hub = StandIn::start(&pki, options).await;
+    let mut hub = StandIn::start(&pki, secret_options()).await;
     let dir = tempfile::tempdir().unwrap();
     let s = settings(
         dir.path(),
@@ -391,12 +391,7 @@ async fn an_update_installs_with_progress_and_reboots() {
     let pki = Pki::generate();
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
-        &hub,
-        &pki,
-        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
-    );
+    let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, mut calls) = device(true);
     let (inst, mut urls) = installer(vec![5, 40, 80, 100], Ok(()));
     let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
@@ -439,12 +434,7 @@ async fn a_failed_install_and_a_foreign_platform_are_reported() {
     let pki = Pki::generate();
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
-        &hub,
-        &pki,
-        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
-    );
+    let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, _calls) = device(true);
     let (inst, mut urls) = installer(
         vec![10],
@@ -484,12 +474,7 @@ async fn an_update_waits_while_the_firmware_is_on_trial() {
     let pki = Pki::generate();
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
-        &hub,
-        &pki,
-        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
-    );
+    let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, mut calls) = device(false);
     let (inst, mut urls) = installer(vec![100], Ok(()));
     let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
@@ -534,12 +519,7 @@ async fn a_malformed_frame_closes_the_socket_and_the_client_reconnects() {
     let pki = Pki::generate();
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
-        &hub,
-        &pki,
-        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
-    );
+    let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, mut calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
     let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
@@ -570,12 +550,7 @@ async fn an_install_survives_a_dropped_connection_and_reports_after_rejoin() {
     let pki = Pki::generate();
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(
-        dir.path(),
-        &hub,
-        &pki,
-        cert_auth(dir.path(), &pki.device_cert_pem, &pki.device_key_pem),
-    );
+    let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, _calls) = device(true);
     let (inst, mut urls) = installer(vec![30], Ok(()));
     let (open_gate, gate) = oneshot::channel();
