@@ -77,3 +77,19 @@ pub async fn terminated() -> Result<(), ServiceError> {
     }
     Ok(())
 }
+
+/// Parses a daemon's command line. On `--help`/`--version` the text is printed and `Err` holds
+/// exit status 0; on bad arguments clap's message is printed and `Err` holds 2, as clap's own
+/// exit does, but returned so `main` can end normally.
+pub fn parse_args<C: clap::Parser>(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<C, std::process::ExitCode> {
+    C::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            std::process::ExitCode::from(2)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}

@@ -67,16 +67,9 @@ pub enum Command {
 
 /// Runs the command line `args` (the first is the program).
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let cli: Cli = match myelin_api::service::parse_args(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     myelin_api::logger::init(log::LevelFilter::Info);
     match run(cli) {

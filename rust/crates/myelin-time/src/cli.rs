@@ -70,16 +70,9 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             .unwrap_or_default();
         return crate::ntpd::hook_main(&event);
     }
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+    let cli: Cli = match myelin_api::service::parse_args(args) {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

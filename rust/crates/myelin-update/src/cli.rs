@@ -65,16 +65,9 @@ pub enum Command {
 
 /// Runs the command line; returns the exit code.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+    let cli: Cli = match myelin_api::service::parse_args(args) {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(code) => code,
