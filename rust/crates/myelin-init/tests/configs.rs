@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use myelin_init::config::{Config, FatalAction, Readiness, RestartType, Strategy};
+use myelin_init::config::{Config, FatalAction, Readiness, Strategy};
 
 fn load(rel: &str) -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -60,8 +60,7 @@ fn production_tree() {
             "myelin-update",
             "myelin-net",
             "dropbear",
-            "myelin-time",
-            "myelin-hub"
+            "myelin-time"
         ]
     );
     assert_eq!(
@@ -100,14 +99,8 @@ fn production_tree() {
     assert!(ssh.optional);
     assert!(ssh.argv.iter().any(|a| a == "-s"), "keys only");
     assert!(ssh.argv.iter().any(|a| a == "-F"), "foreground");
-    // The NervesHub client: off until configured (exits 0 without hub.toml and, transient,
-    // stays stopped), last in its group so restarting it restarts nothing else.
-    let hub = svc("myelin-hub");
-    assert!(hub.optional);
-    assert_eq!(
-        t.nodes[t.find("myelin-hub").unwrap()].restart,
-        RestartType::Transient
-    );
+    // The NervesHub client is not started until a product configures it (a drop-in).
+    assert!(t.find("myelin-hub").is_none());
     assert!(svc("shell").console);
     assert!(
         names(t.find("app").unwrap()).is_empty(),
