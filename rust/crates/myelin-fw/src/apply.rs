@@ -26,9 +26,10 @@
 //!    decompressed. A second data-writing call in the same `on-resource` is refused when the
 //!    task is parsed. Every referenced resource must appear.
 //! 5. **Commit**: only when every resource has been verified, file-system structure is written
-//!    and the target synced; then `on-finish` runs; its file-system changes are written, then
-//!    the deferred slot-switching writes (U-Boot environment, MBR, GPT) in the order they were
-//!    last changed, then the target is synced again and `reboot_param` values are written.
+//!    and the target synced; then `on-finish` runs, and its writes land in the order that
+//!    keeps a power cut bootable, each step synced: the U-Boot environments (which describe
+//!    the slots), then file-system changes (GRUB's selection on x86_64), then partition tables
+//!    (MBR, GPT); then `reboot_param` values are written.
 //! 6. **Failure**: everything not yet written is dropped (so a failed upgrade never switches
 //!    slots), `on-error` runs on a clean state and its writes are committed, and the first
 //!    error is returned.
@@ -1086,17 +1087,15 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
         Ok(())
     }
 
-    /// Writes everything pending (file-system structure, then the environment and partition
-    /// table records) and syncs after each step. With `init`, an environment whose variables
-    /// are unchanged stays pending.
+    /// Writes everything pending, syncing after each step, in the order that keeps every
+    /// moment of a power cut bootable: the U-Boot environments first (they describe the
+    /// slots: metadata, validated flags), then file-system structure (where GRUB's boot
+    /// selection lives on x86_64), then partition tables (the selection on boards that swap
+    /// MBR entries). A boot selection never points at a slot before the environment
+    /// describes it; fwup's order is the same (its environment writes happen at the call, its
+    /// FAT cache is written at the end). With `init`, an environment whose variables are
+    /// unchanged stays pending.
     fn make_durable(&mut self, init: bool) -> Result<(), Error> {
-        self.fat.clear();
-        self.out
-            .flush_cache()
-            .map_err(|e| Error::io("writing file-system structure", e))?;
-        self.out
-            .sync()
-            .map_err(|e| Error::io("syncing the target", e))?;
         let mut keep: Vec<String> = Vec::new();
         if init {
             for (name, st) in &self.envs {
@@ -1116,33 +1115,45 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             .filter(|n| !keep.contains(&env_key(n)) && self.out.has_deferred(&env_key(n)))
             .cloned()
             .collect();
-        // Held from the re-read to the sync after the write: nobody else writes in between.
-        let lock = if writing.is_empty() {
-            None
-        } else {
-            self.system.lock_environment()?
-        };
-        // Without a lock (an image file on a build host) nobody else writes: no re-read.
-        if lock.is_some() {
-            for name in &writing {
-                self.rebase_env(name)?;
+        if !writing.is_empty() {
+            // Held from the re-read to the sync after the write: nobody else writes in between.
+            let lock = self.system.lock_environment()?;
+            // Without a lock (an image file on a build host) nobody else writes: no re-read.
+            if lock.is_some() {
+                for name in &writing {
+                    self.rebase_env(name)?;
+                }
             }
+            let envs: Vec<String> = writing.iter().map(|n| env_key(n)).collect();
+            self.out
+                .commit_deferred_except(|k| !envs.iter().any(|x| x == k))
+                .map_err(|e| Error::io("writing the environment", e))?;
+            for name in &writing {
+                if let Some(st) = self.envs.get_mut(name) {
+                    st.disk.clone_from(&st.cur);
+                    st.ops.clear();
+                }
+            }
+            let synced = self
+                .out
+                .sync()
+                .map_err(|e| Error::io("syncing the target", e));
+            drop(lock);
+            synced?;
         }
+        self.fat.clear();
+        self.out
+            .flush_cache()
+            .map_err(|e| Error::io("writing file-system structure", e))?;
+        self.out
+            .sync()
+            .map_err(|e| Error::io("syncing the target", e))?;
         self.out
             .commit_deferred_except(|k| keep.iter().any(|x| x == k))
-            .map_err(|e| Error::io("writing the environment and partition table", e))?;
-        for (name, st) in self.envs.iter_mut() {
-            if !keep.contains(&env_key(name)) {
-                st.disk.clone_from(&st.cur);
-                st.ops.clear();
-            }
-        }
-        let synced = self
-            .out
+            .map_err(|e| Error::io("writing the partition table", e))?;
+        self.out
             .sync()
-            .map_err(|e| Error::io("syncing the target", e));
-        drop(lock);
-        synced
+            .map_err(|e| Error::io("syncing the target", e))
     }
 
     /// Re-reads environment `name` as the target holds it (the caller holds the lock); if
