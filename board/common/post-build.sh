@@ -28,6 +28,8 @@ die() { echo "post-build: $*" >&2; exit 1; }
 TARGET_DIR=$1
 BOARD=$2
 TREE=${BR2_EXTERNAL_MYELIN_PATH:-$(cd "$(dirname "$0")/../.." && pwd)}
+# shellcheck source=host-tools.sh
+. "$TREE/board/common/host-tools.sh"
 BOARD_DIR=$TREE/board/$BOARD
 [ -d "$TARGET_DIR" ] || die "target directory $TARGET_DIR does not exist"
 [ -f "$BOARD_DIR/fwup.conf" ] || die "unknown board '$BOARD' (no $BOARD_DIR/fwup.conf)"
@@ -127,7 +129,7 @@ else
 fi
 
 # The ops tasks, for myelin-update on the device.
-command -v myelin-fw >/dev/null 2>&1 || die "myelin-fw (host) is not in PATH"
+FW_TOOL=$(host_tool myelin-fw)
 mkdir -p "$TARGET_DIR/usr/share/myelin"
-MYELIN_BOARD_DIR=$BOARD_DIR myelin-fw create --ops -f "$BOARD_DIR/fwup.conf" \
+MYELIN_BOARD_DIR=$BOARD_DIR "$FW_TOOL" create --ops -f "$BOARD_DIR/fwup.conf" \
 	-o "$TARGET_DIR/usr/share/myelin/ops.fw"

@@ -6,8 +6,8 @@
 # Buildroot calls it as
 #   board/common/post-image.sh <BINARIES_DIR> <board>
 # (the board comes from BR2_ROOTFS_POST_SCRIPT_ARGS); the QEMU test image builder calls it the same
-# way. Host tools come from PATH: myelin-fw and myelin-kv (host packages), mkfs.vfat and mcopy
-# for the Raspberry Pi boot partitions.
+# way. myelin-fw and myelin-kv come from $HOST_DIR/bin under Buildroot, from PATH otherwise
+# (host-tools.sh); mkfs.vfat and mcopy (for the Raspberry Pi boot partitions) from PATH.
 #
 # Settings come from Buildroot's .config (BR2_MYELIN_FW_*) when there is one; the environment
 # variables MYELIN_FW_PRODUCT, MYELIN_FW_DESCRIPTION, MYELIN_FW_VERSION, MYELIN_FW_AUTHOR,
@@ -23,9 +23,10 @@ TREE=${BR2_EXTERNAL_MYELIN_PATH:-$(cd "$(dirname "$0")/../.." && pwd)}
 BOARD_DIR=$TREE/board/$BOARD
 FWUP_CONF=$BOARD_DIR/fwup.conf
 [ -f "$FWUP_CONF" ] || die "unknown board '$BOARD' (no $FWUP_CONF)"
-for tool in myelin-fw myelin-kv; do
-	command -v "$tool" >/dev/null 2>&1 || die "$tool (host) is not in PATH"
-done
+# shellcheck source=host-tools.sh
+. "$TREE/board/common/host-tools.sh"
+FW_TOOL=$(host_tool myelin-fw)
+KV_TOOL=$(host_tool myelin-kv)
 
 # Prints the value of a BR2_ option from Buildroot's .config, without quotes; empty if unset.
 br2_value() {
@@ -48,7 +49,7 @@ make_uboot_env() {
 	[ -n "$size" ] || die "$fw_env declares no environment"
 	redundant=
 	[ "$copies" -eq 2 ] && redundant=-r
-	myelin-kv mkenvimage $redundant -s "$size" -o "$BINARIES_DIR/uboot-env.img" \
+	"$KV_TOOL" mkenvimage $redundant -s "$size" -o "$BINARIES_DIR/uboot-env.img" \
 		"$BOARD_DIR/uboot-env.txt"
 }
 
@@ -152,15 +153,15 @@ img=$BINARIES_DIR/$BOARD.img
 rm -f "$fw" "$img"
 if [ -n "$private_key" ]; then
 	[ -f "$private_key" ] || die "firmware signing key $private_key does not exist"
-	myelin-fw create -f "$FWUP_CONF" -o "$fw" -s "$private_key"
+	"$FW_TOOL" create -f "$FWUP_CONF" -o "$fw" -s "$private_key"
 else
 	# A release build never ships an unsigned .fw (post-build refuses it a missing public key).
 	case "$(setting MYELIN_FW_RELEASE)" in
 		y) die "BR2_MYELIN_FW_RELEASE is set (a release build) but BR2_MYELIN_FW_PRIVATE_KEY is empty: $BOARD.fw would be unsigned" ;;
 	esac
 	echo "post-image: warning: no signing key (BR2_MYELIN_FW_PRIVATE_KEY); $BOARD.fw is unsigned" >&2
-	myelin-fw create -f "$FWUP_CONF" -o "$fw"
+	"$FW_TOOL" create -f "$FWUP_CONF" -o "$fw"
 fi
 : > "$img"
-myelin-fw apply -q -d "$img" -i "$fw" -t complete
+"$FW_TOOL" apply -q -d "$img" -i "$fw" -t complete
 echo "post-image: wrote $fw ($(wc -c < "$fw") bytes) and $img"
