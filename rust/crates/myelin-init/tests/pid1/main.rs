@@ -776,6 +776,7 @@ fn log_capture_and_follow() {
 fn log_flood_stays_bounded() {
     let mut s = Setup::new("flood");
     s.log = "ring_bytes = 65536\nkmsg_rate = 10\nkmsg_burst = 20\n".into();
+    let started = Instant::now();
     s.body = "[[service]]\nname = \"flood\"\nargv = [\"/bin/sh\", \"-c\", \"yes 'flooding the log with a long line of text' | head -c 50000000; sleep 60\"]\n".into();
     let ns = s.start();
     ns.running("flood");
@@ -813,8 +814,16 @@ fn log_flood_stays_bounded() {
     }
     assert!(bytes <= 65536, "ring holds {bytes} bytes");
     assert!(n > 100, "{n} lines kept");
+    // The limit admits the burst plus 10 lines a second for as long as the flood lasted (a
+    // loaded machine makes it last longer), each possibly preceded by a "not copied" note;
+    // without a limit it would be a million lines.
+    let admitted = 20 + 10 * (started.elapsed().as_secs() as usize + 1);
     let kmsg_lines = ns.kmsg().lines().count();
-    assert!(kmsg_lines < 200, "kmsg rate limit: {kmsg_lines} lines");
+    assert!(
+        kmsg_lines <= 2 * admitted + 10,
+        "kmsg rate limit: {kmsg_lines} lines in {:?}",
+        started.elapsed()
+    );
     assert!(
         ns.kmsg()
             .contains("log lines not copied to kmsg (rate limit)")
@@ -1115,8 +1124,9 @@ fn a_stuck_console_never_stalls_pid1() {
               [[service]]\nname = \"flap\"\nargv = [\"/bin/false\"]\nrestart_delay = \"0s\"\nrestart_delay_max = \"0s\"\n"
         .into();
     let ns = s.start();
-    // Thousands of "ended"/"restarting" warnings: far more than a terminal buffer holds.
-    ns.wait_for("many restarts", 30 * SEC, || {
+    // Thousands of "ended"/"restarting" warnings: far more than a terminal buffer holds. The
+    // bound only catches a hang: a loaded machine restarts slower.
+    ns.wait_for("many restarts", 300 * SEC, || {
         ns.node("flap").restarts > 1200
     });
     // PID 1 answers (a blocked one never would: the client gives up after 10 s) and its loop

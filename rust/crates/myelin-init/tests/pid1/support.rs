@@ -332,9 +332,24 @@ pub fn outcome(st: ExitStatus) -> Outcome {
     }
 }
 
+/// Where the namespaces' scratch directories live: cargo's target tmp directory, unless that
+/// is under /tmp or /run. Boot duties mount fresh tmpfs there inside the namespace, which would
+/// hide the directory from PID 1 (its configuration, kmsg file and control socket) and so make
+/// the tests depend on where the checkout is (a clone in `mktemp -d` failed four of them).
+fn scratch_base() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if target.starts_with("/tmp") || target.starts_with("/run") {
+        // SAFETY: getuid(2) cannot fail.
+        let uid = unsafe { libc::getuid() };
+        PathBuf::from(format!("/var/tmp/myelin-pid1-{uid}"))
+    } else {
+        target.join("pid1")
+    }
+}
+
 /// A scratch directory for one test, outside /tmp and /run (which a test init may mount over).
 pub fn scratch(name: &str) -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pid1");
+    let base = scratch_base();
     let dir = base.join(format!("{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("ctl")).expect("scratch dir");
@@ -539,7 +554,9 @@ impl Ns {
     /// A control connection (waits for the socket).
     pub fn client(&self) -> Client {
         let path = self.dir.join("run/init.sock");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Only a hang detector: PID 1 binds the socket after its boot duties, which a loaded
+        // machine can stretch to many seconds.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(mut c) = Client::connect(&path) {
                 c.set_timeout(Some(Duration::from_secs(10)))
