@@ -54,7 +54,10 @@ cross_cargo() {
 	shift
 	local upper
 	upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
+	# No debug info and no incremental state: nobody steps through these builds in a debugger
+	# and each is built once, so both only cost compile and link time (about a fifth of it).
 	env RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
+		CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0 \
 		CARGO_TARGET_DIR="$MYELIN_ROOT/rust/target/cross" \
 		"CARGO_TARGET_${upper}_LINKER=$(cross_linker "$target")" \
 		"CARGO_TARGET_${upper}_RUNNER=$(cross_qemu "$target") -L /usr/$(cross_sysroot "$target")" \
