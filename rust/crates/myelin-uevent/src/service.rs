@@ -269,40 +269,18 @@ impl<M: Modprobe> Daemon<M> {
             events.iter().flat_map(|e| table.apply(e)).collect()
         };
         for (signal, d) in signals {
+            // Every signal carries the same five values.
+            let (s, p, n, m, props) = (
+                d.subsystem.as_str(),
+                d.devpath.as_str(),
+                d.devname.as_str(),
+                d.modalias.as_str(),
+                &d.properties,
+            );
             let sent = match signal {
-                Signal::Added => {
-                    DeviceService::device_added(
-                        emitter,
-                        &d.subsystem,
-                        &d.devpath,
-                        &d.devname,
-                        &d.modalias,
-                        &d.properties,
-                    )
-                    .await
-                }
-                Signal::Changed => {
-                    DeviceService::device_changed(
-                        emitter,
-                        &d.subsystem,
-                        &d.devpath,
-                        &d.devname,
-                        &d.modalias,
-                        &d.properties,
-                    )
-                    .await
-                }
-                Signal::Removed => {
-                    DeviceService::device_removed(
-                        emitter,
-                        &d.subsystem,
-                        &d.devpath,
-                        &d.devname,
-                        &d.modalias,
-                        &d.properties,
-                    )
-                    .await
-                }
+                Signal::Added => DeviceService::device_added(emitter, s, p, n, m, props).await,
+                Signal::Changed => DeviceService::device_changed(emitter, s, p, n, m, props).await,
+                Signal::Removed => DeviceService::device_removed(emitter, s, p, n, m, props).await,
             };
             if let Err(e) = sent {
                 log::warn!("cannot announce {}: {e}", d.devpath);
