@@ -270,15 +270,9 @@ async fn serve(config: TimeConfig, address: Option<String>) -> Result<()> {
     if kind == ClientKind::Ntpd {
         link_hook(&hook)?;
     }
-    let conn = myelin_api::service::bus(address.as_deref())
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, object.clone())
-        .build()
-        .await
-        .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-    let emitter = SignalEmitter::new(&conn, OBJECT_PATH)
-        .context("object path")?
-        .into_owned();
+    let (conn, emitter) =
+        myelin_api::service::serve(address.as_deref(), BUS_NAME, OBJECT_PATH, object.clone())
+            .await?;
     let _ = object.shared.emitter.set(emitter);
     myelin_api::service::ready();
     if config.dhcp_servers {

@@ -300,13 +300,14 @@ pub async fn serve<S: EventSource, M: Modprobe>(
         let n = daemon.coldplug().await?;
         log::info!("coldplug: {n} devices in {}", options.sysfs.display());
     }
-    let conn = myelin_api::service::bus(options.address.as_deref())
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, daemon.service())
-        .build()
-        .await
-        .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-    let emitter = SignalEmitter::new(&conn, OBJECT_PATH).context("object path")?;
+    // The service lives as long as its connection: `_conn` is held to the end, not dropped.
+    let (_conn, emitter) = myelin_api::service::serve(
+        options.address.as_deref(),
+        BUS_NAME,
+        OBJECT_PATH,
+        daemon.service(),
+    )
+    .await?;
     myelin_api::service::ready();
     let terminated = myelin_api::service::terminated();
     tokio::pin!(terminated);
