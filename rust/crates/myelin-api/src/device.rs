@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
+
 /// Well-known bus name.
 pub const BUS_NAME: &str = "org.myelin.Device1";
 /// Object path of the device table.
@@ -107,4 +109,40 @@ pub trait Device1 {
         modalias: String,
         properties: HashMap<String, String>,
     ) -> zbus::Result<()>;
+}
+
+/// The first device that `matches`: one present now if `present`, else the next that `added`
+/// announces; `None` if that stream ends. Subscribe (`added`, from
+/// [`Device1Proxy::receive_device_added`]) before calling, so that no device falls between the
+/// listing and the stream.
+pub async fn find(
+    proxy: &Device1Proxy<'_>,
+    mut added: DeviceAddedStream,
+    present: bool,
+    matches: impl Fn(&Device) -> bool,
+) -> zbus::Result<Option<Device>> {
+    if present
+        && let Some(d) = proxy
+            .devices()
+            .await?
+            .into_iter()
+            .map(Device::from_tuple)
+            .find(|d| matches(d))
+    {
+        return Ok(Some(d));
+    }
+    while let Some(signal) = added.next().await {
+        let a = signal.args()?;
+        let d = Device {
+            subsystem: a.subsystem,
+            devpath: a.devpath,
+            devname: a.devname,
+            modalias: a.modalias,
+            properties: a.properties,
+        };
+        if matches(&d) {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
 }

@@ -22,6 +22,8 @@
 use std::future::Future;
 use std::io;
 
+use zbus::object_server::SignalEmitter;
+
 /// Why a daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -39,6 +41,14 @@ pub enum ServiceError {
     /// The bus refused us.
     #[error("D-Bus: {0}")]
     Bus(#[from] zbus::Error),
+    /// The service's object or name could not be set up on the bus.
+    #[error("cannot serve {name} on the bus")]
+    Serve {
+        /// The well-known name.
+        name: &'static str,
+        /// What the bus said.
+        source: zbus::Error,
+    },
 }
 
 /// Runs `main` on a single-threaded runtime and returns its result.
@@ -56,6 +66,25 @@ pub fn bus(address: Option<&str>) -> zbus::connection::Builder<'_> {
         Some(address) => zbus::connection::Builder::address(address),
         None => zbus::connection::Builder::system(),
     }
+}
+
+/// Serves `object` at `path` under the well-known `name`, on the system bus or at `address`.
+/// Returns the connection and the emitter of the object's signals and property changes.
+pub async fn serve<I: zbus::object_server::Interface>(
+    address: Option<&str>,
+    name: &'static str,
+    path: &'static str,
+    object: I,
+) -> Result<(zbus::Connection, SignalEmitter<'static>), ServiceError> {
+    let serve = |source| ServiceError::Serve { name, source };
+    let conn = bus(address)
+        .name(name)
+        .serve_at(path, object)
+        .build()
+        .await
+        .map_err(serve)?;
+    let emitter = SignalEmitter::new(&conn, path).map_err(serve)?.into_owned();
+    Ok((conn, emitter))
 }
 
 /// Tells myelin-init (or any sd_notify supervisor) that the service is ready; a missing

@@ -70,13 +70,4 @@ pub mod watchdog;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Build time (seconds since the epoch), the clock floor.
-pub const BUILD_TIME: i64 = {
-    let s = env!("MYELIN_BUILD_TIME").as_bytes();
-    let mut i = 0;
-    let mut v: i64 = 0;
-    while i < s.len() {
-        v = v * 10 + (s[i] - b'0') as i64;
-        i += 1;
-    }
-    v
-};
+pub use myelin_api::floor::BUILD_TIME;

@@ -451,15 +451,9 @@ pub fn run_daemon(args: DaemonArgs) -> Result<()> {
         {
             log::warn!("{why}");
         }
-        let conn = myelin_api::service::bus(args.address.as_deref())
-            .name(BUS_NAME)
-            .serve_at(OBJECT_PATH, kv.clone())
-            .build()
-            .await
-            .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-        let emitter = SignalEmitter::new(&conn, OBJECT_PATH)
-            .context("object path")?
-            .into_owned();
+        let (conn, emitter) =
+            myelin_api::service::serve(args.address.as_deref(), BUS_NAME, OBJECT_PATH, kv.clone())
+                .await?;
         let interval =
             (args.poll_interval > 0.0).then(|| Duration::from_secs_f64(args.poll_interval));
         let watcher = tokio::spawn(watch(kv, emitter, lock, interval));

@@ -67,17 +67,8 @@ enum Cmd {
 /// The binary's main.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     myelin_api::logger::init(log::LevelFilter::Info);
-    let called = args
-        .first()
-        .map(PathBuf::from)
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    if called == crate::tech::HOOK_NAME {
-        let event = args
-            .get(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return crate::dhcp::hook_main(&event);
+    if let Some(code) = crate::dhcp::HOOK.run_if_called(&args) {
+        return code;
     }
     let cli = Cli::parse_from(args);
     match run(cli) {

@@ -1,22 +1,22 @@
-//! The udhcpc side: the hook udhcpc runs on every lease event, the socket the daemon hears it
-//! on, and the lease a hook report describes.
+//! The udhcpc side: the hook udhcpc runs on every lease event, and the lease a hook report
+//! describes.
 //!
 //! udhcpc runs its script (`-s`) with the event as its only argument (`deconfig`, `bound`,
 //! `renew`, `leasefail`, `nak`) and the lease in the environment (`interface`, `ip`, `subnet`,
 //! `mask`, `router`, `dns`, `domain`, `search`, `broadcast`, `lease`, `serverid`, ...). The
 //! script is myelin-net itself, reached through a symlink named
-//! [`crate::tech::HOOK_NAME`]: it sends `{"event": ..., "vars": {...}}` as one datagram to the
-//! socket named in `MYELIN_NET_HOOK_SOCKET` and exits. The daemon ignores reports from a udhcpc
-//! it no longer runs (`MYELIN_NET_HOOK_TOKEN` carries the run's token).
+//! [`crate::tech::HOOK_NAME`]: it reports to the socket named in `MYELIN_NET_HOOK_SOCKET` as
+//! [`myelin_api::hook`] describes ([`HOOK`]). The daemon ignores reports from a udhcpc it no
+//! longer runs (`MYELIN_NET_HOOK_TOKEN` carries the run's token).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use myelin_api::hook::Hook;
+pub use myelin_api::hook::Report;
 
 use crate::config::Ipv4Net;
-use crate::tech::HOOK_SOCKET_ENV;
+use crate::tech::{HOOK_NAME, HOOK_SOCKET_ENV};
 
 /// Environment variable naming the udhcpc run a report belongs to.
 pub const HOOK_TOKEN_ENV: &str = "MYELIN_NET_HOOK_TOKEN";
@@ -60,58 +60,16 @@ const VARS: &[&str] = &[
     HOOK_TOKEN_ENV,
 ];
 
-/// One hook report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    /// `bound`, `renew`, `deconfig`, `leasefail`, `nak`.
-    pub event: String,
-    /// The udhcpc environment (the variables in `VARS` that were set).
-    pub vars: BTreeMap<String, String>,
-}
+/// The udhcpc hook: udhcpc's script, reporting to the daemon.
+pub const HOOK: Hook = Hook {
+    name: HOOK_NAME,
+    socket_env: HOOK_SOCKET_ENV,
+    vars: VARS,
+};
 
-impl Report {
-    /// The interface it is about.
-    pub fn ifname(&self) -> Option<&str> {
-        self.vars.get("interface").map(String::as_str)
-    }
-
-    /// The token of the udhcpc run.
-    pub fn token(&self) -> Option<u64> {
-        self.vars.get(HOOK_TOKEN_ENV).and_then(|t| t.parse().ok())
-    }
-}
-
-/// The hook's main: reports `event` and the environment to the daemon. Exit status 0 once
-/// the report is sent.
-pub fn hook_main(event: &str) -> std::process::ExitCode {
-    let vars: BTreeMap<String, String> = VARS
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    let Some(socket) = std::env::var_os(HOOK_SOCKET_ENV) else {
-        log::error!("dhcp hook: {HOOK_SOCKET_ENV} is not set");
-        return std::process::ExitCode::FAILURE;
-    };
-    let report = Report {
-        event: event.to_owned(),
-        vars,
-    };
-    let sent = serde_json::to_vec(&report)
-        .map_err(std::io::Error::other)
-        .and_then(|json| {
-            let s = std::os::unix::net::UnixDatagram::unbound()?;
-            s.send_to(&json, Path::new(&socket))
-        });
-    match sent {
-        Ok(_) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!(
-                "dhcp hook: cannot report {event} to {}: {e}",
-                Path::new(&socket).display()
-            );
-            std::process::ExitCode::FAILURE
-        }
-    }
+/// The token of the udhcpc run a report comes from.
+pub fn token(report: &Report) -> Option<u64> {
+    report.var(HOOK_TOKEN_ENV).and_then(|t| t.parse().ok())
 }
 
 /// Why a `bound`/`renew` report describes no usable lease.
@@ -188,26 +146,6 @@ impl Lease {
     }
 }
 
-/// Binds the daemon's end of the hook socket (replacing a stale one).
-#[cfg(feature = "daemon")]
-pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixDatagram> {
-    let _ = std::fs::remove_file(path);
-    tokio::net::UnixDatagram::bind(path)
-}
-
-/// Receives the next report; malformed datagrams are logged and skipped.
-#[cfg(feature = "daemon")]
-pub async fn recv(sock: &tokio::net::UnixDatagram) -> std::io::Result<Report> {
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let n = sock.recv(&mut buf).await?;
-        match serde_json::from_slice::<Report>(&buf[..n]) {
-            Ok(r) => return Ok(r),
-            Err(e) => log::warn!("ignoring a malformed hook report: {e}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,21 +209,13 @@ mod tests {
         );
     }
 
-    #[cfg(feature = "daemon")]
-    #[tokio::test]
-    async fn report_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hook.sock");
-        let sock = bind(&path).unwrap();
-        let r = Report {
+    #[test]
+    fn token_names_the_udhcpc_run() {
+        let report = |t: &str| Report {
             event: "bound".into(),
-            vars: vars(&[("interface", "eth0"), (HOOK_TOKEN_ENV, "7")]),
+            vars: vars(&[("interface", "eth0"), (HOOK_TOKEN_ENV, t)]),
         };
-        let c = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        c.send_to(b"not json", &path).unwrap();
-        c.send_to(&serde_json::to_vec(&r).unwrap(), &path).unwrap();
-        let got = recv(&sock).await.unwrap();
-        assert_eq!(got, r);
-        assert_eq!((got.ifname(), got.token()), (Some("eth0"), Some(7)));
+        assert_eq!(token(&report("7")), Some(7));
+        assert_eq!(token(&report("seven")), None);
     }
 }

@@ -552,18 +552,19 @@ impl Manager {
             })?;
         }
         let hook = self.ctx.hook_path();
-        let _ = std::fs::remove_file(&hook);
-        std::os::unix::fs::symlink(&self.opts.hook_program, &hook)
+        myelin_api::hook::link(&self.opts.hook_program, &hook)
             .map_err(|source| StartError::Hook { path: hook, source })?;
-        let sock =
-            dhcp::bind(&self.ctx.hook_socket()).map_err(|source| StartError::HookSocket {
-                path: self.ctx.hook_socket(),
-                source,
+        let mut sock =
+            myelin_api::hook::Listener::bind(&self.ctx.hook_socket()).map_err(|source| {
+                StartError::HookSocket {
+                    path: self.ctx.hook_socket(),
+                    source,
+                }
             })?;
         let tx = self.tx.clone();
         tokio::spawn(async move {
             loop {
-                match dhcp::recv(&sock).await {
+                match sock.recv().await {
                     Ok(r) => {
                         if tx.send(Msg::Hook(r)).is_err() {
                             return;
@@ -1324,7 +1325,7 @@ impl Manager {
     }
 
     async fn on_hook(&mut self, r: Report) {
-        let Some(ifname) = r.ifname().map(str::to_owned) else {
+        let Some(ifname) = r.var("interface").map(str::to_owned) else {
             return;
         };
         let index = self.link_by_name(&ifname).map(|l| l.index);
@@ -1332,7 +1333,7 @@ impl Manager {
         let Some(i) = self.ifaces.get_mut(&ifname) else {
             return;
         };
-        if i.dhcp_token.is_none() || i.dhcp_token != r.token() {
+        if i.dhcp_token.is_none() || i.dhcp_token != dhcp::token(&r) {
             return;
         }
         let Some(index) = index else {

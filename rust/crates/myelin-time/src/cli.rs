@@ -58,17 +58,8 @@ enum Cmd {
 /// The binary's main.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     myelin_api::logger::init(log::LevelFilter::Info);
-    let called = args
-        .first()
-        .map(PathBuf::from)
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    if called == crate::ntpd::HOOK_NAME {
-        let event = args
-            .get(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return crate::ntpd::hook_main(&event);
+    if let Some(code) = crate::ntpd::HOOK.run_if_called(&args) {
+        return code;
     }
     let cli: Cli = match myelin_api::service::parse_args(args) {
         Ok(cli) => cli,

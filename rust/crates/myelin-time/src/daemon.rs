@@ -264,22 +264,15 @@ async fn serve(config: TimeConfig, address: Option<String>) -> Result<()> {
     std::fs::create_dir_all(&config.run_dir)
         .with_context(|| format!("cannot create {}", config.run_dir.display()))?;
     let socket_path = config.run_dir.join("hook.sock");
-    let _ = std::fs::remove_file(&socket_path);
-    let hook_socket = tokio::net::UnixDatagram::bind(&socket_path)
+    let mut hook_socket = myelin_api::hook::Listener::bind(&socket_path)
         .with_context(|| format!("cannot bind {}", socket_path.display()))?;
     let hook = config.run_dir.join(crate::ntpd::HOOK_NAME);
     if kind == ClientKind::Ntpd {
         link_hook(&hook)?;
     }
-    let conn = myelin_api::service::bus(address.as_deref())
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, object.clone())
-        .build()
-        .await
-        .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-    let emitter = SignalEmitter::new(&conn, OBJECT_PATH)
-        .context("object path")?
-        .into_owned();
+    let (conn, emitter) =
+        myelin_api::service::serve(address.as_deref(), BUS_NAME, OBJECT_PATH, object.clone())
+            .await?;
     let _ = object.shared.emitter.set(emitter);
     myelin_api::service::ready();
     if config.dhcp_servers {
@@ -311,7 +304,6 @@ async fn serve(config: TimeConfig, address: Option<String>) -> Result<()> {
     save.tick().await;
     let terminated = myelin_api::service::terminated();
     tokio::pin!(terminated);
-    let mut buf = vec![0u8; 4096];
     loop {
         let idle = ntpd.is_none();
         let child_exit = async {
@@ -352,18 +344,15 @@ async fn serve(config: TimeConfig, address: Option<String>) -> Result<()> {
                     object.publish(&work.state, &servers).await;
                 }
             }
-            r = hook_socket.recv(&mut buf) => {
-                let n = r.context("hook socket")?;
-                match serde_json::from_slice::<crate::ntpd::HookReport>(&buf[..n]) {
-                    Ok(h) => match Report::from_hook(&h.event, &h.vars) {
-                        Ok(report) => {
-                            log::info!("ntpd: {} {:?}", h.event, h.vars);
-                            work.report(&report);
-                            object.publish(&work.state, &servers).await;
-                        }
-                        Err(e) => log::warn!("ntpd hook: {e}"),
-                    },
-                    Err(e) => log::warn!("ntpd hook: unreadable report: {e}"),
+            r = hook_socket.recv() => {
+                let h = r.context("hook socket")?;
+                match Report::from_hook(&h.event, &h.vars) {
+                    Ok(report) => {
+                        log::info!("ntpd: {} {:?}", h.event, h.vars);
+                        work.report(&report);
+                        object.publish(&work.state, &servers).await;
+                    }
+                    Err(e) => log::warn!("ntpd hook: {e}"),
                 }
             }
             _ = tokio::time::sleep_until(next_run), if idle => {
@@ -433,8 +422,7 @@ async fn sntp_round(work: &mut Clockwork, servers: &[String], config: &TimeConfi
 
 fn link_hook(hook: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let _ = std::fs::remove_file(hook);
-    std::os::unix::fs::symlink(&exe, hook)
+    myelin_api::hook::link(&exe, hook)
         .with_context(|| format!("cannot link {} to {}", hook.display(), exe.display()))
 }
 

@@ -23,13 +23,4 @@ pub mod state;
 pub mod sys;
 
 /// Build time (seconds since the epoch): a floor even without the build-time file.
-pub const BUILD_TIME: i64 = {
-    let s = env!("MYELIN_BUILD_TIME").as_bytes();
-    let mut i = 0;
-    let mut v: i64 = 0;
-    while i < s.len() {
-        v = v * 10 + (s[i] - b'0') as i64;
-        i += 1;
-    }
-    v
-};
+pub use myelin_api::floor::BUILD_TIME;

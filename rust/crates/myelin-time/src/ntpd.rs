@@ -2,14 +2,13 @@
 //!
 //! ntpd runs its script with the event as the only argument (`step`, `stratum`, `periodic`,
 //! `unsync`) and `stratum`, `offset`, `freq_drift_ppm` and `poll_interval` in the environment.
-//! The script is myelin-time itself, reached through a symlink named [`HOOK_NAME`]: it sends
-//! `{"event": ..., "vars": {...}}` as one datagram to the socket named in [`HOOK_SOCKET_ENV`]
-//! (which ntpd inherited from the daemon) and exits.
+//! The script is myelin-time itself, reached through a symlink named [`HOOK_NAME`]: it reports
+//! to the socket named in [`HOOK_SOCKET_ENV`] (which ntpd inherited from the daemon) as
+//! [`myelin_api::hook`] describes ([`HOOK`]).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use myelin_api::hook::Hook;
 
 /// Name the hook is reached under (a symlink to this binary in the run directory).
 pub const HOOK_NAME: &str = "myelin-time-ntpd-hook";
@@ -19,14 +18,12 @@ pub const HOOK_SOCKET_ENV: &str = "MYELIN_TIME_HOOK_SOCKET";
 /// ntpd's variables worth forwarding.
 const VARS: &[&str] = &["stratum", "offset", "freq_drift_ppm", "poll_interval"];
 
-/// One hook report, as sent over the socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HookReport {
-    /// The script's argument.
-    pub event: String,
-    /// ntpd's variables that were set.
-    pub vars: BTreeMap<String, String>,
-}
+/// ntpd's hook: its `-S` script, reporting to the daemon.
+pub const HOOK: Hook = Hook {
+    name: HOOK_NAME,
+    socket_env: HOOK_SOCKET_ENV,
+    vars: VARS,
+};
 
 /// ntpd's argv: the configured prefix, foreground, the hook, one `-p` per server.
 pub fn argv(prefix: &[String], hook: &Path, servers: &[String]) -> Vec<String> {
@@ -51,38 +48,6 @@ pub fn program_exists(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).exists()))
         .unwrap_or(false)
-}
-
-/// The hook's main: reports `event` and ntpd's environment to the daemon.
-pub fn hook_main(event: &str) -> std::process::ExitCode {
-    let vars: BTreeMap<String, String> = VARS
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    let Some(socket) = std::env::var_os(HOOK_SOCKET_ENV) else {
-        log::error!("ntpd hook: {HOOK_SOCKET_ENV} is not set");
-        return std::process::ExitCode::FAILURE;
-    };
-    let report = HookReport {
-        event: event.to_owned(),
-        vars,
-    };
-    let sent = serde_json::to_vec(&report)
-        .map_err(std::io::Error::other)
-        .and_then(|json| {
-            let s = std::os::unix::net::UnixDatagram::unbound()?;
-            s.send_to(&json, Path::new(&socket))
-        });
-    match sent {
-        Ok(_) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!(
-                "ntpd hook: cannot report {event} to {}: {e}",
-                Path::new(&socket).display()
-            );
-            std::process::ExitCode::FAILURE
-        }
-    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use futures_util::StreamExt;
 use myelin_api::device::{Device, Device1Proxy};
 
 use crate::modprobe::{Command, DEFAULT_MODPROBE};
@@ -140,37 +139,12 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .context("cannot connect to D-Bus")?;
                 let proxy = Device1Proxy::new(&conn).await?;
-                let mut added = proxy.receive_device_added().await?;
+                let added = proxy.receive_device_added().await?;
                 println!("subscribed");
                 std::io::stdout().flush()?;
-                let wait = async {
-                    if !new
-                        && let Some(d) = proxy
-                            .devices()
-                            .await?
-                            .into_iter()
-                            .map(Device::from_tuple)
-                            .find(|d| wanted(d))
-                    {
-                        return Ok(Some(d));
-                    }
-                    while let Some(signal) = added.next().await {
-                        let a = signal.args()?;
-                        let d = Device {
-                            subsystem: a.subsystem,
-                            devpath: a.devpath,
-                            devname: a.devname,
-                            modalias: a.modalias,
-                            properties: a.properties,
-                        };
-                        if wanted(&d) {
-                            return Ok(Some(d));
-                        }
-                    }
-                    Ok::<_, anyhow::Error>(None)
-                };
+                let wait = myelin_api::device::find(&proxy, added, !new, wanted);
                 match tokio::time::timeout(Duration::from_secs(timeout), wait).await {
-                    Ok(found) => found,
+                    Ok(found) => found.map_err(anyhow::Error::from),
                     Err(_) => Ok(None),
                 }
             })??;

@@ -269,40 +269,18 @@ impl<M: Modprobe> Daemon<M> {
             events.iter().flat_map(|e| table.apply(e)).collect()
         };
         for (signal, d) in signals {
+            // Every signal carries the same five values.
+            let (s, p, n, m, props) = (
+                d.subsystem.as_str(),
+                d.devpath.as_str(),
+                d.devname.as_str(),
+                d.modalias.as_str(),
+                &d.properties,
+            );
             let sent = match signal {
-                Signal::Added => {
-                    DeviceService::device_added(
-                        emitter,
-                        &d.subsystem,
-                        &d.devpath,
-                        &d.devname,
-                        &d.modalias,
-                        &d.properties,
-                    )
-                    .await
-                }
-                Signal::Changed => {
-                    DeviceService::device_changed(
-                        emitter,
-                        &d.subsystem,
-                        &d.devpath,
-                        &d.devname,
-                        &d.modalias,
-                        &d.properties,
-                    )
-                    .await
-                }
-                Signal::Removed => {
-                    DeviceService::device_removed(
-                        emitter,
-                        &d.subsystem,
-                        &d.devpath,
-                        &d.devname,
-                        &d.modalias,
-                        &d.properties,
-                    )
-                    .await
-                }
+                Signal::Added => DeviceService::device_added(emitter, s, p, n, m, props).await,
+                Signal::Changed => DeviceService::device_changed(emitter, s, p, n, m, props).await,
+                Signal::Removed => DeviceService::device_removed(emitter, s, p, n, m, props).await,
             };
             if let Err(e) = sent {
                 log::warn!("cannot announce {}: {e}", d.devpath);
@@ -322,13 +300,14 @@ pub async fn serve<S: EventSource, M: Modprobe>(
         let n = daemon.coldplug().await?;
         log::info!("coldplug: {n} devices in {}", options.sysfs.display());
     }
-    let conn = myelin_api::service::bus(options.address.as_deref())
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, daemon.service())
-        .build()
-        .await
-        .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-    let emitter = SignalEmitter::new(&conn, OBJECT_PATH).context("object path")?;
+    // The service lives as long as its connection: `_conn` is held to the end, not dropped.
+    let (_conn, emitter) = myelin_api::service::serve(
+        options.address.as_deref(),
+        BUS_NAME,
+        OBJECT_PATH,
+        daemon.service(),
+    )
+    .await?;
     myelin_api::service::ready();
     let terminated = myelin_api::service::terminated();
     tokio::pin!(terminated);

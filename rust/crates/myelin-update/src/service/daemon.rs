@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use zbus::object_server::SignalEmitter;
 
 use super::{BUS_NAME, Backends, OBJECT_PATH, Update};
 use crate::config::Config;
@@ -46,15 +45,8 @@ async fn serve(
     let update = Update::new(config, backends, boot_id);
     // Read the state before taking the name, so the first property reads are right.
     update.reload().await;
-    let conn = myelin_api::service::bus(address)
-        .name(BUS_NAME)
-        .serve_at(OBJECT_PATH, update.clone())
-        .build()
-        .await
-        .with_context(|| format!("cannot serve {BUS_NAME} on the bus"))?;
-    let emitter = SignalEmitter::new(&conn, OBJECT_PATH)
-        .context("object path")?
-        .into_owned();
+    let (conn, emitter) =
+        myelin_api::service::serve(address, BUS_NAME, OBJECT_PATH, update.clone()).await?;
     let _ = update.shared.emitter.set(emitter);
     update.publish().await;
     myelin_api::service::ready();

@@ -42,31 +42,8 @@ impl Platform {
     ) -> Result<Option<Device>, Error> {
         let proxy = self.call(BUS_NAME, Device1Proxy::new(&self.conn))?;
         let found = self.within(BUS_NAME, timeout, async {
-            // Subscribe before listing, so that no device falls between the two.
-            let mut added = proxy.receive_device_added().await?;
-            if let Some(d) = proxy
-                .devices()
-                .await?
-                .into_iter()
-                .map(Device::from_tuple)
-                .find(|d| matches(d))
-            {
-                return Ok(Some(d));
-            }
-            while let Some(signal) = added.next().await {
-                let a = signal.args()?;
-                let d = Device {
-                    subsystem: a.subsystem,
-                    devpath: a.devpath,
-                    devname: a.devname,
-                    modalias: a.modalias,
-                    properties: a.properties,
-                };
-                if matches(&d) {
-                    return Ok(Some(d));
-                }
-            }
-            Ok::<_, zbus::Error>(None)
+            let added = proxy.receive_device_added().await?;
+            myelin_api::device::find(&proxy, added, true, matches).await
         });
         match found {
             Ok(Ok(d)) => Ok(d),

@@ -1,7 +1,6 @@
-//! Records the build time, the floor below which PID 1 never lets the clock start.
-//!
-//! `SOURCE_DATE_EPOCH` (reproducible builds, Buildroot sets it) wins; otherwise the time of the
-//! build script's run. Either way the value only moves forward with each build.
+//! Records the build time that `src/floor.rs` exposes: `SOURCE_DATE_EPOCH` (reproducible builds,
+//! Buildroot sets it) wins; otherwise the time of the build script's run. Either way the value
+//! only moves forward with each build.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
