@@ -196,22 +196,55 @@ def free_tcp_port():
         return sock.getsockname()[1]
 
 
+def ssh_options(run):
+    """ssh's (and sftp's) options for the guest: the key the images are built with, no prompts."""
+    return ["-i", run.images.ssh_key, "-F", "none",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+
+
 def ssh_command(run, port, *args):
     """ssh to the guest's forwarded port, with the key the images are built with."""
-    return ["ssh", "-p", str(port), "-i", run.images.ssh_key, "-F", "none",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-            *args]
+    return ["ssh", "-p", str(port), *ssh_options(run), *args]
+
+
+def sftp_roundtrip(run, port):
+    """Puts a file of random bytes on the device's /data with sftp (dropbear runs the image's
+    sftp-server), reads it back with sftp and with ssh; all three must be the same bytes."""
+    payload = os.urandom(48 * 1024)
+    remote = f"/data/systest-sftp-{random.getrandbits(32):08x}.bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        sent = os.path.join(tmp, "sent.bin")
+        back = os.path.join(tmp, "back.bin")
+        with open(sent, "wb") as f:
+            f.write(payload)
+        batch = os.path.join(tmp, "batch")
+        with open(batch, "w", encoding="utf-8") as f:
+            f.write(f"put {sent} {remote}\nget {remote} {back}\n")
+        cmd = ["sftp", "-P", str(port), *ssh_options(run), "-b", batch, "root@127.0.0.1"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=50, check=False)
+        if res.returncode != 0:
+            raise Failure(f"sftp failed ({res.returncode}): {res.stderr.strip()!r}")
+        with open(back, "rb") as f:
+            if f.read() != payload:
+                raise Failure("the file sftp got back differs from the one it put")
+    res = subprocess.run(ssh_command(run, port, "root@127.0.0.1", f"cat {remote} && rm {remote}"),
+                         capture_output=True, timeout=50, check=False)
+    if res.returncode != 0 or res.stdout != payload:
+        raise Failure(f"the file sftp put is not on the device as sent ({res.returncode}, "
+                      f"{len(res.stdout)} of {len(payload)} bytes)")
 
 
 @scenario("console", "scripts/qemu in a terminal: type on the serial console, read the output, "
-          "login banner and os-release, SSH with the built-in key only, quiet kernel, Ctrl-A X",
+          "login banner and os-release, SSH with the built-in key only, sftp, quiet kernel, "
+          "Ctrl-A X",
           needs=["myelin-init"])
 def console(run):
     """What a new user does first, through a pseudo-terminal: `scripts/qemu IMAGE`, wait for the
     boot, type commands on the serial console and read their output; ssh in on the forwarded
-    port with the key the image was built with (dropbear's host key is made on /data), see a
-    password login refused; kernel notices stay off the console; Ctrl-A X quits QEMU."""
+    port with the key the image was built with (dropbear's host key is made on /data), put a
+    file with sftp and read it back, see a password login refused; kernel notices stay off the
+    console; Ctrl-A X quits QEMU."""
     port = free_tcp_port()
     disk = os.path.join(run.dir, "console-disk.img")
     env = dict(os.environ, MYELIN_QEMU_SSH_PORT=str(port), MYELIN_QEMU_ACCEL="tcg",
@@ -260,6 +293,8 @@ def console(run):
             raise Failure(f"ssh did not reach the image's shell: {res.stdout!r}")
         if "dropbear_ed25519_host_key" not in res.stdout:
             raise Failure(f"dropbear's host key is not on /data: {res.stdout!r}")
+    with run.step("sftp puts a file and gets it back", timeout=60):
+        sftp_roundtrip(run, port)
     with run.step("password logins are refused", timeout=60):
         res = subprocess.run(
             ["ssh", "-p", str(port), "-F", "none", "-o", "StrictHostKeyChecking=no",
