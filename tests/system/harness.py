@@ -90,8 +90,10 @@ class StepFailed(Exception):
 class Run:
     """One scenario's execution: its results directory, devices, steps and deadlines."""
 
-    def __init__(self, scenario_, results_dir, images):
+    def __init__(self, scenario_, results_dir, images, later=()):
         self.scenario = scenario_
+        # The scenarios selected to run after this one: a boot is handed over only to one.
+        self.later = set(later)
         self.dir = results_dir
         self.images = images
         self.devices = []
@@ -317,7 +319,7 @@ class TcpListener:
 def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
     """Runs the selected scenarios in order; prints a report; returns True when none failed."""
     outcomes = []
-    for sc in selected:
+    for i, sc in enumerate(selected):
         missing = missing_programs(sc.needs, bin_dir)
         if missing:
             outcomes.append((sc, "FAIL", "; ".join(missing), 0.0))
@@ -327,7 +329,7 @@ def run_scenarios(selected, images, results_root, bin_dir, keep_logs=False):
         rdir = os.path.join(results_root, sc.name)
         shutil.rmtree(rdir, ignore_errors=True)
         os.makedirs(rdir)
-        run = Run(sc, rdir, images)
+        run = Run(sc, rdir, images, later=[later.name for later in selected[i + 1:]])
         t0 = time.monotonic()
         try:
             sc.func(run)

@@ -157,10 +157,11 @@ def kvm_works(disk=None, timeout=KVM_PROBE_TIMEOUT):
 class Machine:
     """A QEMU process whose serial console is recorded and can be waited on."""
 
-    def __init__(self, disk, log_path, net_forwards=(), extra=(), rtc_base="utc"):
+    def __init__(self, disk, log_path, net_forwards=(), extra=(), rtc_base="utc", accel="tcg"):
         self.disk = disk
         self.log_path = log_path
-        self.cmd = qemu_command(disk, net_forwards=net_forwards, extra=extra, rtc_base=rtc_base)
+        self.cmd = qemu_command(disk, net_forwards=net_forwards, extra=extra, rtc_base=rtc_base,
+                                accel=accel)
         self.proc = None
         self.buf = bytearray()
         # Index into buf up to which output has been consumed by wait_for().

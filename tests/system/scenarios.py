@@ -196,40 +196,99 @@ def free_tcp_port():
         return sock.getsockname()[1]
 
 
+def ssh_options(run):
+    """ssh's (and sftp's) options for the guest: the key the images are built with, no prompts."""
+    return ["-i", run.images.ssh_key, "-F", "none",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+
+
 def ssh_command(run, port, *args):
     """ssh to the guest's forwarded port, with the key the images are built with."""
-    return ["ssh", "-p", str(port), "-i", run.images.ssh_key, "-F", "none",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-            *args]
+    return ["ssh", "-p", str(port), *ssh_options(run), *args]
 
 
-@scenario("console", "scripts/qemu in a terminal: type on the serial console, read the output, "
-          "login banner and os-release, SSH with the built-in key only, quiet kernel, Ctrl-A X",
-          needs=["myelin-init"])
-def console(run):
-    """What a new user does first, through a pseudo-terminal: `scripts/qemu IMAGE`, wait for the
-    boot, type commands on the serial console and read their output; ssh in on the forwarded
-    port with the key the image was built with (dropbear's host key is made on /data), see a
-    password login refused; kernel notices stay off the console; Ctrl-A X quits QEMU."""
-    port = free_tcp_port()
-    disk = os.path.join(run.dir, "console-disk.img")
+def sftp_roundtrip(run, port):
+    """Puts a file of random bytes on the device's /data with sftp (dropbear runs the image's
+    sftp-server), reads it back with sftp and with ssh; all three must be the same bytes."""
+    payload = os.urandom(48 * 1024)
+    remote = f"/data/systest-sftp-{random.getrandbits(32):08x}.bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        sent = os.path.join(tmp, "sent.bin")
+        back = os.path.join(tmp, "back.bin")
+        with open(sent, "wb") as f:
+            f.write(payload)
+        batch = os.path.join(tmp, "batch")
+        with open(batch, "w", encoding="utf-8") as f:
+            f.write(f"put {sent} {remote}\nget {remote} {back}\n")
+        cmd = ["sftp", "-P", str(port), *ssh_options(run), "-b", batch, "root@127.0.0.1"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=50, check=False)
+        if res.returncode != 0:
+            raise Failure(f"sftp failed ({res.returncode}): {res.stderr.strip()!r}")
+        with open(back, "rb") as f:
+            if f.read() != payload:
+                raise Failure("the file sftp got back differs from the one it put")
+    res = subprocess.run(ssh_command(run, port, "root@127.0.0.1", f"cat {remote} && rm {remote}"),
+                         capture_output=True, timeout=50, check=False)
+    if res.returncode != 0 or res.stdout != payload:
+        raise Failure(f"the file sftp put is not on the device as sent ({res.returncode}, "
+                      f"{len(res.stdout)} of {len(payload)} bytes)")
+
+
+# --- the product developer's loop (scripts/new-product, scripts/qemu --app, scripts/upload) ----
+
+# The product the console and devloop scenarios boot; its QEMU build lands in
+# $MYELIN_CACHE/qemu/app/<name>, apart from any product of the user's.
+DEVLOOP_PRODUCT = "systest_devloop"
+DEVLOOP_PKG = DEVLOOP_PRODUCT.replace("_", "-")
+DEVLOOP_GREETING = 'info!("hello from {} {}"'
+
+
+def product_terminal(run, port):
+    """A product made by scripts/new-product, built into the image and booted by
+    `scripts/qemu --app DIR` on a pseudo-terminal, as a user does it; returns (terminal,
+    product dir, env). Images are signed and authorize the tests' SSH key, as the base image."""
+    product = os.path.join(run.dir, "product")
+    subprocess.run([os.path.join(ROOT, "scripts", "new-product"), product, "--name",
+                    DEVLOOP_PRODUCT], check=True, stdout=subprocess.DEVNULL)
     env = dict(os.environ, MYELIN_QEMU_SSH_PORT=str(port), MYELIN_QEMU_ACCEL="tcg",
-               TERM="vt100")
-    term = Terminal([os.path.join(ROOT, "scripts", "qemu"), "--disk", disk,
-                     run.images.base_image()], os.path.join(run.dir, "terminal.log"), env=env)
+               TERM="vt100", MYELIN_FW_PUBLIC_KEYS=run.images.public_key,
+               MYELIN_FW_PRIVATE_KEY=run.images.private_key,
+               MYELIN_SSH_AUTHORIZED_KEYS=run.images.ssh_key + ".pub")
+    term = Terminal([os.path.join(ROOT, "scripts", "qemu"), "--disk",
+                     os.path.join(run.dir, "console-disk.img"), "--app", product, "--rebuild"],
+                    os.path.join(run.dir, "terminal.log"), env=env)
     run.devices.append(_TerminalDevice(term))
-    with run.step("boot in a terminal", timeout=150):
+    with run.step("scripts/qemu --app builds the product's image", timeout=400):
         term.start()
+        term.wait_for("image repacked in", 390)
+    with run.step("boot in a terminal", timeout=150):
         term.wait_for("Ctrl-A X quits", 30)
         term.wait_for(READY, 140)
+    return term, product, env
+
+
+@scenario("console", "scripts/qemu --app in a terminal: a product's image built and booted, "
+          "type on the serial console, read the output, login banner and os-release, SSH with "
+          "the built-in key only, sftp, quiet kernel, Ctrl-A X",
+          needs=["myelin-init"])
+def console(run):
+    """What a new user does first, through a pseudo-terminal: `scripts/new-product`, then
+    `scripts/qemu --app DIR`, which builds the product's app into the image and boots it; wait
+    for the boot, type commands on the serial console and read their output; ssh in on the
+    forwarded port with the key the image was built with (dropbear's host key is made on /data),
+    put a file with sftp and read it back, see a password login refused; kernel notices stay off
+    the console; Ctrl-A X quits QEMU. When the devloop scenario runs next, it takes this boot
+    over (and quits QEMU at its end)."""
+    port = free_tcp_port()
+    term, product, env = product_terminal(run, port)
     with run.step("type a command on the console, read its output", timeout=60):
         # Enter on a terminal is a carriage return; the guest's tty turns it into a newline.
         term.send("echo typed-$((6 * 7))\r")
         term.wait_for("typed-42", 30)
         term.send("cat /etc/os-release\r")
         m = term.wait_for(re.compile(rb'PRETTY_NAME="([^"\r\n]*)"'), 30)
-        if b"Myelin, x86_64" not in m.group(1):
+        if b"Myelin, x86_64" not in m.group(1) or DEVLOOP_PRODUCT.encode() not in m.group(1):
             raise Failure(f"os-release's PRETTY_NAME is {m.group(1)!r}")
         if b"on Myelin (x86_64)" not in term.output_since(0):
             raise Failure("no login banner (/etc/motd) on the console")
@@ -244,37 +303,116 @@ def console(run):
             raise Failure("a kernel warning did not reach the console")
         if b"quiet-notice" in seen:
             raise Failure("a kernel notice reached the console (console log level)")
-    with run.step("ssh with the built-in key; host key on /data", timeout=90):
+    with run.step("ssh with the built-in key; host key on /data; the app runs", timeout=90):
         deadline = time.monotonic() + 80
         while True:
             res = subprocess.run(ssh_command(run, port, "root@127.0.0.1",
                                              ". /etc/myelin/release; echo v=$MYELIN_VERSION; "
-                                             "ls /data/myelin/ssh"),
+                                             "ls /data/myelin/ssh; "
+                                             f"myelinctl log {DEVLOOP_PKG}"),
                                  capture_output=True, text=True, timeout=60, check=False)
             if res.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(2)
         if res.returncode != 0:
             raise Failure(f"ssh with the built-in key failed ({res.returncode}): {res.stderr}")
-        if f"v={run.images.BASE_VERSION}" not in res.stdout:
-            raise Failure(f"ssh did not reach the image's shell: {res.stdout!r}")
+        if "v=0.1.0+dev." not in res.stdout:
+            raise Failure(f"ssh did not reach the product image's shell: {res.stdout!r}")
         if "dropbear_ed25519_host_key" not in res.stdout:
             raise Failure(f"dropbear's host key is not on /data: {res.stdout!r}")
+        if f"hello from {DEVLOOP_PKG}" not in res.stdout:
+            raise Failure(f"the product's app did not log its greeting: {res.stdout!r}")
+    with run.step("sftp puts a file and gets it back", timeout=60):
+        sftp_roundtrip(run, port)
     with run.step("password logins are refused", timeout=60):
-        res = subprocess.run(
-            ["ssh", "-p", str(port), "-F", "none", "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-             "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,"
-             "keyboard-interactive", "root@127.0.0.1", "true"],
-            capture_output=True, text=True, timeout=60, check=False)
-        if res.returncode == 0 or "Permission denied (publickey)" not in res.stderr:
-            raise Failure(f"a login without a key was not refused as publickey-only: "
-                          f"{res.returncode} {res.stderr!r}")
+        password_refused(port)
+    if "devloop" in run.later:
+        run.hand_over("product-terminal", run.devices[-1], port=port, product=product, env=env)
+        return
     with run.step("Ctrl-A X quits QEMU", timeout=60):
-        term.send(b"\x01x")
-        status = term.wait_exit(30)
-        if status != 0:
-            raise Failure(f"scripts/qemu exited with {status} after Ctrl-A X")
+        quit_terminal(term)
+
+
+def password_refused(port):
+    """A login without a key (password or keyboard-interactive only) must be refused, and the
+    server must offer nothing but public keys."""
+    res = subprocess.run(
+        ["ssh", "-p", str(port), "-F", "none", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,"
+         "keyboard-interactive", "root@127.0.0.1", "true"],
+        capture_output=True, text=True, timeout=60, check=False)
+    if res.returncode == 0 or "Permission denied (publickey)" not in res.stderr:
+        raise Failure(f"a login without a key was not refused as publickey-only: "
+                      f"{res.returncode} {res.stderr!r}")
+
+
+def quit_terminal(term):
+    """Ctrl-A X must end scripts/qemu, with status 0."""
+    term.send(b"\x01x")
+    status = term.wait_exit(30)
+    if status != 0:
+        raise Failure(f"scripts/qemu exited with {status} after Ctrl-A X")
+
+
+@scenario("devloop", "a product's loop on the console's boot: edit the app, scripts/qemu --app "
+          "--no-boot (app only), scripts/upload, the new version validated and the edit running",
+          needs=["myelin-init", "myelin-update", "myelin-fw"])
+def devloop(run):
+    """Issue 12's loop, as a product developer runs it: on the boot of the product made by
+    scripts/new-product (the console scenario's, taken over; its own when console did not run),
+    an edit to app/src/main.rs, an app-only rebuild (`scripts/qemu --app DIR --no-boot` reuses
+    the target directory), `scripts/upload localhost:PORT FW` over the forwarded SSH port with
+    the key built into the image: the device reboots into slot b, the new version validates,
+    the edited app logs its new greeting; a password login still fails; Ctrl-A X quits."""
+    taken = run.take_over("product-terminal")
+    if taken is not None:
+        dev, info = taken
+        term, product, env, port = dev.machine, info["product"], info["env"], info["port"]
+    else:
+        port = free_tcp_port()
+        term, product, env = product_terminal(run, port)
+    main_rs = os.path.join(product, "app", "src", "main.rs")
+    token = f"edited-{random.getrandbits(32):08x}"
+    with run.step("edit the app; app-only rebuild and repack", timeout=150):
+        with open(main_rs, encoding="utf-8") as f:
+            source = f.read()
+        if DEVLOOP_GREETING not in source:
+            raise Failure(f"{main_rs} has no {DEVLOOP_GREETING!r} to edit")
+        with open(main_rs, "w", encoding="utf-8") as f:
+            f.write(source.replace(DEVLOOP_GREETING, f'info!("hello {token} from {{}} {{}}"'))
+        res = subprocess.run([os.path.join(ROOT, "scripts", "qemu"), "--app", product, "--no-boot"],
+                             env=env, capture_output=True, text=True, timeout=140, check=False)
+        if res.returncode != 0:
+            raise Failure(f"scripts/qemu --app --no-boot failed: {res.stderr[-2000:]}")
+        if "reusing" not in res.stderr:
+            raise Failure(f"the repack did not reuse the target directory: {res.stderr[-2000:]}")
+        m = re.search(r"scripts/upload localhost:\d+ (\S+\.fw)", res.stdout)
+        if not m or not os.path.exists(m.group(1)):
+            raise Failure(f"scripts/qemu --no-boot named no .fw: {res.stdout!r}")
+        fw = m.group(1)
+        print(f"    {res.stderr.strip().splitlines()[-1]}", flush=True)
+    with run.step("scripts/upload: reboot into it, validated", timeout=240):
+        upload_env = dict(env, MYELIN_UPLOAD_TIMEOUT="200",
+                          MYELIN_SSH_OPTS=f"-i {run.images.ssh_key} -F none "
+                                          f"-o UserKnownHostsFile={run.dir}/known_hosts")
+        res = subprocess.run([os.path.join(ROOT, "scripts", "upload"), f"localhost:{port}", fw],
+                             env=upload_env, capture_output=True, text=True, timeout=230,
+                             check=False)
+        if res.returncode != 0:
+            raise Failure(f"scripts/upload failed: {res.stderr.strip()!r}")
+        if not re.search(r"runs 0\.1\.0\+dev\.\S+ from slot b, validated", res.stdout):
+            raise Failure(f"scripts/upload did not report slot b validated: {res.stdout!r}")
+    with run.step("the edited app runs", timeout=60):
+        res = subprocess.run(ssh_command(run, port, "root@127.0.0.1",
+                                         f"myelinctl log {DEVLOOP_PKG}"),
+                             capture_output=True, text=True, timeout=50, check=False)
+        if res.returncode != 0 or f"hello {token} from {DEVLOOP_PKG}" not in res.stdout:
+            raise Failure(f"the edited app's greeting is not in its log: {res.stdout!r}")
+    with run.step("password logins are refused", timeout=60):
+        password_refused(port)
+    with run.step("Ctrl-A X quits QEMU", timeout=60):
+        quit_terminal(term)
 
 
 class _TerminalDevice:
