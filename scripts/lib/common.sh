@@ -55,7 +55,7 @@ cross_cargo() {
 	local upper
 	upper=$(echo "$target" | tr 'a-z-' 'A-Z_')
 	# No debug info and no incremental state: nobody steps through these builds in a debugger
-	# and each is built once, so both only cost compile and link time (about a fifth of it).
+	# and each is built once, so both would only cost compile and link time.
 	env RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc \
 		CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0 \
 		CARGO_TARGET_DIR="$MYELIN_ROOT/rust/target/cross" \
