@@ -377,8 +377,10 @@ async fn policy_lets_everyone_read_but_only_root_write() {
     }
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    // An ordinary user cannot own the name.
-    let out = run(myelin_kv()
+    // An ordinary user cannot own the name (running a copy it can reach, wherever the
+    // checkout is).
+    let exe = myelin_testbus::SharedExe::copy(Path::new(env!("CARGO_BIN_EXE_myelin-kv"))).unwrap();
+    let out = run(Command::new(exe.path())
         .arg("daemon")
         .arg("-c")
         .arg(&env.config)

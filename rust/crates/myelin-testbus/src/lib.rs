@@ -8,12 +8,14 @@
 //!
 //! [`daemon::Daemon`] starts the daemon under test the way myelin-init does (`NOTIFY_SOCKET`,
 //! ready at `READY=1`) and keeps its log; [`env_image::redundant`] writes the environment image
-//! myelin-kv serves.
+//! myelin-kv serves. [`shared_exe::SharedExe`] is a copy of a program another user can run.
 
 pub mod daemon;
 pub mod env_image;
+pub mod shared_exe;
 
 pub use daemon::Daemon;
+pub use shared_exe::SharedExe;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

@@ -729,7 +729,12 @@ async fn only_root_may_change_anything() {
     // The command line's status works for anyone (Refresh writes nothing).
     let out = {
         use std::os::unix::process::CommandExt;
-        myelin_update()
+        // A copy nobody can reach, wherever the checkout is.
+        let exe = myelin_testbus::SharedExe::copy(std::path::Path::new(env!(
+            "CARGO_BIN_EXE_myelin-update"
+        )))
+        .unwrap();
+        std::process::Command::new(exe.path())
             .args(["--address", bus.address(), "status", "--json"])
             .uid(65534)
             .gid(65534)
