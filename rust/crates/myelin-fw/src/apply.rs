@@ -1074,13 +1074,7 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             });
         }
         // Every resource is verified: make the data durable before the slot switch.
-        self.fat.clear();
-        self.out
-            .flush_cache()
-            .map_err(|e| Error::io("writing file-system structure", e))?;
-        self.out
-            .sync()
-            .map_err(|e| Error::io("syncing the target", e))?;
+        self.flush_file_systems()?;
         for s in &steps.on_finish {
             self.call(s, Ctx::Event, None::<&mut Stream<'_, R>>)?;
         }
@@ -1141,16 +1135,21 @@ impl<'a, 'o, 'p> Engine<'a, 'o, 'p> {
             drop(lock);
             synced?;
         }
+        self.flush_file_systems()?;
+        self.out
+            .commit_deferred_except(|k| keep.iter().any(|x| x == k))
+            .map_err(|e| Error::io("writing the partition table", e))?;
+        self.out
+            .sync()
+            .map_err(|e| Error::io("syncing the target", e))
+    }
+
+    /// Writes the cached file-system structure (FAT tables, directories) and syncs it.
+    fn flush_file_systems(&mut self) -> Result<(), Error> {
         self.fat.clear();
         self.out
             .flush_cache()
             .map_err(|e| Error::io("writing file-system structure", e))?;
-        self.out
-            .sync()
-            .map_err(|e| Error::io("syncing the target", e))?;
-        self.out
-            .commit_deferred_except(|k| keep.iter().any(|x| x == k))
-            .map_err(|e| Error::io("writing the partition table", e))?;
         self.out
             .sync()
             .map_err(|e| Error::io("syncing the target", e))
