@@ -739,12 +739,22 @@ def power_cut(run):
           flush=True)
 
 
-@scenario("watchdog", "a hung critical service makes the hardware watchdog reset the device",
-          needs=["myelin-init"])
+# The previous boot's records, cut down to what the watchdog scenario looks for (the console
+# record alone can be hundreds of KiB).
+PREVIOUS_BOOT = ("myelinctl log --previous-boot"
+                 " | grep -e '^== ' -e 'myelin-test:' -e 'sysrq triggered crash' || true")
+
+
+@scenario("watchdog", "a hung critical service makes the hardware watchdog reset the device; "
+          "the last words of a reset and of a kernel panic survive them (pstore)",
+          needs=["myelin-init", "myelinctl"])
 def watchdog(run):
     """SIGSTOP on a critical service: myelin-init sees it stopped, stops petting the i6300esb
     watchdog, and the watchdog resets the machine (no clean reboot) within the configured
-    timeout, counted from the end of the boot grace period if the hang comes before it."""
+    timeout, counted from the end of the boot grace period if the hang comes before it.
+    The line logged just before the hang is in `myelinctl log --previous-boot` afterwards (the
+    console that ramoops kept in RAM across the reset). Then a kernel panic: the kernel reboots
+    (panic timeout), and the panic report with the line logged before it is there instead."""
     config = init_config(run)
     critical = [s for s in config.get("service", []) if s.get("critical")]
     if not critical:
@@ -762,6 +772,8 @@ def watchdog(run):
         init_at = float(re.search(r"\[\s*(\d+\.\d+)\] Run /sbin/init",
                                   dev.sh("dmesg | grep 'Run /sbin/init'")).group(1))
         uptime = float(dev.sh("cut -d' ' -f1 /proc/uptime"))
+        hang_words = f"myelin-test: last words before the hang {random.randrange(1 << 30)}"
+        dev.sh(f"echo '<4>{hang_words}' > /dev/kmsg")
         dev.machine.send(f"kill -STOP {pid}\n")
         stopped = time.monotonic()
         since_hang = dev.machine.position()
@@ -782,6 +794,35 @@ def watchdog(run):
         status = dev.sh("myelinctl status")
         if "last boot: watchdog" not in status:
             raise Failure(f"myelin-init does not report a watchdog reset:\n{status}")
+    with run.step("the console before the reset is the previous boot's record", timeout=30):
+        previous = dev.sh(PREVIOUS_BOOT)
+        if "== console-ramoops-0" not in previous or hang_words not in previous:
+            raise Failure(f"the line logged before the hang is not kept:\n{previous[-3000:]}")
+        if "dmesg-ramoops" in previous:
+            raise Failure(f"a watchdog reset is reported as a panic:\n{previous[-3000:]}")
+    with run.step("a kernel panic reboots the device", timeout=180):
+        panic_words = f"myelin-test: last words before the panic {random.randrange(1 << 30)}"
+        dev.sh(f"echo '<4>{panic_words}' > /dev/kmsg")
+        since_panic = dev.machine.position()
+        dev.machine.send("echo c > /proc/sysrq-trigger\n")
+        dev.wait_kernel_start(120)
+        if b"Kernel panic - not syncing" not in dev.machine.output_since(since_panic):
+            raise Failure("no kernel panic on the console")
+        dev.machine.wait_for(READY, 140)
+        dev.shell.attach(30)
+    with run.step("the panic report and the line before it are the previous boot's record",
+                  timeout=30):
+        previous = dev.sh(PREVIOUS_BOOT)
+        for want in ("== dmesg-ramoops-0 (kernel log at a panic or oops)",
+                     "sysrq triggered crash", panic_words):
+            if want not in previous:
+                raise Failure(f"`myelinctl log --previous-boot` lacks {want!r}:\n"
+                              f"{previous[-3000:]}")
+        if hang_words in previous:
+            raise Failure("the record of two boots ago is shown as the previous boot's")
+        warned = dev.sh("myelinctl log init | grep -c 'ended in a kernel panic' || true")
+        if warned.strip() in ("", "0"):
+            raise Failure("myelin-init does not warn that the previous boot panicked")
 
 
 def local_check_overlay(run):

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use myelin_api::init::{
-    Body, Client, DataReport, Level, LogEntry, NodeStatus, Op, ReadinessReport, StatusReport,
+    Body, BootRecord, Client, DataReport, Level, LogEntry, NodeStatus, Op, ReadinessReport,
+    StatusReport,
 };
 
 use crate::Cli;
@@ -46,6 +47,10 @@ pub enum Command {
         level: Option<Level>,
         /// Only this service.
         service: Option<String>,
+        /// Instead: how the previous boot ended, from the records the kernel kept across the
+        /// reset (pstore: its console to the last line, the kernel log at a panic or oops).
+        #[arg(long, conflicts_with_all = ["follow", "lines", "level", "service"])]
+        previous_boot: bool,
     },
     /// Start a stopped service or supervisor.
     Start {
@@ -165,10 +170,41 @@ pub fn run(cmd: &Command, cli: &Cli, out: &mut dyn Write) -> anyhow::Result<i32>
             }
         }
         Command::Log {
+            previous_boot: true,
+            ..
+        } => {
+            let mut c = connect(cli)?;
+            c.send(Op::PreviousBoot)?;
+            let mut n = 0;
+            while let Some(b) = c.receive()? {
+                match b {
+                    Body::Record(r) => {
+                        n += 1;
+                        if cli.json {
+                            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+                        } else {
+                            out.write_all(render_record(&r).as_bytes())?;
+                        }
+                    }
+                    Body::End => break,
+                    Body::Error { message } => bail!(message),
+                    _ => bail!("unexpected answer from init"),
+                }
+            }
+            if n == 0 && !cli.json {
+                writeln!(
+                    out,
+                    "the previous boot left no records (a power-on, or a board without pstore)"
+                )?;
+            }
+            Ok(0)
+        }
+        Command::Log {
             follow,
             lines,
             level,
             service,
+            previous_boot: false,
         } => {
             let mut c = connect(cli)?;
             if *follow {
@@ -429,6 +465,24 @@ pub fn render_entry(e: &LogEntry) -> String {
     format!("{} {who}: {level}{}", format_time(e.time_ms), e.text)
 }
 
+/// One pstore record of the previous boot, under a header naming what it is.
+pub fn render_record(r: &BootRecord) -> String {
+    let what = if r.name.starts_with("dmesg-") {
+        "kernel log at a panic or oops"
+    } else if r.name.starts_with("console-") {
+        "console to the end of the boot"
+    } else if r.name.starts_with("pmsg-") {
+        "user-space messages"
+    } else {
+        "record"
+    };
+    let mut s = format!("== {} ({what}) ==\n{}", r.name, r.text);
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
 /// Milliseconds since the epoch as a UTC date and time.
 pub fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -457,6 +511,24 @@ pub fn format_time(ms: i64) -> String {
 mod tests {
     use super::*;
     use myelin_api::init::{Level, PolicyStatus, ServiceReadiness, Stream, WatchdogReport};
+
+    #[test]
+    fn previous_boot_records_are_named_for_what_they_hold() {
+        let panic = BootRecord {
+            name: "dmesg-ramoops-0".into(),
+            text: "Panic#1 Part1\nKernel panic - not syncing: sysrq triggered crash".into(),
+        };
+        assert_eq!(
+            render_record(&panic),
+            "== dmesg-ramoops-0 (kernel log at a panic or oops) ==\nPanic#1 Part1\nKernel panic - not syncing: sysrq triggered crash\n"
+        );
+        let console = BootRecord {
+            name: "console-ramoops-0".into(),
+            text: "last line\n".into(),
+        };
+        assert!(render_record(&console).starts_with("== console-ramoops-0 (console to the end"));
+        assert!(render_record(&console).ends_with("last line\n"));
+    }
 
     fn node(name: &str, kind: &str, state: &str) -> NodeStatus {
         NodeStatus {

@@ -155,6 +155,23 @@ mod tests {
     }
 
     #[test]
+    fn previous_boot_is_a_listing_of_its_own() {
+        let c = Cli::try_parse_from(["myelinctl", "log", "--previous-boot"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Init(init::Command::Log {
+                previous_boot: true,
+                ..
+            })
+        ));
+        for with in [&["-f"][..], &["-n", "5"], &["kv"]] {
+            let mut args = vec!["myelinctl", "log", "--previous-boot"];
+            args.extend_from_slice(with);
+            assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
     fn parses_init_commands() {
         let c = Cli::try_parse_from([
             "myelinctl",
@@ -173,7 +190,9 @@ mod tests {
                 lines,
                 level,
                 service,
+                previous_boot,
             }) => {
+                assert!(!previous_boot);
                 assert!(follow);
                 assert_eq!(lines, Some(20));
                 assert_eq!(level, Some(myelin_api::init::Level::Warning));

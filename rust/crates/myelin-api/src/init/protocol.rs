@@ -60,6 +60,9 @@ pub enum Op {
         #[serde(default)]
         follow: bool,
     },
+    /// The previous boot's records kept by pstore (its console, a panic report): one
+    /// [`Body::Record`] each, then [`Body::End`].
+    PreviousBoot,
     /// Clean shutdown and reboot, optionally with a reboot(2) argument.
     Reboot {
         /// RESTART2 argument (RPi: `0 tryboot`).
@@ -104,6 +107,8 @@ pub enum Body {
     },
     /// One log line.
     Log(LogEntry),
+    /// One record of the previous boot (answer to `previous_boot`).
+    Record(BootRecord),
     /// End of a log listing.
     End,
     /// Failure.
@@ -111,6 +116,16 @@ pub enum Body {
         /// What went wrong.
         message: String,
     },
+}
+
+/// A record the previous boot left in pstore, as the kernel wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootRecord {
+    /// The kernel's name for it: `console-ramoops-0` (the console up to the reset),
+    /// `dmesg-ramoops-N` (the kernel log at a panic or oops), `pmsg-ramoops-0`.
+    pub name: String,
+    /// Its text (invalid UTF-8 replaced).
+    pub text: String,
 }
 
 /// How this boot went, on the monotonic clock (milliseconds since the kernel started).
@@ -425,6 +440,20 @@ mod tests {
         );
         let back: Response = serde_json::from_slice(&encode(&response(Body::End))).unwrap();
         assert_eq!(back.body, Body::End);
+        assert_eq!(
+            decode_request(b"{\"v\":1,\"op\":\"previous_boot\"}")
+                .unwrap()
+                .op,
+            Op::PreviousBoot
+        );
+        let record = response(Body::Record(BootRecord {
+            name: "dmesg-ramoops-0".into(),
+            text: "Kernel panic\n".into(),
+        }));
+        assert_eq!(
+            String::from_utf8(encode(&record)).unwrap(),
+            "{\"v\":1,\"type\":\"record\",\"name\":\"dmesg-ramoops-0\",\"text\":\"Kernel panic\\n\"}\n"
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //!     mounted, and never formatted: when nothing helps, /data is a tmpfs for this boot, loudly.
 //! 11. The saved-time floor (`time_file`'s mtime, written at every shutdown).
 //! 12. The RNG seed ([`crate::rng_seed`]).
+//! 13. The previous boot's pstore records (console, panic report) moved to `pstore_archive`
+//!     ([`pstore`]); `pstore` is mounted on /sys/fs/pstore with the other pseudo filesystems.
 //!
 //! Failures are logged and boot goes on: a device with a broken /data still runs its services
 //! and can be reached.
@@ -31,6 +33,7 @@
 pub mod data;
 pub mod development;
 pub mod fs_probe;
+pub mod pstore;
 
 use crate::config::{BootConfig, DataFs, DataSpec};
 use crate::fw_env::EnvSource;
@@ -50,6 +53,8 @@ pub struct BootReport {
     pub rootdisk: Option<String>,
     /// What happened to the data partition (`None`: none configured).
     pub data: Option<DataOutcome>,
+    /// The previous boot's pstore records, when `pstore_archive` is set.
+    pub pstore: Option<pstore::Collected>,
 }
 
 fn mounted(mounts: &[MountEntry], target: &str) -> bool {
@@ -110,6 +115,17 @@ pub fn run(
                 "cgroup2",
                 "/sys/fs/cgroup",
                 "cgroup2",
+                MountFlags::PSEUDO,
+                "",
+            );
+        }
+        if kernel_has(sys, "pstore", false) {
+            mount_once(
+                sys,
+                &m,
+                "pstore",
+                pstore::PSTORE_MOUNT,
+                "pstore",
                 MountFlags::PSEUDO,
                 "",
             );
@@ -243,6 +259,14 @@ pub fn run(
     sys.phase("clock from time file, rng seed");
     if let Some(p) = &cfg.rng_seed {
         crate::rng_seed::restore(sys, &p.to_string_lossy());
+    }
+    if let Some(archive) = &cfg.pstore_archive {
+        sys.phase("previous boot's pstore records");
+        report.pstore = Some(pstore::collect(
+            sys,
+            pstore::PSTORE_MOUNT,
+            &archive.to_string_lossy(),
+        ));
     }
     report
 }

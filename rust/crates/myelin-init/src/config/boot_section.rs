@@ -222,6 +222,8 @@ pub struct BootConfig {
     pub time_file: Option<PathBuf>,
     /// RNG seed file.
     pub rng_seed: Option<PathBuf>,
+    /// Directory that receives the previous boot's pstore records at every boot.
+    pub pstore_archive: Option<PathBuf>,
     /// Extra mounts.
     pub mount: Vec<MountSpec>,
     /// The data partition.
@@ -251,6 +253,7 @@ impl Default for BootConfig {
             uboot_serial_keys: vec!["nerves_serial_number".into(), "serial_number".into()],
             time_file: None,
             rng_seed: None,
+            pstore_archive: None,
             mount: Vec::new(),
             data: None,
         }

@@ -37,6 +37,7 @@
 //! uboot_serial_keys = ["nerves_serial_number", "serial_number"]
 //! time_file = "/data/myelin/time"     # clock floor saved at shutdown (mtime)
 //! rng_seed = "/data/myelin/random-seed"  # restored at boot, saved at shutdown
+//! pstore_archive = "/data/myelin/previous-boot"  # the last boot's pstore records, moved here
 //!
 //! [[boot.mount]]                 # extra mounts, best effort, after /tmp and /run
 //! source = "/dev/rootdisk0p1"

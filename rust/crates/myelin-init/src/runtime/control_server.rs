@@ -13,7 +13,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use super::KIND_CLIENT;
 use super::event_loop::{Phase, Runtime};
 use crate::clock::Instant;
-use crate::control::{self, Body, INIT_SERVICE, MAX_CLIENTS, MAX_CLIENTS_PER_UID, Op};
+use crate::control::{self, Body, BootRecord, INIT_SERVICE, MAX_CLIENTS, MAX_CLIENTS_PER_UID, Op};
 use crate::level::Level;
 use crate::log::{Entry, Ring};
 use crate::shutdown::Action;
@@ -339,6 +339,7 @@ impl Runtime {
                 level,
                 follow,
             } => self.log_request(client, service, lines, level, follow),
+            Op::PreviousBoot => self.previous_boot(),
             Op::Reboot { arg } => {
                 let msg = ok(format!(
                     "rebooting{}",
@@ -415,6 +416,39 @@ impl Runtime {
         } else {
             out.push(Body::End);
         }
+        out
+    }
+
+    /// The records boot moved out of pstore ([`crate::boot::pstore`]), read from the archive.
+    fn previous_boot(&self) -> Vec<Body> {
+        let Some(dir) = &self.boot.pstore_archive else {
+            return vec![Body::Error {
+                message: "init.toml keeps no previous-boot records (boot.pstore_archive)".into(),
+            }];
+        };
+        let mut names: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(d) => d
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) => {
+                return vec![Body::Error {
+                    message: format!("cannot read {}: {e}", dir.display()),
+                }];
+            }
+        };
+        names.sort();
+        let mut out: Vec<Body> = names
+            .into_iter()
+            .filter_map(|name| {
+                let text = std::fs::read(dir.join(&name)).ok()?;
+                Some(Body::Record(BootRecord {
+                    name,
+                    text: String::from_utf8_lossy(&text).into_owned(),
+                }))
+            })
+            .collect();
+        out.push(Body::End);
         out
     }
 

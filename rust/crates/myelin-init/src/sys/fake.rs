@@ -143,6 +143,9 @@ impl Sys for FakeSys {
         Ok(data[..len.min(data.len())].to_vec())
     }
     fn read_file(&mut self, path: &str) -> io::Result<Vec<u8>> {
+        if let Some(&e) = self.read_error.get(path) {
+            return Err(io::Error::from_raw_os_error(e));
+        }
         self.files.get(path).cloned().ok_or_else(nf)
     }
     fn read_dir(&mut self, path: &str) -> io::Result<Vec<String>> {
