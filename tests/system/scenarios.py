@@ -742,7 +742,8 @@ def power_cut(run):
 # The previous boot's records, cut down to what the watchdog scenario looks for (the console
 # record alone can be hundreds of KiB).
 PREVIOUS_BOOT = ("myelinctl log --previous-boot"
-                 " | grep -e '^== ' -e 'myelin-test:' -e 'sysrq triggered crash' || true")
+                 " | grep -e '^== ' -e 'myelin-test:' -e 'sysrq triggered crash'"
+                 " -e 'stopped by a signal' || true")
 
 
 @scenario("watchdog", "a hung critical service makes the hardware watchdog reset the device; "
@@ -772,8 +773,6 @@ def watchdog(run):
         init_at = float(re.search(r"\[\s*(\d+\.\d+)\] Run /sbin/init",
                                   dev.sh("dmesg | grep 'Run /sbin/init'")).group(1))
         uptime = float(dev.sh("cut -d' ' -f1 /proc/uptime"))
-        hang_words = f"myelin-test: last words before the hang {random.randrange(1 << 30)}"
-        dev.sh(f"echo '<4>{hang_words}' > /dev/kmsg")
         dev.machine.send(f"kill -STOP {pid}\n")
         stopped = time.monotonic()
         since_hang = dev.machine.position()
@@ -794,10 +793,16 @@ def watchdog(run):
         status = dev.sh("myelinctl status")
         if "last boot: watchdog" not in status:
             raise Failure(f"myelin-init does not report a watchdog reset:\n{status}")
-    with run.step("the console before the reset is the previous boot's record", timeout=30):
+    hang_words = f"{svc['name']} was stopped by a signal"
+    with run.step("the console and the log before the reset are the previous boot's records",
+                  timeout=30):
         previous = dev.sh(PREVIOUS_BOOT)
-        if "== console-ramoops-0" not in previous or hang_words not in previous:
-            raise Failure(f"the line logged before the hang is not kept:\n{previous[-3000:]}")
+        for want in ("== console-ramoops-0", "== pmsg-ramoops-0"):
+            if want not in previous:
+                raise Failure(f"`myelinctl log --previous-boot` lacks {want!r}:\n"
+                              f"{previous[-3000:]}")
+        if not re.search(rf"\] init: \w+: {re.escape(hang_words)}", previous):
+            raise Failure(f"PID 1's line about the hang is not kept:\n{previous[-3000:]}")
         if "dmesg-ramoops" in previous:
             raise Failure(f"a watchdog reset is reported as a panic:\n{previous[-3000:]}")
     with run.step("a kernel panic reboots the device", timeout=180):

@@ -30,25 +30,16 @@ fn check_board(board: &str) {
     let w = work.path();
     let key = PrivateKey::generate().unwrap();
     let public = key.public();
-    let cfg = myelin_fw::create::load_config(
-        &board_dir(board).join("fwup.conf"),
-        &vars(board, &w.join("none"), "1.0.0"),
-    )
-    .unwrap();
-    let layout = Layout { cfg };
+    let layout = Layout::of(board, w);
     let (ra, rb) = rootfs_partitions(board);
     let (slot_a, slot_b) = (layout.part(ra), layout.part(rb));
 
     // Firmware v1 and v2, and the ops archive made without any input file.
-    let (bin1, bin2) = (w.join("bin1"), w.join("bin2"));
-    make_inputs(board, &layout, &bin1, "1.0.0");
-    make_inputs(board, &layout, &bin2, "2.0.0");
-    let (fw1, fw2, ops) = (w.join("v1.fw"), w.join("v2.fw"), w.join("ops.fw"));
-    let uuid1 = create(board, &bin1, "1.0.0", &key, false, &fw1);
-    let uuid2 = create(board, &bin2, "2.0.0", &key, false, &fw2);
-    let empty = w.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    create(board, &empty, "1.0.0", &key, true, &ops);
+    let v1 = firmware(board, &layout, w, "1.0.0", &key);
+    let v2 = firmware(board, &layout, w, "2.0.0", &key);
+    let (fw1, fw2, uuid1, uuid2) = (v1.fw, v2.fw, v1.uuid, v2.uuid);
+    let (bin1, bin2) = (v1.inputs, v2.inputs);
+    let ops = ops_firmware(board, w, "1.0.0", &key);
     let ops_tasks = myelin_fw::list(
         std::fs::File::open(&ops).unwrap(),
         std::slice::from_ref(&public),
@@ -76,10 +67,7 @@ fn check_board(board: &str) {
 
     // complete, onto a sparse image file as large as the layout.
     let image = w.join(format!("{board}.img"));
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(layout.end_blocks() * 512)
-        .unwrap();
+    layout.blank_image(&image);
     let rp = w.join("reboot-param");
     let (task, _) = apply(&fw1, &image, "complete", &public, None, &rp).unwrap();
     assert_eq!(task, "complete");

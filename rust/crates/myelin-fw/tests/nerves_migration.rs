@@ -187,22 +187,9 @@ fn golden_env(board: &str) -> Vec<String> {
 
 /// Myelin firmware for `board`: the full .fw and the ops.fw, signed with `key`.
 fn myelin_fw(dir: &Path, board: &str, key: &PrivateKey) -> (PathBuf, PathBuf) {
-    let cfg = myelin_fw::create::load_config(
-        &board_dir(board).join("fwup.conf"),
-        &vars(board, &dir.join("none"), "2.0.0"),
-    )
-    .unwrap();
-    let bin = dir.join(format!("bin-{board}"));
-    make_inputs(board, &Layout { cfg }, &bin, "2.0.0");
-    let (fw, ops) = (
-        dir.join(format!("myelin-{board}.fw")),
-        dir.join(format!("myelin-{board}-ops.fw")),
-    );
-    create(board, &bin, "2.0.0", key, false, &fw);
-    let empty = dir.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    create(board, &empty, "2.0.0", key, true, &ops);
-    (fw, ops)
+    let layout = Layout::of(board, dir);
+    let fw = firmware(board, &layout, dir, "2.0.0", key).fw;
+    (fw, ops_firmware(board, dir, "2.0.0", key))
 }
 
 /// The conversion myelin-kv runs on the first boot.

@@ -107,12 +107,7 @@ fn every_cut_of_an_upgrade_boots_a_complete_firmware() {
     let w = work.path();
     let key = PrivateKey::generate().unwrap();
     let public = key.public();
-    let cfg = myelin_fw::create::load_config(
-        &board_dir(BOARD).join("fwup.conf"),
-        &vars(BOARD, &w.join("none"), "1.0.0"),
-    )
-    .unwrap();
-    let layout = Layout { cfg };
+    let layout = Layout::of(BOARD, w);
     let loc = Location::from_config(layout.cfg.uboot_env("uboot-env").unwrap()).unwrap();
     let (ra, rb) = rootfs_partitions(BOARD);
     let slots = [("a", layout.part(ra).0), ("b", layout.part(rb).0)];
@@ -121,18 +116,15 @@ fn every_cut_of_an_upgrade_boots_a_complete_firmware() {
     let mut rootfs = BTreeMap::new();
     let mut fws = Vec::new();
     for version in ["1.0.0", "2.0.0"] {
-        let bin = w.join(format!("bin-{version}"));
-        make_inputs(BOARD, &layout, &bin, version);
-        rootfs.insert(version, std::fs::read(bin.join("rootfs.squashfs")).unwrap());
-        let fw = w.join(format!("{version}.fw"));
-        create(BOARD, &bin, version, &key, false, &fw);
-        fws.push(fw);
+        let f = firmware(BOARD, &layout, w, version, &key);
+        rootfs.insert(
+            version,
+            std::fs::read(f.inputs.join("rootfs.squashfs")).unwrap(),
+        );
+        fws.push(f.fw);
     }
     let image = w.join("disk.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(layout.end_blocks() * 512)
-        .unwrap();
+    layout.blank_image(&image);
     let rp = w.join("reboot-param");
     apply(&fws[0], &image, "complete", &public, None, &rp).unwrap();
     let before = w.join("before.img");

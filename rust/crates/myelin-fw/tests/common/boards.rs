@@ -34,6 +34,23 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// `board`'s fwup.conf as the image build reads it (offsets do not depend on the version
+    /// or the inputs, so none are needed).
+    pub fn of(board: &str, work: &Path) -> Layout {
+        let cfg = myelin_fw::create::load_config(
+            &board_dir(board).join("fwup.conf"),
+            &vars(board, &work.join("none"), "1.0.0"),
+        )
+        .unwrap();
+        Layout { cfg }
+    }
+    /// A sparse image file as large as the layout, for `complete`.
+    pub fn blank_image(&self, path: &Path) {
+        std::fs::File::create(path)
+            .unwrap()
+            .set_len(self.end_blocks() * 512)
+            .unwrap();
+    }
     pub fn part(&self, title: &str) -> (u64, u64) {
         let p = self
             .cfg
@@ -200,6 +217,41 @@ pub fn make_inputs(board: &str, layout: &Layout, dir: &Path, version: &str) {
             }
         }
     }
+}
+
+/// A signed full firmware of `version` for `board`, made from fresh inputs.
+pub struct Firmware {
+    /// The .fw file.
+    pub fw: PathBuf,
+    /// The inputs it was made from (rootfs.squashfs, ...).
+    pub inputs: PathBuf,
+    /// Its meta-uuid.
+    pub uuid: String,
+}
+
+/// Makes inputs for `version` under `work` and the .fw from them, signed with `key`.
+pub fn firmware(
+    board: &str,
+    layout: &Layout,
+    work: &Path,
+    version: &str,
+    key: &PrivateKey,
+) -> Firmware {
+    let inputs = work.join(format!("bin-{board}-{version}"));
+    make_inputs(board, layout, &inputs, version);
+    let fw = work.join(format!("{board}-{version}.fw"));
+    let uuid = create(board, &inputs, version, key, false, &fw);
+    Firmware { fw, inputs, uuid }
+}
+
+/// The ops-only firmware of `version` (validate, revert, factory-reset, ...), made without
+/// any input file.
+pub fn ops_firmware(board: &str, work: &Path, version: &str, key: &PrivateKey) -> PathBuf {
+    let empty = work.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let ops = work.join(format!("{board}-{version}-ops.fw"));
+    create(board, &empty, version, key, true, &ops);
+    ops
 }
 
 pub fn create(

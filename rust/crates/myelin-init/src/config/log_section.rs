@@ -25,6 +25,9 @@ pub struct LogConfig {
     pub kmsg_burst: u32,
     /// PID 1's own messages at or above this priority also go to the console (its stderr).
     pub console_level: Level,
+    /// pstore's user-space log (`/dev/pmsg0`): every kept line is copied there, unlimited,
+    /// so the last lines before a reset survive it whatever the console shows; empty: none.
+    pub pmsg: String,
 }
 
 impl Default for LogConfig {
@@ -36,6 +39,7 @@ impl Default for LogConfig {
             kmsg_rate: 20,
             kmsg_burst: 200,
             console_level: Level::Notice,
+            pmsg: "/dev/pmsg0".into(),
         }
     }
 }

@@ -66,6 +66,7 @@
 //! kmsg = "/dev/kmsg"             # "" = don't copy to the kernel log
 //! kmsg_rate = 20                 # lines per second to kmsg (at most 10000) ...
 //! kmsg_burst = 200               # ... and at once (1 .. 100000)
+//! pmsg = "/dev/pmsg0"             # every kept line, kept across a reset by pstore; "" = none
 //! console_level = "notice"       # PID 1's own messages this important also go to the console
 //!
 //! [root]                         # the top supervisor

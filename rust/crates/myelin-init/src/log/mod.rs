@@ -13,6 +13,10 @@
 //!   the number of dropped records is reported once the bucket refills.
 //! * PID 1's own messages (service `init`) carry their priority too; those at or above
 //!   `console_level` also go to the console ([`console`]).
+//! * Every kept line is also written to pstore's `/dev/pmsg0` when the kernel has it (ramoops
+//!   keeps it in RAM across a reset, see [`crate::boot::pstore`]): no rate limit there, since it
+//!   is a ring in RAM that costs the kernel's log and console nothing, and the lines a reset
+//!   cuts off are often the ones the rate limit would drop.
 
 pub mod console;
 pub mod line_splitter;
@@ -41,6 +45,7 @@ pub struct Logger {
     kmsg: Option<File>,
     kmsg_failed: bool,
     limit: RateLimit,
+    pmsg: Sink,
     line_max: usize,
     /// Copy PID 1's own messages at or above this priority to stderr (the console).
     pub console_level: Level,
@@ -55,6 +60,7 @@ impl Logger {
             kmsg: None,
             kmsg_failed: false,
             limit: RateLimit::new(cfg.kmsg_rate, cfg.kmsg_burst),
+            pmsg: Sink::new(&cfg.pmsg),
             line_max: cfg.line_max,
             console_level: cfg.console_level,
         }
@@ -115,6 +121,7 @@ impl Logger {
         }
         let time_ms = crate::clock::unix_millis();
         self.kmsg_write(now, service, pid, level, &text);
+        self.pmsg_write(now, service, pid, level, &text);
         self.ring.push(Entry {
             seq: 0,
             time_ms,
@@ -177,10 +184,71 @@ impl Logger {
         }
     }
 
-    /// Forgets the kmsg descriptor (after /dev was mounted, to reopen the real device).
+    fn pmsg_write(&mut self, now: Instant, service: &str, pid: u32, level: Level, text: &str) {
+        let who = if pid == 0 {
+            service.to_string()
+        } else {
+            format!("{service}[{pid}]")
+        };
+        // The kernel's timestamp style: the console record it sits next to reads the same.
+        let line = format!(
+            "[{:5}.{:03}] {who}: {}: {text}\n",
+            now.0 / 1000,
+            now.0 % 1000,
+            level.name()
+        );
+        self.pmsg.write(line.as_bytes());
+    }
+
+    /// Forgets the kmsg and pmsg descriptors (after /dev was mounted, to reopen the devices).
     pub fn reopen_kmsg(&mut self) {
         self.kmsg = None;
         self.kmsg_failed = false;
+        self.pmsg.reopen();
+    }
+}
+
+/// A device opened on first use; given up on until [`Sink::reopen`] when it cannot be opened
+/// (a kernel without it, /dev not mounted yet) or a write fails.
+struct Sink {
+    path: String,
+    file: Option<File>,
+    failed: bool,
+}
+
+impl Sink {
+    fn new(path: &str) -> Sink {
+        Sink {
+            path: path.to_string(),
+            file: None,
+            failed: path.is_empty(),
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.file.is_none() {
+            match OpenOptions::new().write(true).open(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.file.as_mut() {
+            if f.write_all(data).is_err() {
+                self.file = None;
+                self.failed = true;
+            }
+        }
+    }
+
+    fn reopen(&mut self) {
+        self.file = None;
+        self.failed = self.path.is_empty();
     }
 }
 
@@ -221,6 +289,56 @@ mod tests {
         );
         assert_eq!(log.ring.len(), 4);
         assert_eq!(log.ring.tail(1, |_| true)[0].text, "hi");
+    }
+
+    #[test]
+    fn every_kept_line_reaches_pmsg_unlimited() {
+        let dir = tempfile::tempdir().unwrap();
+        let pmsg = dir.path().join("pmsg0");
+        std::fs::write(&pmsg, "").unwrap();
+        let mut log = Logger::new(&crate::config::LogConfig {
+            kmsg: String::new(),
+            kmsg_rate: 1,
+            kmsg_burst: 1,
+            pmsg: pmsg.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+        log.console_level = Level::Emerg;
+        let info = Some(Level::Info);
+        log.service_line(Instant(12_345), ("kv", 42, Stream::Stderr), info, "<4>odd");
+        log.init(
+            Instant(12_346),
+            Level::Notice,
+            "dbus was stopped by a signal",
+        );
+        log.service_line(Instant(12_347), ("kv", 42, Stream::Stdout), None, "dropped");
+        assert_eq!(
+            std::fs::read_to_string(&pmsg).unwrap(),
+            "[   12.345] kv[42]: warning: odd\n[   12.346] init: notice: dbus was stopped by a signal\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_pmsg_device_costs_nothing_and_is_retried_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let pmsg = dir.path().join("pmsg0");
+        let mut log = Logger::new(&crate::config::LogConfig {
+            kmsg: String::new(),
+            pmsg: pmsg.to_string_lossy().into_owned(),
+            ..Default::default()
+        });
+        log.console_level = Level::Emerg;
+        log.init(Instant(1), Level::Notice, "before /dev");
+        assert!(!pmsg.exists());
+        std::fs::write(&pmsg, "").unwrap();
+        log.init(Instant(2), Level::Notice, "still given up");
+        log.reopen_kmsg();
+        log.init(Instant(3), Level::Notice, "after /dev");
+        assert_eq!(
+            std::fs::read_to_string(&pmsg).unwrap(),
+            "[    0.003] init: notice: after /dev\n"
+        );
+        assert_eq!(log.ring.len(), 3);
     }
 
     #[test]

@@ -436,7 +436,7 @@ impl Setup {
     /// The configuration text.
     pub fn config(&self) -> String {
         format!(
-            "[init]\nrun_dir = \"{}\"\nfatal_delay = \"0s\"\nunmount = false\nkill_wait = \"500ms\"\n{}\n{}\n[log]\nkmsg = \"{}\"\n{}\n{}",
+            "[init]\nrun_dir = \"{}\"\nfatal_delay = \"0s\"\nunmount = false\nkill_wait = \"500ms\"\n{}\n{}\n[log]\nkmsg = \"{}\"\npmsg = \"\"\n{}\n{}",
             self.dir.join("run").display(),
             self.init,
             self.boot,
