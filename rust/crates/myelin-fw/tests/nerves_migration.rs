@@ -215,6 +215,55 @@ fn upgrade(fw: &Path, image: &Path, key: &PublicKey, host: &Host) -> String {
     task
 }
 
+/// A device running Nerves from slot A of a copy of `board`'s golden image, and Myelin 2.0.0
+/// for it (the full and the ops firmware) signed with a fresh key.
+struct Device {
+    board: &'static Board,
+    golden: PathBuf,
+    image: PathBuf,
+    public: PublicKey,
+    fw: PathBuf,
+    ops: PathBuf,
+    rp: PathBuf,
+    envs: Envs,
+}
+
+impl Device {
+    fn new(w: &Path, board: &'static Board) -> Device {
+        let golden = nerves_image(w, board.name);
+        let image = copy_of(&golden, &w.join("device.img"));
+        let key = PrivateKey::generate().unwrap();
+        let (fw, ops) = myelin_fw(w, board.name, &key);
+        let envs = Envs::new(w, &image, board);
+        Device {
+            board,
+            golden,
+            image,
+            public: key.public(),
+            fw,
+            ops,
+            rp: w.join("reboot-param"),
+            envs,
+        }
+    }
+
+    /// Nerves, running slot A, applies Myelin's .fw with its own `upgrade` task. Only the
+    /// inactive slot and boot files may change: the partition table, rootfs A and the board's
+    /// untouched regions stay as the golden image has them.
+    fn upgrade_from_nerves(&self, w: &Path) {
+        let from_a = running_from(w, self.board.rootfs[0].0, &self.rp);
+        let task = upgrade(&self.fw, &self.image, &self.public, &from_a);
+        assert_eq!(task, "upgrade.nerves-b");
+        let table = sfdisk(&self.image).replace("IMG", "IMAGE");
+        let golden_table = read_golden(&format!("nerves/{}.sfdisk.txt", self.board.name));
+        assert_eq!(table, String::from_utf8(golden_table).unwrap());
+        assert_same_blocks(&self.golden, &self.image, self.board.rootfs[0], "rootfs A");
+        for region in self.board.untouched {
+            assert_same_blocks(&self.golden, &self.image, *region, "boot regions");
+        }
+    }
+}
+
 fn rpi_boot_file(image: &Path, block: u64, path: &str) -> String {
     String::from_utf8(mtype(image, block * 512, path)).unwrap()
 }
@@ -231,72 +280,51 @@ fn common_file(name: &str) -> String {
 fn rpi4_nerves_card_upgrades_to_myelin_validates_and_upgrades_again() {
     let work = scratch_dir();
     let w = work.path();
-    let board = &RPI4;
-    let golden_img = nerves_image(w, board.name);
-    let image = copy_of(&golden_img, &w.join("device.img"));
-    let key = PrivateKey::generate().unwrap();
-    let public = key.public();
-    let (fw, ops) = myelin_fw(w, board.name, &key);
-    let rp = w.join("reboot-param");
-    let envs = Envs::new(w, &image, board);
+    let d = Device::new(w, &RPI4);
+    let (board, golden_img, image, public) = (d.board, &d.golden, &d.image, &d.public);
+    let (fw, ops, rp, envs) = (&d.fw, &d.ops, &d.rp, &d.envs);
 
-    // The Nerves card, running slot A, applies Myelin's .fw with its own upgrade task.
-    let task = upgrade(
-        &fw,
-        &image,
-        &public,
-        &running_from(w, board.rootfs[0].0, &rp),
-    );
-    assert_eq!(task, "upgrade.nerves-b");
-
-    // Only the inactive slot and AUTOBOOT's new files changed.
-    let table = sfdisk(&image).replace("IMG", "IMAGE");
-    assert_eq!(
-        table,
-        String::from_utf8(read_golden("nerves/rpi4.sfdisk.txt")).unwrap()
-    );
-    assert_same_blocks(&golden_img, &image, board.rootfs[0], "rootfs A");
-    for region in board.untouched {
-        assert_same_blocks(&golden_img, &image, *region, "MBR / BOOT-A");
-    }
+    // The Nerves card, running slot A, applies Myelin's .fw with its own upgrade task: only
+    // the inactive slot and AUTOBOOT's new files change (MBR and BOOT-A stay).
+    d.upgrade_from_nerves(w);
     for file in ["autoboot.txt", "start4.elf", "config.txt"] {
         assert_eq!(
-            mtype(&image, AUTOBOOT * 512, file),
-            mtype(&golden_img, AUTOBOOT * 512, file),
+            mtype(image, AUTOBOOT * 512, file),
+            mtype(golden_img, AUTOBOOT * 512, file),
             "AUTOBOOT {file}"
         );
     }
     assert_eq!(
-        rpi_boot_file(&image, AUTOBOOT, "autoboot-a.txt"),
+        rpi_boot_file(image, AUTOBOOT, "autoboot-a.txt"),
         common_file("autoboot-a.txt")
     );
     assert_eq!(
-        rpi_boot_file(&image, AUTOBOOT, "autoboot-b.txt"),
+        rpi_boot_file(image, AUTOBOOT, "autoboot-b.txt"),
         common_file("autoboot-b.txt")
     );
     // Nerves' autoboot.txt tries partition 3 (BOOT-B) on a tryboot reboot.
-    let autoboot = rpi_boot_file(&image, AUTOBOOT, "autoboot.txt");
+    let autoboot = rpi_boot_file(image, AUTOBOOT, "autoboot.txt");
     assert!(
         autoboot.contains("[tryboot]\nboot_partition=3"),
         "{autoboot}"
     );
     assert_eq!(
-        rpi_boot_file(&image, BOOT_B, "cmdline.txt"),
+        rpi_boot_file(image, BOOT_B, "cmdline.txt"),
         std::fs::read_to_string(board_dir("rpi4").join("cmdline-b.txt")).unwrap()
     );
     assert!(
-        rpi_boot_file(&image, BOOT_B, "cmdline.txt").contains("root=/dev/mmcblk0p6"),
+        rpi_boot_file(image, BOOT_B, "cmdline.txt").contains("root=/dev/mmcblk0p6"),
         "BOOT-B boots rootfs B"
     );
-    assert!(mdir(&image, BOOT_B * 512, "/").contains("BOOT"));
+    assert!(mdir(image, BOOT_B * 512, "/").contains("BOOT"));
     assert_eq!(
-        squashfs_file(w, &image, board.rootfs[1], "etc/version"),
+        squashfs_file(w, image, board.rootfs[1], "etc/version"),
         "rpi4 2.0.0\n"
     );
-    assert_eq!(std::fs::read_to_string(&rp).unwrap(), "0 tryboot");
+    assert_eq!(std::fs::read_to_string(rp).unwrap(), "0 tryboot");
     // Files added to the FAT that fwup made are where fsck expects them.
-    fsck_vfat(w, &image, AUTOBOOT * 512, 32_749 * 512);
-    fsck_vfat(w, &image, BOOT_B * 512, 38_630 * 512);
+    fsck_vfat(w, image, AUTOBOOT * 512, 32_749 * 512);
+    fsck_vfat(w, image, BOOT_B * 512, 38_630 * 512);
 
     // The Nerves environment keeps every key and describes slot B for trying.
     let listing = fw_printenv(&envs.nerves);
@@ -316,11 +344,11 @@ fn rpi4_nerves_card_upgrades_to_myelin_validates_and_upgrades_again() {
     // First boot of Myelin (slot B): the environment becomes redundant, every key kept, and
     // the Nerves copy is still readable by Nerves (a failed trial returns there).
     assert!(matches!(
-        first_boot(w, &image, board),
+        first_boot(w, image, board),
         Migration::Write { .. }
     ));
     assert!(matches!(
-        first_boot(w, &image, board),
+        first_boot(w, image, board),
         Migration::Converted(_)
     ));
     let myelin = fw_printenv(&envs.myelin);
@@ -332,17 +360,17 @@ fn rpi4_nerves_card_upgrades_to_myelin_validates_and_upgrades_again() {
 
     // Myelin validates itself: autoboot.txt now boots B, B is validated, keys stay.
     let (task, _) = apply_on(
-        &ops,
-        &image,
+        ops,
+        image,
         "validate",
-        &public,
-        &running_from(w, board.rootfs[1].0, &rp),
+        public,
+        &running_from(w, board.rootfs[1].0, rp),
         Vars::default(),
     )
     .unwrap();
     assert_eq!(task, "validate.b");
     assert_eq!(
-        rpi_boot_file(&image, AUTOBOOT, "autoboot.txt"),
+        rpi_boot_file(image, AUTOBOOT, "autoboot.txt"),
         common_file("autoboot-b.txt")
     );
     let validated = fw_printenv(&envs.myelin);
@@ -352,29 +380,24 @@ fn rpi4_nerves_card_upgrades_to_myelin_validates_and_upgrades_again() {
         &["b.nerves_fw_validated=1", "nerves_fw_active=b"],
         "after validate",
     );
-    assert_eq!(first_boot(w, &image, board), Migration::NotNerves);
+    assert_eq!(first_boot(w, image, board), Migration::NotNerves);
 
     // Revert to Nerves' slot works as on a native card (and is undone by validating again).
-    let from_b = running_from(w, board.rootfs[1].0, &rp);
-    let (task, _) = apply_on(&ops, &image, "revert", &public, &from_b, Vars::default()).unwrap();
+    let from_b = running_from(w, board.rootfs[1].0, rp);
+    let (task, _) = apply_on(ops, image, "revert", public, &from_b, Vars::default()).unwrap();
     assert_eq!(task, "revert.b");
     assert_eq!(
-        rpi_boot_file(&image, AUTOBOOT, "autoboot.txt"),
+        rpi_boot_file(image, AUTOBOOT, "autoboot.txt"),
         common_file("autoboot-a.txt")
     );
-    let (task, _) = apply_on(&ops, &image, "validate", &public, &from_b, Vars::default()).unwrap();
+    let (task, _) = apply_on(ops, image, "validate", public, &from_b, Vars::default()).unwrap();
     assert_eq!(task, "validate.b");
 
     // And a later Myelin upgrade, from B to A, works as on a native Myelin card.
-    std::fs::remove_file(&rp).unwrap();
-    let task = upgrade(
-        &fw,
-        &image,
-        &public,
-        &running_from(w, board.rootfs[1].0, &rp),
-    );
+    std::fs::remove_file(rp).unwrap();
+    let task = upgrade(fw, image, public, &running_from(w, board.rootfs[1].0, rp));
     assert_eq!(task, "upgrade.a");
-    assert_eq!(std::fs::read_to_string(&rp).unwrap(), "0 tryboot");
+    assert_eq!(std::fs::read_to_string(rp).unwrap(), "0 tryboot");
     let again = fw_printenv(&envs.myelin);
     has_lines(&again, &USER_KEYS, "after the second upgrade");
     has_lines(
@@ -391,53 +414,33 @@ fn rpi4_nerves_card_upgrades_to_myelin_validates_and_upgrades_again() {
 fn x86_64_nerves_disk_upgrades_to_myelin_validates_and_upgrades_again() {
     let work = scratch_dir();
     let w = work.path();
-    let board = &X86_64;
-    let golden_img = nerves_image(w, board.name);
-    let image = copy_of(&golden_img, &w.join("device.img"));
-    let key = PrivateKey::generate().unwrap();
-    let public = key.public();
-    let (fw, ops) = myelin_fw(w, board.name, &key);
-    let rp = w.join("reboot-param");
-    let envs = Envs::new(w, &image, board);
+    let d = Device::new(w, &X86_64);
+    let (board, image, public) = (d.board, &d.image, &d.public);
+    let (fw, ops, rp, envs) = (&d.fw, &d.ops, &d.rp, &d.envs);
     let grub_dir = |img: &Path| mdir(img, X86_BOOT * 512, "/boot/grub");
     let grub_file =
         |img: &Path, name: &str| mtype(img, X86_BOOT * 512, &format!("/boot/grub/{name}"));
     let board_file = |name: &str| std::fs::read(board_dir("x86_64").join(name)).unwrap();
 
-    let task = upgrade(
-        &fw,
-        &image,
-        &public,
-        &running_from(w, board.rootfs[0].0, &rp),
-    );
-    assert_eq!(task, "upgrade.nerves-b");
-
-    let table = sfdisk(&image).replace("IMG", "IMAGE");
+    // MBR (GRUB's boot.img) and GRUB's core image stay.
+    d.upgrade_from_nerves(w);
     assert_eq!(
-        table,
-        String::from_utf8(read_golden("nerves/x86_64.sfdisk.txt")).unwrap()
-    );
-    assert_same_blocks(&golden_img, &image, board.rootfs[0], "rootfs A");
-    for region in board.untouched {
-        assert_same_blocks(&golden_img, &image, *region, "MBR / GRUB core");
-    }
-    assert_eq!(
-        squashfs_file(w, &image, board.rootfs[1], "etc/version"),
+        squashfs_file(w, image, board.rootfs[1], "etc/version"),
         "x86_64 2.0.0\n"
     );
     // GRUB now runs Myelin's grub.cfg, armed to try B once; the staged copy is gone.
-    assert_eq!(grub_file(&image, "grub.cfg"), board_file("grub.cfg"));
-    assert_eq!(grub_file(&image, "grubenv"), board_file("grubenv/a-try-b"));
+    assert_eq!(grub_file(image, "grub.cfg"), board_file("grub.cfg"));
+    assert_eq!(grub_file(image, "grubenv"), board_file("grubenv/a-try-b"));
     assert!(
-        !grub_dir(&image).contains("grub.cfg.myelin"),
+        !grub_dir(image).contains("grub.cfg.myelin"),
         "{}",
-        grub_dir(&image)
+        grub_dir(image)
     );
     assert!(
-        !std::fs::exists(&rp).unwrap(),
+        !std::fs::exists(rp).unwrap(),
         "x86_64 needs no reboot parameter"
     );
-    fsck_vfat(w, &image, X86_BOOT * 512, 31_232 * 512);
+    fsck_vfat(w, image, X86_BOOT * 512, 31_232 * 512);
 
     let listing = fw_printenv(&envs.nerves);
     has_lines(&listing, &golden_env(board.name), "after upgrade");
@@ -457,23 +460,23 @@ fn x86_64_nerves_disk_upgrades_to_myelin_validates_and_upgrades_again() {
     );
 
     assert!(matches!(
-        first_boot(w, &image, board),
+        first_boot(w, image, board),
         Migration::Write { .. }
     ));
     assert_eq!(fw_printenv(&envs.myelin), listing);
     assert_eq!(fw_printenv(&envs.nerves), listing);
 
     let (task, _) = apply_on(
-        &ops,
-        &image,
+        ops,
+        image,
         "validate",
-        &public,
-        &running_from(w, board.rootfs[1].0, &rp),
+        public,
+        &running_from(w, board.rootfs[1].0, rp),
         Vars::default(),
     )
     .unwrap();
     assert_eq!(task, "validate.b");
-    assert_eq!(grub_file(&image, "grubenv"), board_file("grubenv/b"));
+    assert_eq!(grub_file(image, "grubenv"), board_file("grubenv/b"));
     let validated = fw_printenv(&envs.myelin);
     has_lines(&validated, &USER_KEYS, "after validate");
     has_lines(
@@ -483,21 +486,21 @@ fn x86_64_nerves_disk_upgrades_to_myelin_validates_and_upgrades_again() {
     );
 
     // Revert returns to Nerves' slot as on a native device (and can be undone the same way).
-    let from_b = running_from(w, board.rootfs[1].0, &rp);
-    let (task, _) = apply_on(&ops, &image, "revert", &public, &from_b, Vars::default()).unwrap();
+    let from_b = running_from(w, board.rootfs[1].0, rp);
+    let (task, _) = apply_on(ops, image, "revert", public, &from_b, Vars::default()).unwrap();
     assert_eq!(task, "revert.b");
-    assert_eq!(grub_file(&image, "grubenv"), board_file("grubenv/a"));
+    assert_eq!(grub_file(image, "grubenv"), board_file("grubenv/a"));
     has_lines(
         &fw_printenv(&envs.myelin),
         &["nerves_fw_active=a"],
         "after revert",
     );
-    let (task, _) = apply_on(&ops, &image, "validate", &public, &from_b, Vars::default()).unwrap();
+    let (task, _) = apply_on(ops, image, "validate", public, &from_b, Vars::default()).unwrap();
     assert_eq!(task, "validate.b");
 
-    let task = upgrade(&fw, &image, &public, &from_b);
+    let task = upgrade(fw, image, public, &from_b);
     assert_eq!(task, "upgrade.a");
-    assert_eq!(grub_file(&image, "grubenv"), board_file("grubenv/b-try-a"));
+    assert_eq!(grub_file(image, "grubenv"), board_file("grubenv/b-try-a"));
     has_lines(
         &fw_printenv(&envs.myelin),
         &USER_KEYS,
