@@ -109,10 +109,19 @@ pub struct Settings {
     pub reboot_after_update: bool,
     /// Where to write the status for `myelinctl hub status`.
     pub status_path: Option<PathBuf>,
-    /// The remote console's command; `None`: no console.
-    pub console: Option<Vec<String>>,
+    /// The remote console; `None`: no console.
+    pub console: Option<ConsoleSettings>,
     /// Health reports; `None`: no health extension.
     pub health: Option<HealthSettings>,
+}
+
+/// The remote console's shell.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// A shell without input or output this long is hung up.
+    pub idle_timeout: Duration,
 }
 
 /// How health reports are made.
@@ -131,6 +140,8 @@ struct Session {
     shell: Option<Shell>,
     /// The operator's terminal size (rows, columns).
     size: (u16, u16),
+    /// When the shell is hung up for want of use.
+    console_idle: Option<tokio::time::Instant>,
     /// When the next health report is due, once the extension is attached.
     next_health: Option<tokio::time::Instant>,
 }
@@ -140,6 +151,7 @@ impl Default for Session {
         Session {
             shell: None,
             size: (24, 80),
+            console_idle: None,
             next_health: None,
         }
     }
@@ -415,6 +427,7 @@ impl<D: Device, I: Installer> Client<D, I> {
             let deadline = started + Duration::from_millis(channel.next_deadline());
             let joined = channel.state() == State::Joined;
             let health_due = session.next_health;
+            let console_idle = session.console_idle;
             tokio::select! {
                 incoming = socket.next() => {
                     let text = match incoming {
@@ -474,6 +487,17 @@ impl<D: Device, I: Installer> Client<D, I> {
                 }
                 event = next_shell_event(&mut session.shell) => {
                     self.shell_event(event, session, &mut channel, &mut socket).await?;
+                }
+                _ = sleep_until_some(console_idle) => {
+                    session.console_idle = None;
+                    if let Some(shell) = session.shell.take() {
+                        let pid = shell.pid();
+                        shell.close().await;
+                        log::info!("console: shell {pid} hung up after inactivity");
+                        let text = "\r\n*** session closed after inactivity; \
+                                    press a key for a new one ***\r\n";
+                        self.console_up(text, &mut channel, &mut socket).await?;
+                    }
                 }
                 _ = sleep_until_some(health_due) => {
                     self.health_report(session, &mut channel, &mut socket).await?;
@@ -660,9 +684,10 @@ impl<D: Device, I: Installer> Client<D, I> {
         channel: &mut Channel,
         socket: &mut Socket,
     ) -> Result<(), ConnectionError> {
-        let Some(command) = &self.settings.console else {
+        let Some(console) = &self.settings.console else {
             return Ok(());
         };
+        let command = &console.command;
         let (rows, cols) = session.size;
         match Shell::spawn(command, rows, cols) {
             Ok(shell) => {
@@ -682,6 +707,26 @@ impl<D: Device, I: Installer> Client<D, I> {
     }
 
     async fn console_input(
+        &self,
+        input: console::Input,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        let result = self.console_command(input, session, channel, socket).await;
+        self.console_used(session);
+        result
+    }
+
+    /// The console was used: the idle timer starts again.
+    fn console_used(&self, session: &mut Session) {
+        session.console_idle = match (&self.settings.console, &session.shell) {
+            (Some(c), Some(_)) => Some(tokio::time::Instant::now() + c.idle_timeout),
+            _ => None,
+        };
+    }
+
+    async fn console_command(
         &self,
         input: console::Input,
         session: &mut Session,
@@ -730,7 +775,10 @@ impl<D: Device, I: Installer> Client<D, I> {
         socket: &mut Socket,
     ) -> Result<(), ConnectionError> {
         match event {
-            Ok(console::Event::Output(text)) => self.console_up(&text, channel, socket).await,
+            Ok(console::Event::Output(text)) => {
+                self.console_used(session);
+                self.console_up(&text, channel, socket).await
+            }
             Ok(console::Event::Exited(status)) => {
                 // Reaped already; closing drops the PTY.
                 if let Some(shell) = session.shell.take() {

@@ -16,6 +16,7 @@
 //! [console]
 //! enabled = false
 //! command = ["/bin/sh", "-l"]
+//! idle_timeout = "5m"             # a shell nobody used this long is hung up
 //!
 //! # Health reports (uptime, load, memory, disk of /data, CPU temperature), sent when the
 //! # server asks and every `interval` once it attached the health extension.
@@ -149,6 +150,10 @@ pub struct Console {
     /// The program and arguments run in the PTY.
     #[serde(default = "default_console_command")]
     pub command: Vec<String>,
+    /// A shell without input or output this long is hung up (the server does not say when
+    /// the operator's browser went away).
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for Console {
@@ -156,8 +161,14 @@ impl Default for Console {
         Console {
             enabled: false,
             command: default_console_command(),
+            idle_timeout: default_idle_timeout(),
         }
     }
+}
+
+fn default_idle_timeout() -> Duration {
+    // NervesHubLink's remote_iex_timeout.
+    Duration::from_secs(300)
 }
 
 fn default_console_command() -> Vec<String> {
@@ -375,6 +386,7 @@ key = "/data/k.pem"
         assert_eq!(c.socket_url(), "wss://hub.example:4001/socket/websocket");
         assert!(!c.console.enabled, "the console is off unless enabled");
         assert_eq!(c.console.command, ["/bin/sh", "-l"]);
+        assert_eq!(c.console.idle_timeout, Duration::from_secs(300));
         assert!(c.health.enabled);
         assert_eq!(c.health.interval, Duration::from_secs(3600));
         assert_eq!(c.health.disk, Path::new("/data"));

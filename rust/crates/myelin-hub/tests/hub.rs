@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use myelin_hub::backoff::{OsRandom, Policy};
 use myelin_hub::client::{
-    Client, Clock, Device, DeviceError, HealthSettings, Installer, Settings, SystemClock,
+    Client, Clock, ConsoleSettings, Device, DeviceError, HealthSettings, Installer, Settings,
+    SystemClock,
 };
 use myelin_hub::config::{Auth, Config};
 use serde_json::json;
@@ -626,7 +627,10 @@ async fn shell_pid(hub: &mut StandIn) -> u32 {
 
 fn console_client_settings(dir: &Path, hub: &StandIn, pki: &Pki) -> Settings {
     let mut s = cert_settings(dir, hub, pki);
-    s.console = Some(vec!["/bin/sh".into(), "-l".into()]);
+    s.console = Some(ConsoleSettings {
+        command: vec!["/bin/sh".into(), "-l".into()],
+        idle_timeout: Duration::from_secs(3600),
+    });
     s
 }
 
@@ -710,6 +714,28 @@ async fn a_shell_that_exits_is_reaped_and_reported_and_the_next_input_starts_ano
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
         let second = shell_pid(&mut hub).await;
         assert_ne!(second, pid);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_shell_is_hung_up_and_reaped() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let mut s = console_client_settings(dir.path(), &hub, &pki);
+    // Long enough for the shell to print its pid first (an idle timer is timing by nature).
+    s.console.as_mut().unwrap().idle_timeout = Duration::from_secs(3);
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        hub.frame_on("console", "phx_join").await;
+        console_dn(&hub, "echo pid-$$-ok\n");
+        let text = hub.console_until("after inactivity").await;
+        let pid = printed_pid(&text).unwrap();
+        // Reaped before the notice was sent.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
     })
     .await;
 }
