@@ -386,6 +386,46 @@ mod tests {
         assert!(e.to_string().contains("height"), "{e}");
     }
 
+    async fn output_until(shell: &mut Shell, needle: &str) -> String {
+        let mut text = String::new();
+        while !text.contains(needle) {
+            match shell.next().await.unwrap() {
+                Event::Output(t) => text.push_str(&t),
+                Event::Exited(s) => panic!("the shell exited ({s}) before printing {needle:?}"),
+            }
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_shell_that_ignores_the_hangup_is_killed_and_reaped() {
+        let command = [
+            "/bin/sh",
+            "-c",
+            "trap '' HUP; echo ready-$((1+1)); sleep 1000",
+        ]
+        .map(String::from);
+        let mut shell = Shell::spawn(&command, 24, 80).unwrap();
+        let pid = shell.pid();
+        // Input beyond the bound is refused, not buffered.
+        assert!(shell.input(&vec![b' '; INPUT_LIMIT]));
+        assert!(!shell.input(b"x"));
+        tokio::time::timeout(Duration::from_secs(60), output_until(&mut shell, "ready-2"))
+            .await
+            .expect("the shell printed nothing for 60 s");
+        let status = shell.close().await.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_an_error() {
+        let e = Shell::spawn(&["/nonexistent/shell".to_owned()], 24, 80).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(Shell::spawn(&[], 24, 80).is_err());
+    }
+
     #[test]
     fn utf8_split_across_batches_is_kept_whole() {
         let mut d = Utf8Stream::default();
