@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use myelin_api::kv::Kv1Proxy;
 use myelin_api::update::{self as update_api, InstallSource, Update1Proxy};
 use tokio::sync::mpsc;
@@ -24,9 +25,37 @@ fn update_error(e: &zbus::Error) -> DeviceError {
     }
 }
 
-/// How often a device on trial re-reads whether it was validated. The wait is idle: no
-/// install is attempted meanwhile.
+/// How often a device on trial re-reads whether it was validated when it cannot follow
+/// myelin-update's `PropertiesChanged` signals (the subscription failed or the stream ended).
 const VALIDATION_POLL: Duration = Duration::from_secs(10);
+
+/// What one `PropertiesChanged` of `org.myelin.Update1` says about `Trial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialChange {
+    /// `Trial` now has this value.
+    Value(bool),
+    /// `Trial` changed but its value was not sent: read it.
+    Invalidated,
+    /// The signal is about other properties (or another interface).
+    Unrelated,
+}
+
+/// Interprets a `PropertiesChanged` signal's arguments.
+pub fn trial_change(
+    interface: &str,
+    changed: &HashMap<&str, zbus::Variant<'_>>,
+    invalidated: &[&str],
+) -> TrialChange {
+    if interface != update_api::INTERFACE {
+        return TrialChange::Unrelated;
+    }
+    match changed.get("Trial") {
+        Some(zbus::Variant::Bool(b)) => TrialChange::Value(*b),
+        Some(_) => TrialChange::Invalidated,
+        None if invalidated.contains(&"Trial") => TrialChange::Invalidated,
+        None => TrialChange::Unrelated,
+    }
+}
 
 /// [`Device`] through myelin-kv and myelin-update.
 pub struct BusDevice {
@@ -86,6 +115,56 @@ impl Device for BusDevice {
     }
 
     async fn wait_validated(&self) {
+        // Subscribe before the one read, so a validation between the two is not missed.
+        let inner = self.update.inner();
+        let signals = async {
+            let props = zbus::fdo::PropertiesProxy::builder(inner.connection())
+                .destination(inner.destination().to_owned())
+                .path(inner.path().to_owned())
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await?;
+            props.receive_properties_changed().await
+        };
+        let mut signals = match signals.await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!(
+                    "cannot follow the updater's property changes ({}); polling",
+                    update_api::describe(&e)
+                );
+                None
+            }
+        };
+        if self.validated().await {
+            return;
+        }
+        while let Some(stream) = &mut signals {
+            let Some(signal) = stream.next().await else {
+                log::warn!("the updater's property changes stopped; polling");
+                break;
+            };
+            let change = match signal.args() {
+                Ok(a) => trial_change(
+                    a.interface_name().as_str(),
+                    a.changed_properties(),
+                    a.invalidated_properties(),
+                ),
+                Err(e) => {
+                    log::debug!("PropertiesChanged: {e}");
+                    TrialChange::Invalidated
+                }
+            };
+            match change {
+                TrialChange::Value(false) => return,
+                TrialChange::Value(true) | TrialChange::Unrelated => {}
+                TrialChange::Invalidated => {
+                    if self.validated().await {
+                        return;
+                    }
+                }
+            }
+        }
         while !self.validated().await {
             tokio::time::sleep(VALIDATION_POLL).await;
         }
@@ -137,5 +216,32 @@ impl Installer for BusInstaller {
                 reason: other.to_string(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_changes() {
+        let changed = HashMap::from([("Trial", zbus::Variant::Bool(false))]);
+        assert_eq!(
+            trial_change(update_api::INTERFACE, &changed, &[]),
+            TrialChange::Value(false)
+        );
+        assert_eq!(
+            trial_change("org.myelin.KV1", &changed, &[]),
+            TrialChange::Unrelated
+        );
+        let other = HashMap::from([("Progress", zbus::Variant::U32(5))]);
+        assert_eq!(
+            trial_change(update_api::INTERFACE, &other, &[]),
+            TrialChange::Unrelated
+        );
+        assert_eq!(
+            trial_change(update_api::INTERFACE, &HashMap::new(), &["Trial"]),
+            TrialChange::Invalidated
+        );
     }
 }

@@ -7,7 +7,13 @@
 //! A `phx_error` or `phx_close` on the device topic (the channel process crashed or was shut
 //! down) ends the connection too: the caller reconnects with backoff, which rejoins.
 //!
+//! Other topics on the same socket (`console`, `extensions`) are joined with [`Channel::join`];
+//! their replies, closes and pushes come out as [`Output::TopicJoined`], [`Output::TopicClosed`]
+//! and [`Output::TopicEvent`] for the caller to interpret. Their end does not end the connection.
+//!
 //! Times are milliseconds of a monotonic clock the caller reads; nothing here sleeps or does I/O.
+
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
@@ -39,6 +45,36 @@ pub enum Output {
     Event(ServerEvent),
     /// A known event with a bad payload: log it, carry on.
     Ignored(BadMessage),
+    /// Another topic's join succeeded, with the server's response.
+    TopicJoined {
+        /// The topic.
+        topic: String,
+        /// The join's response.
+        response: Value,
+    },
+    /// Another topic ended: the server closed it, its process crashed, or it refused the join.
+    TopicClosed {
+        /// The topic.
+        topic: String,
+        /// Why (the event, or the refusal's response).
+        reason: String,
+    },
+    /// A push on another joined topic.
+    TopicEvent {
+        /// The topic.
+        topic: String,
+        /// The event.
+        event: String,
+        /// Its payload.
+        payload: Value,
+    },
+}
+
+/// A topic other than `device` joined on the socket.
+#[derive(Debug)]
+struct Topic {
+    join_ref: String,
+    joined: bool,
 }
 
 /// Why the connection must be closed (and reopened after a backoff delay).
@@ -67,6 +103,7 @@ pub struct Channel {
     heartbeat_interval: u64,
     last_heartbeat: u64,
     pending_heartbeat: Option<String>,
+    topics: HashMap<String, Topic>,
 }
 
 impl Channel {
@@ -79,6 +116,7 @@ impl Channel {
             heartbeat_interval: heartbeat_interval_ms.max(1),
             last_heartbeat: now,
             pending_heartbeat: None,
+            topics: HashMap::new(),
         };
         let r = c.take_ref();
         c.join_ref = r.clone();
@@ -116,6 +154,36 @@ impl Channel {
             event,
             payload,
         ))
+    }
+
+    /// Joins another topic (again, if it was joined before): the frame to send.
+    pub fn join(&mut self, topic: &str, payload: Value) -> Frame {
+        let r = self.take_ref();
+        self.topics.insert(
+            topic.to_owned(),
+            Topic {
+                join_ref: r.clone(),
+                joined: false,
+            },
+        );
+        Frame::new(Some(r.clone()), Some(r), topic, "phx_join", payload)
+    }
+
+    /// Whether another topic is joined.
+    pub fn joined(&self, topic: &str) -> bool {
+        self.topics.get(topic).is_some_and(|t| t.joined)
+    }
+
+    /// A push on another joined topic; `None` if it is not joined.
+    pub fn push_to(&mut self, topic: &str, event: &str, payload: Value) -> Option<Frame> {
+        let join_ref = self
+            .topics
+            .get(topic)
+            .filter(|t| t.joined)?
+            .join_ref
+            .clone();
+        let r = self.take_ref();
+        Some(Frame::new(Some(join_ref), Some(r), topic, event, payload))
     }
 
     /// When [`Channel::tick`] has something to do next.
@@ -181,6 +249,11 @@ impl Channel {
                 Ok(e) => out.push(Output::Event(e)),
                 Err(bad) => out.push(Output::Ignored(bad)),
             },
+            (topic, _) if self.topics.contains_key(topic) => {
+                if let Some(o) = self.topic_frame(&frame) {
+                    out.push(o);
+                }
+            }
             (topic, event) => {
                 out.push(Output::Event(ServerEvent::Unknown(format!(
                     "{topic}/{event}"
@@ -188,6 +261,58 @@ impl Channel {
             }
         }
         Ok(out)
+    }
+}
+
+impl Channel {
+    /// A frame on another topic this connection joined.
+    fn topic_frame(&mut self, frame: &Frame) -> Option<Output> {
+        let topic = frame.topic.clone();
+        let t = self.topics.get_mut(&topic)?;
+        // Frames of an earlier join of this topic are stale.
+        if frame.join_ref.is_some() && frame.join_ref.as_deref() != Some(t.join_ref.as_str()) {
+            return None;
+        }
+        match frame.event.as_str() {
+            "phx_reply" => {
+                let is_join = frame.msg_ref.as_deref() == Some(t.join_ref.as_str());
+                if !is_join || t.joined {
+                    return None;
+                }
+                match frame.reply() {
+                    Some(("ok", response)) => {
+                        t.joined = true;
+                        Some(Output::TopicJoined {
+                            topic,
+                            response: response.clone(),
+                        })
+                    }
+                    other => {
+                        self.topics.remove(&topic);
+                        Some(Output::TopicClosed {
+                            topic,
+                            reason: format!(
+                                "join refused: {}",
+                                other.map_or_else(|| "no status".into(), |(_, r)| r.to_string())
+                            ),
+                        })
+                    }
+                }
+            }
+            "phx_close" | "phx_error" => {
+                self.topics.remove(&topic);
+                Some(Output::TopicClosed {
+                    topic,
+                    reason: frame.event.clone(),
+                })
+            }
+            _ if t.joined => Some(Output::TopicEvent {
+                topic,
+                event: frame.event.clone(),
+                payload: frame.payload.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -275,6 +400,63 @@ mod tests {
                 "brand_new_thing".into()
             ))]
         );
+    }
+
+    #[test]
+    fn other_topics_join_push_and_close_without_ending_the_connection() {
+        let mut c = joined();
+        let j = c.join("console", json!({"console_version": "2.0.0"}));
+        assert_eq!(
+            j.encode(),
+            r#"["2","2","console","phx_join",{"console_version":"2.0.0"}]"#
+        );
+        assert_eq!(c.push_to("console", "up", json!({})), None);
+        // A push before the join's reply is not delivered.
+        assert_eq!(
+            c.receive(r#"["2",null,"console","dn",{}]"#).unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            c.receive(r#"["2","2","console","phx_reply",{"status":"ok","response":{}}]"#)
+                .unwrap(),
+            vec![Output::TopicJoined {
+                topic: "console".into(),
+                response: json!({})
+            }]
+        );
+        assert!(c.joined("console"));
+        let up = c.push_to("console", "up", json!({"data": "x"})).unwrap();
+        assert_eq!(up.encode(), r#"["2","3","console","up",{"data":"x"}]"#);
+        assert_eq!(
+            c.receive(r#"["2",null,"console","dn",{"data":"ls"}]"#)
+                .unwrap(),
+            vec![Output::TopicEvent {
+                topic: "console".into(),
+                event: "dn".into(),
+                payload: json!({"data": "ls"})
+            }]
+        );
+        // A stale join's frames are dropped.
+        assert_eq!(
+            c.receive(r#"["1",null,"console","dn",{}]"#).unwrap(),
+            vec![]
+        );
+        assert_eq!(
+            c.receive(r#"["2","2","console","phx_close",{}]"#).unwrap(),
+            vec![Output::TopicClosed {
+                topic: "console".into(),
+                reason: "phx_close".into()
+            }]
+        );
+        assert!(!c.joined("console"));
+        assert_eq!(c.state(), State::Joined);
+        // A refused join.
+        c.join("extensions", json!({}));
+        assert!(matches!(
+            &c.receive(r#"["4","4","extensions","phx_reply",{"status":"error","response":{"reason":"no"}}]"#)
+                .unwrap()[..],
+            [Output::TopicClosed { topic, reason }] if topic == "extensions" && reason.contains("no")
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 use crate::backoff::{OsRandom, Policy};
 use crate::bus::{BusDevice, BusInstaller};
-use crate::client::{Client, Settings, SystemClock};
+use crate::client::{Client, ConsoleSettings, HealthSettings, Settings, SystemClock};
 use crate::config::{self, Config};
 use crate::tls;
 
@@ -138,7 +138,19 @@ fn daemon(config_path: &Path, address: Option<String>, status_file: PathBuf) -> 
             backoff: Policy::default(),
             reboot_after_update: config.reboot_after_update,
             status_path: Some(status_file),
+            console: config.console.enabled.then(|| ConsoleSettings {
+                command: config.console.command.clone(),
+                idle_timeout: config.console.idle_timeout,
+            }),
+            health: config.health.enabled.then(|| HealthSettings {
+                interval: config.health.interval,
+                disk: config.health.disk.clone(),
+                root: "/".into(),
+            }),
         };
+        if settings.console.is_some() {
+            log::warn!("the remote console is enabled: NervesHub operators get a root shell");
+        }
         log::info!("NervesHub client for {}", settings.url);
         let installer = BusInstaller::new(device.update_proxy());
         let client = Client::new(

@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::auth::SharedSecret;
 use crate::backoff::{Backoff, Policy, Random};
 use crate::channel::{Channel, Close, Output, State};
+use crate::console::{self, CONSOLE_TOPIC, Shell};
+use crate::health::{self, EXTENSIONS_TOPIC};
 use crate::message::{self, ServerEvent, Stage, Status, UpdateInfo};
 use crate::meta::{self, RuntimeState};
 
@@ -107,6 +109,59 @@ pub struct Settings {
     pub reboot_after_update: bool,
     /// Where to write the status for `myelinctl hub status`.
     pub status_path: Option<PathBuf>,
+    /// The remote console; `None`: no console.
+    pub console: Option<ConsoleSettings>,
+    /// Health reports; `None`: no health extension.
+    pub health: Option<HealthSettings>,
+}
+
+/// The remote console's shell.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// A shell without input or output this long is hung up.
+    pub idle_timeout: Duration,
+}
+
+/// How health reports are made.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// Between reports once the server attached the extension.
+    pub interval: Duration,
+    /// A path on the file system whose usage is reported.
+    pub disk: PathBuf,
+    /// Where `/proc` and `/sys` are (`/`).
+    pub root: PathBuf,
+}
+
+/// One connection's console and extensions.
+struct Session {
+    shell: Option<Shell>,
+    /// The operator's terminal size (rows, columns).
+    size: (u16, u16),
+    /// When the shell is hung up for want of use.
+    console_idle: Option<tokio::time::Instant>,
+    /// When the next health report is due, once the extension is attached.
+    next_health: Option<tokio::time::Instant>,
+}
+
+impl Default for Session {
+    fn default() -> Session {
+        Session {
+            shell: None,
+            size: (24, 80),
+            console_idle: None,
+            next_health: None,
+        }
+    }
+}
+
+async fn next_shell_event(shell: &mut Option<Shell>) -> std::io::Result<console::Event> {
+    match shell {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -116,6 +171,8 @@ impl std::fmt::Debug for Settings {
             .field("shared_secret", &self.shared_secret)
             .field("heartbeat", &self.heartbeat)
             .field("backoff", &self.backoff)
+            .field("console", &self.console)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -329,7 +386,28 @@ impl<D: Device, I: Installer> Client<D, I> {
 
     async fn session(
         &self,
+        socket: Socket,
+        backoff: &mut Backoff,
+        updates: &mpsc::UnboundedSender<UpdateInfo>,
+        reports: &mut mpsc::UnboundedReceiver<Report>,
+    ) -> Result<(), ConnectionError> {
+        let mut session = Session::default();
+        let result = self
+            .session_loop(socket, &mut session, backoff, updates, reports)
+            .await;
+        // The console lives and dies with its connection.
+        if let Some(shell) = session.shell.take() {
+            let pid = shell.pid();
+            let status = shell.close().await;
+            log::info!("console: shell {pid} ended with the connection ({status:?})");
+        }
+        result
+    }
+
+    async fn session_loop(
+        &self,
         mut socket: Socket,
+        session: &mut Session,
         backoff: &mut Backoff,
         updates: &mpsc::UnboundedSender<UpdateInfo>,
         reports: &mut mpsc::UnboundedReceiver<Report>,
@@ -340,9 +418,16 @@ impl<D: Device, I: Installer> Client<D, I> {
         let heartbeat_ms = self.settings.heartbeat.as_millis() as u64;
         let (mut channel, join) = Channel::open(payload, now_ms(), heartbeat_ms);
         send(&mut socket, join.encode()).await?;
+        if self.settings.console.is_some() {
+            // NervesHubLink joins the console alongside the device channel.
+            let join = channel.join(CONSOLE_TOPIC, console::join_payload());
+            send(&mut socket, join.encode()).await?;
+        }
         loop {
             let deadline = started + Duration::from_millis(channel.next_deadline());
             let joined = channel.state() == State::Joined;
+            let health_due = session.next_health;
+            let console_idle = session.console_idle;
             tokio::select! {
                 incoming = socket.next() => {
                     let text = match incoming {
@@ -376,8 +461,46 @@ impl<D: Device, I: Installer> Client<D, I> {
                             Output::Event(event) => {
                                 self.dispatch(event, &mut channel, &mut socket, updates).await?;
                             }
+                            Output::TopicJoined { topic, response } => {
+                                self.topic_joined(&topic, &response, session, &mut channel, &mut socket)
+                                    .await?;
+                            }
+                            Output::TopicClosed { topic, reason } => {
+                                log::info!("the server ended the {topic} channel: {reason}");
+                                if topic == EXTENSIONS_TOPIC {
+                                    session.next_health = None;
+                                }
+                                if topic == CONSOLE_TOPIC
+                                    && let Some(shell) = session.shell.take()
+                                {
+                                    let pid = shell.pid();
+                                    let status = shell.close().await;
+                                    log::info!("console: shell {pid} ended ({status:?})");
+                                }
+                            }
+                            Output::TopicEvent { topic, event, payload } => {
+                                self.topic_event(&topic, &event, &payload, session, &mut channel, &mut socket)
+                                    .await?;
+                            }
                         }
                     }
+                }
+                event = next_shell_event(&mut session.shell) => {
+                    self.shell_event(event, session, &mut channel, &mut socket).await?;
+                }
+                _ = sleep_until_some(console_idle) => {
+                    session.console_idle = None;
+                    if let Some(shell) = session.shell.take() {
+                        let pid = shell.pid();
+                        shell.close().await;
+                        log::info!("console: shell {pid} hung up after inactivity");
+                        let text = "\r\n*** session closed after inactivity; \
+                                    press a key for a new one ***\r\n";
+                        self.console_up(text, &mut channel, &mut socket).await?;
+                    }
+                }
+                _ = sleep_until_some(health_due) => {
+                    self.health_report(session, &mut channel, &mut socket).await?;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     match channel.tick(now_ms()) {
@@ -429,9 +552,251 @@ impl<D: Device, I: Installer> Client<D, I> {
             ServerEvent::PublicKeys { kind, count } => {
                 log::info!("{kind}: {count} key(s) offered; myelin-update uses the device's own");
             }
+            ServerEvent::ExtensionsGet => {
+                // Offer the extensions this device has; the join's response says which the
+                // server wants.
+                let offer = match self.settings.health {
+                    Some(_) => json!({ health::EXTENSION: health::VERSION }),
+                    None => json!({}),
+                };
+                let join = channel.join(EXTENSIONS_TOPIC, offer);
+                send(socket, join.encode()).await?;
+            }
             ServerEvent::Unknown(event) => log::info!("ignoring NervesHub message `{event}`"),
         }
         Ok(())
+    }
+
+    async fn topic_joined(
+        &self,
+        topic: &str,
+        response: &Value,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        log::info!("joined the {topic} channel");
+        if topic == EXTENSIONS_TOPIC && health::names_health(response) {
+            self.attach_health(true, session, channel, socket).await?;
+        }
+        Ok(())
+    }
+
+    async fn attach_health(
+        &self,
+        attach: bool,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        let Some(settings) = &self.settings.health else {
+            return Ok(());
+        };
+        let event = if attach {
+            session.next_health = Some(tokio::time::Instant::now() + settings.interval);
+            "health:attached"
+        } else {
+            session.next_health = None;
+            "health:detached"
+        };
+        if let Some(f) = channel.push_to(EXTENSIONS_TOPIC, event, json!({})) {
+            send(socket, f.encode()).await?;
+        }
+        Ok(())
+    }
+
+    async fn health_report(
+        &self,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        let Some(settings) = &self.settings.health else {
+            return Ok(());
+        };
+        session.next_health = Some(tokio::time::Instant::now() + settings.interval);
+        let source = health::System {
+            root: settings.root.clone(),
+        };
+        let report = health::report(&source, &settings.disk);
+        if let Some(f) = channel.push_to(EXTENSIONS_TOPIC, "health:report", report) {
+            send(socket, f.encode()).await?;
+        }
+        Ok(())
+    }
+
+    async fn topic_event(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: &Value,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        match topic {
+            CONSOLE_TOPIC => match console::parse(event, payload) {
+                Ok(Some(input)) => self.console_input(input, session, channel, socket).await,
+                Ok(None) => {
+                    log::info!("console: ignoring `{event}`");
+                    Ok(())
+                }
+                Err(bad) => {
+                    log::warn!("ignored: {bad}");
+                    Ok(())
+                }
+            },
+            EXTENSIONS_TOPIC => match event {
+                "health:check" if session.next_health.is_some() => {
+                    self.health_report(session, channel, socket).await
+                }
+                "attach" | "detach" if health::names_health(&payload["extensions"]) => {
+                    self.attach_health(event == "attach", session, channel, socket)
+                        .await
+                }
+                _ => {
+                    log::info!("extensions: ignoring `{event}`");
+                    Ok(())
+                }
+            },
+            _ => {
+                log::info!("ignoring NervesHub message `{topic}/{event}`");
+                Ok(())
+            }
+        }
+    }
+
+    async fn console_up(
+        &self,
+        text: &str,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        if let Some(f) = channel.push_to(CONSOLE_TOPIC, "up", console::output(text)) {
+            send(socket, f.encode()).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_shell(
+        &self,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        let Some(console) = &self.settings.console else {
+            return Ok(());
+        };
+        let command = &console.command;
+        let (rows, cols) = session.size;
+        match Shell::spawn(command, rows, cols) {
+            Ok(shell) => {
+                log::info!(
+                    "console: shell {} started for a NervesHub operator",
+                    shell.pid()
+                );
+                session.shell = Some(shell);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("console: cannot start {command:?}: {e}");
+                let text = format!("\r\n*** cannot start the shell: {e} ***\r\n");
+                self.console_up(&text, channel, socket).await
+            }
+        }
+    }
+
+    async fn console_input(
+        &self,
+        input: console::Input,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        let result = self.console_command(input, session, channel, socket).await;
+        self.console_used(session);
+        result
+    }
+
+    /// The console was used: the idle timer starts again.
+    fn console_used(&self, session: &mut Session) {
+        session.console_idle = match (&self.settings.console, &session.shell) {
+            (Some(c), Some(_)) => Some(tokio::time::Instant::now() + c.idle_timeout),
+            _ => None,
+        };
+    }
+
+    async fn console_command(
+        &self,
+        input: console::Input,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        match input {
+            console::Input::WindowSize { rows, cols } => {
+                session.size = (rows, cols);
+                match &session.shell {
+                    Some(shell) => {
+                        if let Err(e) = shell.resize(rows, cols) {
+                            log::warn!("console: cannot resize the terminal: {e}");
+                        }
+                    }
+                    None => self.start_shell(session, channel, socket).await?,
+                }
+            }
+            console::Input::Data(data) => {
+                if session.shell.is_none() {
+                    self.start_shell(session, channel, socket).await?;
+                }
+                if let Some(shell) = &mut session.shell
+                    && !shell.input(data.as_bytes())
+                {
+                    log::warn!("console: the shell is not reading its input; keystrokes dropped");
+                }
+            }
+            console::Input::Restart => {
+                if let Some(shell) = session.shell.take() {
+                    shell.close().await;
+                }
+                self.console_up("\r\n*** restarting the shell ***\r\n", channel, socket)
+                    .await?;
+                self.start_shell(session, channel, socket).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn shell_event(
+        &self,
+        event: std::io::Result<console::Event>,
+        session: &mut Session,
+        channel: &mut Channel,
+        socket: &mut Socket,
+    ) -> Result<(), ConnectionError> {
+        match event {
+            Ok(console::Event::Output(text)) => {
+                self.console_used(session);
+                self.console_up(&text, channel, socket).await
+            }
+            Ok(console::Event::Exited(status)) => {
+                // Reaped already; closing drops the PTY.
+                if let Some(shell) = session.shell.take() {
+                    shell.close().await;
+                }
+                log::info!("console: the shell exited ({status})");
+                let text = format!("\r\n*** shell exited ({status}) ***\r\n");
+                self.console_up(&text, channel, socket).await
+            }
+            Err(e) => {
+                log::error!("console: {e}");
+                if let Some(shell) = session.shell.take() {
+                    shell.close().await;
+                }
+                let text = format!("\r\n*** console error: {e} ***\r\n");
+                self.console_up(&text, channel, socket).await
+            }
+        }
     }
 
     async fn install_worker(
@@ -571,6 +936,13 @@ impl<D: Device, I: Installer> Client<D, I> {
                 self.set_status(|s| s.last_update = Some(format!("failed: {why}")));
             }
         }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

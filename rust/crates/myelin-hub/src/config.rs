@@ -11,6 +11,20 @@
 //! # Reboot into an installed update at once (NervesHubLink's default).
 //! reboot_after_update = true
 //!
+//! # The remote console gives a NervesHub operator a root shell on the device (in a PTY).
+//! # The server authenticates the operator; off unless enabled here.
+//! [console]
+//! enabled = false
+//! command = ["/bin/sh", "-l"]
+//! idle_timeout = "5m"             # a shell nobody used this long is hung up
+//!
+//! # Health reports (uptime, load, memory, disk of /data, CPU temperature), sent when the
+//! # server asks and every `interval` once it attached the health extension.
+//! [health]
+//! enabled = true
+//! interval = "60m"
+//! disk = "/data"
+//!
 //! [auth]
 //! kind = "certificate"             # mTLS: /socket/websocket
 //! certificate = "/data/myelin/hub/device.pem"
@@ -116,8 +130,82 @@ pub struct Config {
     /// Reboot when an update is installed.
     #[serde(default = "default_true")]
     pub reboot_after_update: bool,
+    /// The remote console.
+    #[serde(default)]
+    pub console: Console,
+    /// Health reports.
+    #[serde(default)]
+    pub health: Health,
     /// Authentication.
     pub auth: Auth,
+}
+
+/// `[console]`: the remote console.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// Whether the device offers a console (off by default: it is a root shell).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The program and arguments run in the PTY.
+    #[serde(default = "default_console_command")]
+    pub command: Vec<String>,
+    /// A shell without input or output this long is hung up (the server does not say when
+    /// the operator's browser went away).
+    #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Console {
+    fn default() -> Console {
+        Console {
+            enabled: false,
+            command: default_console_command(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+fn default_idle_timeout() -> Duration {
+    // NervesHubLink's remote_iex_timeout.
+    Duration::from_secs(300)
+}
+
+fn default_console_command() -> Vec<String> {
+    vec!["/bin/sh".into(), "-l".into()]
+}
+
+/// `[health]`: health reports.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Whether the device offers the health extension.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often to report once attached (besides when the server asks).
+    #[serde(default = "default_health_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// A path on the file system whose usage is reported.
+    #[serde(default = "default_health_disk")]
+    pub disk: PathBuf,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            enabled: true,
+            interval: default_health_interval(),
+            disk: default_health_disk(),
+        }
+    }
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_health_disk() -> PathBuf {
+    PathBuf::from("/data")
 }
 
 fn default_ca() -> PathBuf {
@@ -165,6 +253,12 @@ impl Config {
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        if self.console.enabled && self.console.command.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "field console.command: must name a program".into(),
+            });
+        }
         if !self.url.starts_with("wss://") {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -290,6 +384,26 @@ key = "/data/k.pem"
         assert_eq!(c.heartbeat, Duration::from_secs(30));
         assert!(c.reboot_after_update);
         assert_eq!(c.socket_url(), "wss://hub.example:4001/socket/websocket");
+        assert!(!c.console.enabled, "the console is off unless enabled");
+        assert_eq!(c.console.command, ["/bin/sh", "-l"]);
+        assert_eq!(c.console.idle_timeout, Duration::from_secs(300));
+        assert!(c.health.enabled);
+        assert_eq!(c.health.interval, Duration::from_secs(3600));
+        assert_eq!(c.health.disk, Path::new("/data"));
+        let c = Config::parse(
+            &format!("{CERT}[console]\nenabled = true\n[health]\ninterval = \"5m\"\n"),
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert!(c.console.enabled);
+        assert_eq!(c.health.interval, Duration::from_secs(300));
+        let e = Config::parse(
+            &format!("{CERT}[console]\nenabled = true\ncommand = []\n"),
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("console.command"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! fleet and a Myelin fleet share one server: a WebSocket to `/socket/websocket` (device
 //! certificate, mTLS) or `/device-socket/websocket` (shared secret, signed `x-nh-*` headers)
 //! carrying Phoenix Channels v2 frames; the `device` topic joined with the running firmware's
-//! metadata; heartbeats; updates installed through `org.myelin.Update1` with progress reported.
+//! metadata; heartbeats; updates installed through `org.myelin.Update1` with progress reported;
+//! the remote console (a shell in a PTY, [`console`]) and health reports ([`health`]).
 //!
 //! The protocol is pure and tested on its own ([`frame`], [`channel`], [`message`], [`auth`],
 //! [`meta`], [`backoff`]); [`client`] runs it over a socket, with the device's side effects
@@ -17,7 +18,9 @@ pub mod channel;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod frame;
+pub mod health;
 pub mod message;
 pub mod meta;
 pub mod tls;

@@ -7,7 +7,9 @@
 //! - `reboot`: the device answers `rebooting` and reboots;
 //! - `identify`: the device makes itself seen (an LED);
 //! - `fwup_public_keys`, `archive_public_keys`: `{"keys": [...]}`;
-//! - anything else (`archive`, `scripts/run`, `extensions:get`, newer events): logged, ignored.
+//! - `extensions:get`: the device joins the `extensions` topic with the extensions it has
+//!   ([`crate::health`]);
+//! - anything else (`archive`, `scripts/run`, newer events): logged, ignored.
 //!
 //! Device to server: `fwup_progress` `{"stage": "downloading"|"updating", "value": percent}`,
 //! `status_update` `{"status": "received"|"started"|"completed"|"ignored"|"rescheduled"|
@@ -59,6 +61,8 @@ pub enum ServerEvent {
         /// How many keys it sent.
         count: usize,
     },
+    /// The server asks which extensions the device has.
+    ExtensionsGet,
     /// An event this client does not handle.
     Unknown(String),
 }
@@ -92,6 +96,7 @@ pub fn parse(event: &str, payload: &Value) -> Result<ServerEvent, BadMessage> {
         }
         "reboot" => Ok(ServerEvent::Reboot),
         "identify" => Ok(ServerEvent::Identify),
+        "extensions:get" => Ok(ServerEvent::ExtensionsGet),
         "fwup_public_keys" | "archive_public_keys" => Ok(ServerEvent::PublicKeys {
             kind: event.to_owned(),
             count: payload

@@ -1,6 +1,7 @@
 //! The real client against the NervesHub stand-in, over TLS on loopback: auth (device
 //! certificate, shared secret, clock skew), join, heartbeat, updates with progress, malformed
-//! frames, reconnects. Tests wait for events; none measures time.
+//! frames, reconnects; the remote console (a real shell in a PTY) and health reports. Tests
+//! wait for events; none measures time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use myelin_hub::backoff::{OsRandom, Policy};
-use myelin_hub::client::{Client, Clock, Device, DeviceError, Installer, Settings, SystemClock};
+use myelin_hub::client::{
+    Client, Clock, ConsoleSettings, Device, DeviceError, HealthSettings, Installer, Settings,
+    SystemClock,
+};
 use myelin_hub::config::{Auth, Config};
 use serde_json::json;
 use support::{Command, Event, Options, Pki, StandIn};
@@ -126,6 +130,8 @@ fn settings(dir: &Path, hub: &StandIn, pki: &Pki, auth: Auth) -> Settings {
         heartbeat: Duration::from_secs(30),
         identify_command: vec![],
         reboot_after_update: true,
+        console: Default::default(),
+        health: Default::default(),
         auth,
     };
     Settings {
@@ -140,6 +146,8 @@ fn settings(dir: &Path, hub: &StandIn, pki: &Pki, auth: Auth) -> Settings {
         },
         reboot_after_update: true,
         status_path: None,
+        console: None,
+        health: None,
     }
 }
 
@@ -576,6 +584,256 @@ async fn an_install_survives_a_dropped_connection_and_reports_after_rejoin() {
                 assert_eq!(conn, second);
                 break;
             }
+        }
+    })
+    .await;
+}
+
+/// Pushes keystrokes to the console.
+fn console_dn(hub: &StandIn, data: &str) {
+    hub.send(Command::PushTo(
+        "console".into(),
+        "dn".into(),
+        json!({ "data": data }),
+    ));
+}
+
+/// The shell's pid from the console text, once `echo pid-$$-ok` printed it (the echoed
+/// command line has `$$`, not digits).
+fn printed_pid(text: &str) -> Option<u32> {
+    text.match_indices("pid-").find_map(|(i, _)| {
+        let rest = &text[i + 4..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = &rest[digits.len()..];
+        if after.starts_with("-ok") {
+            digits.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+async fn shell_pid(hub: &mut StandIn) -> u32 {
+    console_dn(hub, "echo pid-$$-ok\n");
+    let mut text = String::new();
+    loop {
+        if let Some(pid) = printed_pid(&text) {
+            return pid;
+        }
+        let f = hub.frame_on("console", "up").await;
+        text.push_str(f.payload["data"].as_str().unwrap_or_default());
+    }
+}
+
+fn console_client_settings(dir: &Path, hub: &StandIn, pki: &Pki) -> Settings {
+    let mut s = cert_settings(dir, hub, pki);
+    s.console = Some(ConsoleSettings {
+        command: vec!["/bin/sh".into(), "-l".into()],
+        idle_timeout: Duration::from_secs(3600),
+    });
+    s
+}
+
+#[tokio::test]
+async fn the_console_runs_a_shell_in_a_pty_and_the_server_closing_it_reaps_the_shell() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(
+        console_client_settings(dir.path(), &hub, &pki),
+        &dev,
+        &inst,
+        Box::new(OsRandom),
+        Box::new(SystemClock),
+    );
+    with_client(&client, async {
+        let join = hub.frame_on("console", "phx_join").await;
+        assert_eq!(join.payload["console_version"], "2.0.0");
+        assert_eq!(join.payload["device_api_version"], "2.3.0");
+
+        console_dn(&hub, "echo hello-$((6*7))\n");
+        hub.console_until("hello-42").await;
+
+        hub.send(Command::PushTo(
+            "console".into(),
+            "window_size".into(),
+            json!({"height": 33, "width": 101}),
+        ));
+        console_dn(&hub, "stty size\n");
+        hub.console_until("33 101").await;
+
+        // Bulk output comes in batches, not a frame per byte.
+        console_dn(
+            &hub,
+            "head -c 20000 /dev/zero | tr '\\0' x; echo; echo END-$((1+1))\n",
+        );
+        let mut frames = 0;
+        let mut text = String::new();
+        while !text.contains("END-2") {
+            let f = hub.frame_on("console", "up").await;
+            text.push_str(f.payload["data"].as_str().unwrap());
+            frames += 1;
+        }
+        assert!(text.matches('x').count() >= 20_000, "output lost");
+        assert!(frames < 200, "{frames} frames for 20 kB: not batched");
+
+        let pid = shell_pid(&mut hub).await;
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        hub.send(Command::CloseTopic("console".into()));
+        // A zombie keeps its /proc entry: the entry going away means the shell was reaped.
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_shell_that_exits_is_reaped_and_reported_and_the_next_input_starts_another() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(
+        console_client_settings(dir.path(), &hub, &pki),
+        &dev,
+        &inst,
+        Box::new(OsRandom),
+        Box::new(SystemClock),
+    );
+    with_client(&client, async {
+        hub.frame_on("console", "phx_join").await;
+        let pid = shell_pid(&mut hub).await;
+        console_dn(&hub, "exit 3\n");
+        let text = hub.console_until("shell exited").await;
+        assert!(text.contains("exit status: 3"), "{text:?}");
+        // Reaped before the notice was sent.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        let second = shell_pid(&mut hub).await;
+        assert_ne!(second, pid);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_shell_is_hung_up_and_reaped() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let mut s = console_client_settings(dir.path(), &hub, &pki);
+    // Long enough for the shell to print its pid first (an idle timer is timing by nature).
+    s.console.as_mut().unwrap().idle_timeout = Duration::from_secs(3);
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        hub.frame_on("console", "phx_join").await;
+        console_dn(&hub, "echo pid-$$-ok\n");
+        let text = hub.console_until("after inactivity").await;
+        let pid = printed_pid(&text).unwrap();
+        // Reaped before the notice was sent.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_console_settings_no_console_is_joined() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let client = Client::new(
+        cert_settings(dir.path(), &hub, &pki),
+        &dev,
+        &inst,
+        Box::new(OsRandom),
+        Box::new(SystemClock),
+    );
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        // The next device frame after the join is the first heartbeat (or a push): never a
+        // console join. A push from the server makes the device answer on `extensions`.
+        hub.send(Command::Push("extensions:get".into(), json!({})));
+        let f = hub
+            .wait_for(|e| match e {
+                Event::Frame { frame, .. } if frame.event == "phx_join" => Some(frame.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(f.topic, "extensions");
+        // No health settings: nothing offered.
+        assert_eq!(f.payload, json!({}));
+    })
+    .await;
+}
+
+fn health_settings(dir: &Path, interval: Duration) -> HealthSettings {
+    HealthSettings {
+        interval,
+        disk: dir.to_owned(),
+        root: "/".into(),
+    }
+}
+
+fn assert_plausible(report: &serde_json::Value) {
+    let v = &report["value"];
+    assert!(v["timestamp"].as_str().unwrap().ends_with('Z'), "{v}");
+    let m = &v["metrics"];
+    assert!(m["uptime_seconds"].as_u64().unwrap() > 0, "{m}");
+    assert!(m["load_1min"].as_f64().unwrap() >= 0.0, "{m}");
+    assert!(m["mem_size_mb"].as_f64().unwrap() > 0.0, "{m}");
+    let used = m["mem_used_percent"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&used), "{m}");
+    assert!(m["disk_total_kb"].as_u64().unwrap() > 0, "{m}");
+    assert!(m["disk_available_kb"].as_u64().unwrap() <= m["disk_total_kb"].as_u64().unwrap());
+    for (k, x) in m.as_object().unwrap() {
+        assert!(x.is_number(), "metric {k} is not a number: {x}");
+    }
+}
+
+#[tokio::test]
+async fn health_reports_from_the_real_proc_when_asked_and_on_the_interval() {
+    let pki = Pki::generate();
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, _calls) = device(true);
+    let (inst, _urls) = installer(vec![], Ok(()));
+    let mut s = cert_settings(dir.path(), &hub, &pki);
+    s.health = Some(health_settings(dir.path(), Duration::from_secs(3600)));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        hub.send(Command::Push("extensions:get".into(), json!({})));
+        let join = hub.frame_on("extensions", "phx_join").await;
+        assert_eq!(join.payload, json!({"health": "0.0.1"}));
+        hub.frame_on("extensions", "health:attached").await;
+        hub.send(Command::PushTo(
+            "extensions".into(),
+            "health:check".into(),
+            json!({}),
+        ));
+        let report = hub.frame_on("extensions", "health:report").await;
+        assert_plausible(&report.payload);
+    })
+    .await;
+
+    // With a short interval the device reports without being asked.
+    let mut hub = StandIn::start(&pki, Options::default()).await;
+    let mut s = cert_settings(dir.path(), &hub, &pki);
+    s.health = Some(health_settings(dir.path(), Duration::from_millis(10)));
+    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        hub.send(Command::Push("extensions:get".into(), json!({})));
+        hub.frame_on("extensions", "health:attached").await;
+        for _ in 0..2 {
+            let report = hub.frame_on("extensions", "health:report").await;
+            assert_plausible(&report.payload);
         }
     })
     .await;

@@ -7,9 +7,12 @@
 //!   `/device-socket/websocket` needs `x-nh-*` headers that verify against a known key with
 //!   the server's max age of 90 s ([`myelin_hub::auth::verify`], the server side of NH1), and
 //!   a refusal is HTTP 401 with the server's `Date`;
-//! - Phoenix v2 frames: `phx_join` on `device` and `heartbeat` on `phoenix` are answered with
-//!   `phx_reply` ok; other device events are recorded, not answered (the device channel's
-//!   `handle_in` returns `noreply`); the test pushes events or raw text to the latest socket.
+//! - Phoenix v2 frames: `phx_join` on any topic and `heartbeat` on `phoenix` are answered with
+//!   `phx_reply` ok (the `extensions` join's response lists every extension the device offered,
+//!   as a server attaching all of them does); other events are recorded, not answered (the
+//!   channels' `handle_in` returns `noreply`); the test pushes events (on any joined topic),
+//!   closes a topic (`phx_close`, as a channel process that stops) or sends raw text to the
+//!   latest socket.
 //!
 //! Everything the server sees is sent to the test as an [`Event`], so tests wait for events.
 
@@ -125,6 +128,10 @@ pub enum Event {
 pub enum Command {
     /// `[join_ref, null, "device", event, payload]`.
     Push(String, Value),
+    /// `[join_ref, null, topic, event, payload]`.
+    PushTo(String, String, Value),
+    /// `[join_ref, join_ref, topic, "phx_close", {}]`: the server ends that channel.
+    CloseTopic(String),
     /// Any text.
     Raw(String),
 }
@@ -272,6 +279,27 @@ impl StandIn {
         }
     }
 
+    /// Waits for a device frame on `topic` with this event.
+    pub async fn frame_on(&mut self, topic: &str, event: &str) -> Frame {
+        self.wait_for(|e| match e {
+            Event::Frame { frame, .. } if frame.topic == topic && frame.event == event => {
+                Some(frame.clone())
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Collects the console's `up` text until it contains `needle`; returns all of it.
+    pub async fn console_until(&mut self, needle: &str) -> String {
+        let mut text = String::new();
+        while !text.contains(needle) {
+            let f = self.frame_on("console", "up").await;
+            text.push_str(f.payload["data"].as_str().unwrap_or_default());
+        }
+        text
+    }
+
     /// Waits for a device frame with this event.
     pub async fn frame(&mut self, event: &str) -> (usize, Frame) {
         self.wait_for(|e| match e {
@@ -353,7 +381,7 @@ async fn serve(
         conn,
         identity: identity.unwrap_or_default(),
     });
-    let mut join_ref: Option<String> = None;
+    let mut joins: HashMap<String, Option<String>> = HashMap::new();
     loop {
         tokio::select! {
             msg = ws.next() => {
@@ -370,20 +398,29 @@ async fn serve(
                     }
                 };
                 let reply = match (frame.topic.as_str(), frame.event.as_str()) {
-                    ("device", "phx_join") => {
-                        join_ref = frame.join_ref.clone();
-                        true
+                    (topic, "phx_join") => {
+                        joins.insert(topic.to_owned(), frame.join_ref.clone());
+                        if topic == "extensions" {
+                            let offered: Vec<&String> = frame
+                                .payload
+                                .as_object()
+                                .map(|o| o.keys().collect())
+                                .unwrap_or_default();
+                            Some(json!(offered))
+                        } else {
+                            Some(json!({}))
+                        }
                     }
-                    ("phoenix", "heartbeat") => true,
-                    _ => false,
+                    ("phoenix", "heartbeat") => Some(json!({})),
+                    _ => None,
                 };
-                if reply {
+                if let Some(response) = reply {
                     let r = Frame::new(
                         frame.join_ref.clone(),
                         frame.msg_ref.clone(),
                         &frame.topic,
                         "phx_reply",
-                        json!({"status": "ok", "response": {}}),
+                        json!({"status": "ok", "response": response}),
                     );
                     let _ = ws.send(Message::text(r.encode())).await;
                 }
@@ -392,7 +429,17 @@ async fn serve(
             Some(command) = rx.recv() => {
                 let text = match command {
                     Command::Push(event, payload) => {
-                        Frame::new(join_ref.clone(), None, "device", &event, payload).encode()
+                        let join_ref = joins.get("device").cloned().flatten();
+                        Frame::new(join_ref, None, "device", &event, payload).encode()
+                    }
+                    Command::PushTo(topic, event, payload) => {
+                        let join_ref = joins.get(&topic).cloned().flatten();
+                        Frame::new(join_ref, None, &topic, &event, payload).encode()
+                    }
+                    Command::CloseTopic(topic) => {
+                        let join_ref = joins.remove(&topic).flatten();
+                        Frame::new(join_ref.clone(), join_ref, &topic, "phx_close", json!({}))
+                            .encode()
                     }
                     Command::Raw(text) => text,
                 };
