@@ -599,12 +599,12 @@ def squashfs_digest(path):
     return os.path.getsize(path), h.hexdigest()
 
 
-@scenario("power-cut", "8 power cuts during an update: every boot runs a complete firmware",
+@scenario("power-cut", "power cuts during an update: every boot runs a complete firmware",
           needs=["myelin-init", "myelin-kv", "myelin-fw"])
 def power_cut(run):
     """`myelin-fw apply -t upgrade` of a newer .fw runs on the device (the capability under
-    myelin-update) and QEMU is killed at 8 random moments while it writes, one in each eighth
-    of the time an uninterrupted upgrade takes (itself followed by a cut the moment it
+    myelin-update) and QEMU is killed at random moments while it writes (6 by default), one in
+    each sixth of the time an uninterrupted upgrade takes (itself followed by a cut the moment it
     finishes, which must keep the new firmware). Every possible cut point of the same upgrade
     is checked on the host by myelin-fw's tests/power_cut.rs (each sector of each write); this
     scenario proves the same on a real kernel's block layer and page cache, where each cut
@@ -616,7 +616,7 @@ def power_cut(run):
     intact.
 
     MYELIN_POWER_CUTS sets the number of cuts, MYELIN_POWER_CUT_SEED the random seed."""
-    cuts = int(os.environ.get("MYELIN_POWER_CUTS", "8"))
+    cuts = int(os.environ.get("MYELIN_POWER_CUTS", "6"))
     seed = int(os.environ.get("MYELIN_POWER_CUT_SEED", str(time.time_ns() % 1_000_000)))
     rng = random.Random(seed)
     new_version = "2.0.0"
