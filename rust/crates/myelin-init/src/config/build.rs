@@ -14,8 +14,8 @@ use super::init_section::InitConfig;
 use super::raw::{RawRoot, RawService, RawSupervisor};
 use super::start_order::find_start_cycle;
 use super::tree::{
-    LogLevel, NodeId, NodeKind, NodeSpec, Readiness, RestartType, ServiceSpec, SupervisorSpec,
-    Tree, valid_name,
+    LogLevel, NodeId, NodeKind, NodeSpec, Readiness, RestartType, ServiceSpec, StartMode,
+    SupervisorSpec, Tree, valid_name,
 };
 
 /// Where the parts of a service were written, for the environment check's messages.
@@ -71,6 +71,7 @@ pub(crate) fn build_tree(
             strategy: root.strategy,
             intensity: root.intensity,
             period: root.period,
+            start: StartMode::Sequential,
             children: Vec::new(),
         }),
     }];
@@ -143,6 +144,7 @@ fn supervisor_node(file: usize, s: RawSupervisor) -> Unlinked {
                 strategy: s.strategy,
                 intensity: s.intensity,
                 period: s.period,
+                start: s.start,
                 children: Vec::new(),
             }),
         },

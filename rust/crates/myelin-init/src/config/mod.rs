@@ -80,6 +80,9 @@
 //! strategy = "one_for_all"
 //! intensity = 3
 //! period = "5s"
+//! start = "sequential"           # each child waits for the previous one to be ready (OTP);
+//!                                # "parallel": for its `after` nodes only (the order still
+//!                                # says what rest_for_one restarts and how children stop)
 //! restart = "permanent"          # how its parent treats it
 //! after = ["myelin-kv"]
 //!
@@ -154,7 +157,7 @@ pub use log_section::LogConfig;
 pub use start_order::find_start_cycle;
 pub use tree::{
     IdOrName, LogLevel, NodeId, NodeKind, NodeSpec, Readiness, RestartType, ServiceSpec, Shutdown,
-    Strategy, SupervisorSpec, Tree, valid_name,
+    StartMode, Strategy, SupervisorSpec, Tree, valid_name,
 };
 pub use values::{INTENSITY_MAX, KMSG_BURST, KMSG_RATE_MAX, LINE_MAX, MAX_FILE_BYTES, RING_BYTES};
 pub use watchdog_section::WatchdogConfig;

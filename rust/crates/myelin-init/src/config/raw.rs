@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::boot_section::BootConfig;
 use super::init_section::InitConfig;
 use super::log_section::LogConfig;
-use super::tree::{IdOrName, LogLevel, RestartType, Shutdown, Strategy};
+use super::tree::{IdOrName, LogLevel, RestartType, Shutdown, StartMode, Strategy};
 use super::values::{de_abs_paths, de_duration, de_intensity, de_opt_duration};
 use super::watchdog_section::WatchdogConfig;
 
@@ -86,6 +86,8 @@ pub(crate) struct RawSupervisor {
     pub intensity: u32,
     #[serde(default = "default_period", deserialize_with = "de_duration")]
     pub period: Duration,
+    #[serde(default)]
+    pub start: StartMode,
     #[serde(default)]
     pub restart: RestartType,
     #[serde(default)]

@@ -1,13 +1,13 @@
 //! The start order as a graph: a set of nodes that wait on each other can never start.
 
-use super::tree::{NodeId, Tree};
+use super::tree::{NodeId, NodeKind, StartMode, Tree};
 
 /// Finds a set of nodes that can never start because they wait on each other.
 ///
 /// Vertices are "X is ready" (2X) and "X may start" (2X+1). Ready(X) needs start(X) and, for a
 /// supervisor, ready(child) for every child; start(X) needs ready(a) for each `after` a,
-/// ready(previous sibling) and start(parent). A cycle is a deadlock; the nodes on it are
-/// returned in order.
+/// ready(previous sibling) in a sequential supervisor, and start(parent). A cycle is a deadlock;
+/// the nodes on it are returned in order.
 pub fn find_start_cycle(tree: &Tree) -> Option<Vec<NodeId>> {
     let n = tree.nodes.len();
     let ready = |x: NodeId| 2 * x;
@@ -23,9 +23,13 @@ pub fn find_start_cycle(tree: &Tree) -> Option<Vec<NodeId>> {
         }
         if let Some(p) = tree.nodes[x].parent {
             edges[start(x)].push(start(p));
+            let sequential = matches!(
+                &tree.nodes[p].kind,
+                NodeKind::Supervisor(s) if s.start == StartMode::Sequential
+            );
             let sib = tree.children(p);
             if let Some(pos) = sib.iter().position(|&c| c == x) {
-                if pos > 0 {
+                if pos > 0 && sequential {
                     edges[start(x)].push(ready(sib[pos - 1]));
                 }
             }

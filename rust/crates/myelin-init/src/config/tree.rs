@@ -28,6 +28,18 @@ pub enum Strategy {
     RestForOne,
 }
 
+/// How a supervisor starts its children (first start and restarts alike).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartMode {
+    /// OTP's way: each child waits for the previous one to be ready (and for its `after`).
+    #[default]
+    Sequential,
+    /// Each child waits only for its `after` nodes: independent services start together. The
+    /// order still decides what `rest_for_one` restarts and the reverse order of stopping.
+    Parallel,
+}
+
 impl Strategy {
     /// The name the configuration uses.
     pub fn name(self) -> &'static str {
@@ -214,6 +226,8 @@ pub struct SupervisorSpec {
     pub intensity: u32,
     /// Window of the intensity count (on the supervisor's clock, see [`crate::supervisor`]).
     pub period: Duration,
+    /// Whether a child waits for its previous sibling.
+    pub start: StartMode,
     /// Children in start order.
     pub children: Vec<NodeId>,
 }

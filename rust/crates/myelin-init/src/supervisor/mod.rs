@@ -7,7 +7,9 @@
 //!
 //! The rules:
 //! * A supervisor starts its children in order; each waits for the previous one to be ready
-//!   (and for its `after` nodes). A supervisor is ready when all its children are. After its
+//!   (and for its `after` nodes). With `start = "parallel"` a child waits for its `after` nodes
+//!   only, so independent services start together; the order still says what `rest_for_one`
+//!   restarts and in which reverse order children stop. A supervisor is ready when all its children are. After its
 //!   first complete start, a `one_for_one` supervisor restarts a child without waiting for its
 //!   siblings; `one_for_all` and `rest_for_one` restart the affected children in order.
 //! * Children stop in reverse order, one at a time: SIGTERM to the service's processes, SIGKILL
@@ -57,7 +59,9 @@ use std::time::Duration;
 pub use effects::{Control, ControlError, Effects, ExitStatus, Failure, Note, Sig, SpawnError};
 
 use crate::clock::{Instant, format_duration};
-use crate::config::{NodeId, NodeKind, Readiness, RestartType, Shutdown, Strategy, Tree};
+use crate::config::{
+    NodeId, NodeKind, Readiness, RestartType, Shutdown, StartMode, Strategy, Tree,
+};
 use crate::notify::Notify;
 use report::Stability;
 use state::{NodeState, Proc, Term};
@@ -308,7 +312,14 @@ impl Supervisor {
             return;
         }
         let (strategy, _, _) = self.strategy(s);
-        let gate = !(strategy == Strategy::OneForOne && self.st[s].started_once);
+        let parallel = matches!(
+            &self.tree.nodes[s].kind,
+            NodeKind::Supervisor(sp) if sp.start == StartMode::Parallel
+        );
+        // Sequential: a child waits for the previous one (OTP), except the restart of a
+        // one_for_one child, which nothing before it depends on. Parallel: `after` alone.
+        let restarting_one_for_one = strategy == Strategy::OneForOne && self.st[s].started_once;
+        let gate = !(parallel || restarting_one_for_one);
         let children: Vec<NodeId> = self.tree.children(s).to_vec();
         for c in children {
             if self.st[s].terminating.is_some() || !self.st[s].stop_queue.is_empty() {

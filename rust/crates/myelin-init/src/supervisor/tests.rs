@@ -666,6 +666,62 @@ fn after_waits_across_supervisors() {
 }
 
 #[test]
+fn parallel_start_waits_for_after_alone_and_rest_for_one_keeps_its_order() {
+    let sys = "supervisor = \"sys\"\nnotify = true";
+    let mut t = h(&format!(
+        "[[supervisor]]\nname = \"sys\"\nstrategy = \"rest_for_one\"\nstart = \"parallel\"\n{}{}{}{}",
+        svc("bus", sys),
+        svc("kv", &format!("{sys}\nafter = [\"bus\"]")),
+        svc("net", &format!("{sys}\nafter = [\"bus\"]")),
+        svc("ssh", "supervisor = \"sys\""),
+    ));
+    // ssh needs nothing: it starts with bus, not after everything before it is ready.
+    assert_eq!(t.start(), ["spawn bus -> 101", "spawn ssh -> 102"]);
+    // Both of bus's dependents start the moment it is ready, without waiting for each other.
+    assert_eq!(
+        t.ready("bus"),
+        ["  bus ready", "spawn kv -> 103", "spawn net -> 104"]
+    );
+    assert!(t.ready("net").contains(&"  net ready".to_string()));
+    assert!(t.ready("kv").contains(&"  kv ready".to_string()));
+    // rest_for_one: kv's crash stops the children after it in the order, in reverse (ssh,
+    // then net), bus stays; then all three start again together, as their `after` allows
+    // (bus, the only dependency, stayed up).
+    t.at(5000);
+    let has = |trace: &[String], line: &str| trace.iter().any(|l| l == line);
+    let trace = t.crash("kv");
+    assert!(has(&trace, "signal ssh[102] Term"), "{trace:?}");
+    let trace = t.exit("ssh", ExitStatus::Signal(15));
+    assert!(has(&trace, "signal net[104] Term"), "{trace:?}");
+    let trace = t.exit("net", ExitStatus::Signal(15));
+    assert!(!trace.iter().any(|l| l.contains("signal bus")), "{trace:?}");
+    let spawned: Vec<&str> = trace
+        .iter()
+        .filter_map(|l| l.strip_prefix("spawn "))
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(spawned, ["kv", "net", "ssh"], "{trace:?}");
+}
+
+#[test]
+fn a_parallel_supervisor_has_no_implicit_order_to_deadlock_on() {
+    // kv after net would deadlock sequentially (net is after kv in the order); in parallel
+    // it is only a dependency.
+    let body = format!(
+        "{}{}",
+        svc("kv", "supervisor = \"sys\"\nafter = [\"net\"]"),
+        svc("net", "supervisor = \"sys\"")
+    );
+    let sequential = format!("[[supervisor]]\nname = \"sys\"\n{body}");
+    let err = Config::parse(&sequential, Path::new("t.toml")).unwrap_err();
+    assert!(err.to_string().contains("start order cycle"), "{err}");
+    let mut t = h(&format!(
+        "[[supervisor]]\nname = \"sys\"\nstart = \"parallel\"\n{body}"
+    ));
+    assert_eq!(t.start(), ["spawn net -> 101", "spawn kv -> 102"]);
+}
+
+#[test]
 fn operator_stop_start_restart() {
     let mut t = abc("", "notify = true");
     t.start();
