@@ -14,7 +14,8 @@
 //!   closes a topic (`phx_close`, as a channel process that stops) or sends raw text to the
 //!   latest socket.
 //!
-//! Everything the server sees is sent to the test as an [`Event`], so tests wait for events.
+//! Everything the server sees is sent to the test as an [`Event`], so tests wait for events;
+//! each is stamped with when the stand-in saw it ([`StandIn::next_at`]), for the benchmark.
 //!
 //! `benches/hub.rs` includes this module as it is (a `#[path]` module), so the benchmark drives
 //! the same stand-in the tests do: it issues a certificate per simulated device
@@ -27,7 +28,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use myelin_hub::frame::Frame;
@@ -169,12 +170,24 @@ pub struct Options {
     pub report_accepts: bool,
 }
 
+/// The sending side of [`StandIn::events`]: stamps each event as it is sent, so a reader
+/// that runs late does not move it.
+#[derive(Clone)]
+struct Events(mpsc::UnboundedSender<(Instant, Event)>);
+
+impl Events {
+    /// Sends `event`, stamped now; `Err` once the test stopped listening.
+    fn send(&self, event: Event) -> Result<(), ()> {
+        self.0.send((Instant::now(), event)).map_err(drop)
+    }
+}
+
 /// A running stand-in.
 pub struct StandIn {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// What it saw.
-    pub events: mpsc::UnboundedReceiver<Event>,
+    /// What it saw, and when.
+    pub events: mpsc::UnboundedReceiver<(Instant, Event)>,
     latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
 }
 
@@ -256,6 +269,7 @@ impl StandIn {
         let listener = TcpListener::from_std(listener).unwrap();
         let addr = listener.local_addr().unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
+        let events_tx = Events(events_tx);
         let latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>> = Arc::default();
         let latest_server = latest.clone();
         tokio::spawn(async move {
@@ -302,6 +316,11 @@ impl StandIn {
     /// The next event, failing the test if none comes in a minute (a hang, not a timing
     /// assertion: every wait here is for something that must happen).
     pub async fn next(&mut self) -> Event {
+        self.next_at().await.1
+    }
+
+    /// The next event and when the stand-in saw it (as [`StandIn::next`]).
+    pub async fn next_at(&mut self) -> (Instant, Event) {
         tokio::time::timeout(Duration::from_secs(60), self.events.recv())
             .await
             .expect("the stand-in saw nothing for 60 s")
@@ -353,7 +372,7 @@ async fn serve(
     conn: usize,
     tcp: tokio::net::TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    events: mpsc::UnboundedSender<Event>,
+    events: Events,
     options: Options,
     latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
 ) {
