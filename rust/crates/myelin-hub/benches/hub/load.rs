@@ -119,7 +119,8 @@ pub(crate) fn bench(pki: &Pki, dir: &Path, clients: &Clients, devices: usize, he
          the stand-in on another):"
     );
     println!(
-        "  join, all at once        {:7.0} joins/s  ({:.2} s wall; {} refused on the way)",
+        "  join, all at once        {:7.0} joins/s  ({:.2} s wall, both sides on this machine; \
+         {} refused on the way)",
         n / join_wall.as_secs_f64(),
         join_wall.as_secs_f64(),
         refused
