@@ -14,7 +14,13 @@
 //!   closes a topic (`phx_close`, as a channel process that stops) or sends raw text to the
 //!   latest socket.
 //!
-//! Everything the server sees is sent to the test as an [`Event`], so tests wait for events.
+//! Everything the server sees is sent to the test as an [`Event`], so tests wait for events;
+//! each is stamped with when the stand-in saw it ([`StandIn::next_at`]), for the benchmark.
+//!
+//! `benches/hub.rs` includes this module as it is (a `#[path]` module), so the benchmark drives
+//! the same stand-in the tests do: it issues a certificate per simulated device
+//! ([`Pki::device`]), restarts the stand-in on the same port ([`StandIn::start_with_listener`])
+//! and times reconnects from [`Options::report_accepts`].
 
 // tungstenite's handshake callback fixes the (large) error type.
 #![allow(dead_code, clippy::unwrap_used, clippy::result_large_err)]
@@ -22,7 +28,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use myelin_hub::frame::Frame;
@@ -50,6 +56,8 @@ pub struct Pki {
     pub rogue_cert_pem: String,
     /// Its key.
     pub rogue_key_pem: String,
+    /// The CA's signer, for more device certificates.
+    issuer: Issuer<'static, KeyPair>,
 }
 
 fn ca(name: &str) -> (Issuer<'static, KeyPair>, rcgen::Certificate) {
@@ -76,7 +84,9 @@ impl Pki {
     /// Fresh keys and certificates.
     pub fn generate() -> Pki {
         let (issuer, ca_cert) = ca("NervesHub stand-in CA");
-        let (server, server_key) = leaf(vec!["127.0.0.1".into()], "hub", &issuer);
+        // `localhost` too: the benchmark's daemon looks the server up by name, as a device does.
+        let (server, server_key) =
+            leaf(vec!["127.0.0.1".into(), "localhost".into()], "hub", &issuer);
         let (device, device_key) = leaf(vec![], "device-1", &issuer);
         let (rogue_issuer, _) = ca("somebody else");
         let (rogue, rogue_key) = leaf(vec![], "rogue", &rogue_issuer);
@@ -89,13 +99,25 @@ impl Pki {
             device_key_pem: device_key.serialize_pem(),
             rogue_cert_pem: rogue.pem(),
             rogue_key_pem: rogue_key.serialize_pem(),
+            issuer,
         }
+    }
+
+    /// Another device certificate the server trusts, with this CN: (certificate, key), PEM.
+    pub fn device(&self, cn: &str) -> (String, String) {
+        let (cert, key) = leaf(vec![], cn, &self.issuer);
+        (cert.pem(), key.serialize_pem())
     }
 }
 
 /// What the stand-in saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// A TCP connection was accepted (only with [`Options::report_accepts`]).
+    Accepted {
+        /// Connection number (1, 2, ...).
+        conn: usize,
+    },
     /// A TLS handshake failed (a bad client certificate).
     TlsFailed(String),
     /// The upgrade was refused (HTTP 401/404) and why.
@@ -143,14 +165,29 @@ pub struct Options {
     pub secrets: HashMap<String, String>,
     /// The server's clock minus the real one, in seconds.
     pub clock_offset: i64,
+    /// Report every accepted TCP connection as [`Event::Accepted`] (off in the tests, which
+    /// expect their first event to be about TLS or the upgrade).
+    pub report_accepts: bool,
+}
+
+/// The sending side of [`StandIn::events`]: stamps each event as it is sent, so a reader
+/// that runs late does not move it.
+#[derive(Clone)]
+struct Events(mpsc::UnboundedSender<(Instant, Event)>);
+
+impl Events {
+    /// Sends `event`, stamped now; `Err` once the test stopped listening.
+    fn send(&self, event: Event) -> Result<(), ()> {
+        self.0.send((Instant::now(), event)).map_err(drop)
+    }
 }
 
 /// A running stand-in.
 pub struct StandIn {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// What it saw.
-    pub events: mpsc::UnboundedReceiver<Event>,
+    /// What it saw, and when.
+    pub events: mpsc::UnboundedReceiver<(Instant, Event)>,
     latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
 }
 
@@ -195,8 +232,19 @@ fn common_name(der: &[u8]) -> Option<String> {
 }
 
 impl StandIn {
-    /// Starts a stand-in.
+    /// Starts a stand-in on a free loopback port.
     pub async fn start(pki: &Pki, options: Options) -> StandIn {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        StandIn::start_with_listener(pki, options, listener).await
+    }
+
+    /// Starts a stand-in on a socket that already listens (a port chosen by the caller: a
+    /// restart on the same port).
+    pub async fn start_with_listener(
+        pki: &Pki,
+        options: Options,
+        listener: std::net::TcpListener,
+    ) -> StandIn {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add(pki.ca_der.clone()).unwrap();
@@ -217,9 +265,11 @@ impl StandIn {
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
         let addr = listener.local_addr().unwrap();
         let (events_tx, events) = mpsc::unbounded_channel();
+        let events_tx = Events(events_tx);
         let latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>> = Arc::default();
         let latest_server = latest.clone();
         tokio::spawn(async move {
@@ -229,6 +279,9 @@ impl StandIn {
                     continue;
                 };
                 conn += 1;
+                if options.report_accepts {
+                    let _ = events_tx.send(Event::Accepted { conn });
+                }
                 let (acceptor, events, options, latest) = (
                     acceptor.clone(),
                     events_tx.clone(),
@@ -263,6 +316,11 @@ impl StandIn {
     /// The next event, failing the test if none comes in a minute (a hang, not a timing
     /// assertion: every wait here is for something that must happen).
     pub async fn next(&mut self) -> Event {
+        self.next_at().await.1
+    }
+
+    /// The next event and when the stand-in saw it (as [`StandIn::next`]).
+    pub async fn next_at(&mut self) -> (Instant, Event) {
         tokio::time::timeout(Duration::from_secs(60), self.events.recv())
             .await
             .expect("the stand-in saw nothing for 60 s")
@@ -314,7 +372,7 @@ async fn serve(
     conn: usize,
     tcp: tokio::net::TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    events: mpsc::UnboundedSender<Event>,
+    events: Events,
     options: Options,
     latest: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
 ) {
