@@ -199,6 +199,28 @@ fn installer(
     )
 }
 
+/// A client of the test device and installer, with the real random source and clock.
+fn test_client<'a>(
+    settings: Settings,
+    dev: &'a TestDevice,
+    inst: &'a TestInstaller,
+) -> Client<&'a TestDevice, &'a TestInstaller> {
+    Client::new(
+        settings,
+        dev,
+        inst,
+        Box::new(OsRandom),
+        Box::new(SystemClock),
+    )
+}
+
+/// A fresh PKI, a stand-in server using it, and a scratch directory for the device's files.
+async fn rig(options: Options) -> (Pki, StandIn, tempfile::TempDir) {
+    let pki = Pki::generate();
+    let hub = StandIn::start(&pki, options).await;
+    (pki, hub, tempfile::tempdir().unwrap())
+}
+
 /// Runs the client until `test` finishes.
 async fn with_client<D: Device, I: Installer>(
     client: &Client<D, I>,
@@ -254,14 +276,12 @@ fn update_payload(platform: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn certificate_auth_joins_with_the_firmware_metadata_and_heartbeats() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let mut s = cert_settings(dir.path(), &hub, &pki);
     s.heartbeat = Duration::from_millis(50);
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         let identity = connected_identity(&mut hub).await;
         assert_eq!(identity, "device-1");
@@ -287,9 +307,7 @@ async fn certificate_auth_joins_with_the_firmware_metadata_and_heartbeats() {
 
 #[tokio::test]
 async fn a_certificate_from_an_unknown_ca_is_refused_and_retried() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let s = settings(
         dir.path(),
         &hub,
@@ -298,7 +316,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused_and_retried() {
     );
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         for _ in 0..3 {
             match hub.next().await {
@@ -316,9 +334,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused_and_retried() {
 
 #[tokio::test]
 async fn shared_secret_auth_joins_as_the_serial_number() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, secret_options()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(secret_options()).await;
     let s = settings(
         dir.path(),
         &hub,
@@ -328,7 +344,7 @@ async fn shared_secret_auth_joins_as_the_serial_number() {
     assert!(s.url.ends_with("/device-socket/websocket"));
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         let identity = connected_identity(&mut hub).await;
         assert_eq!(identity, "serial-42");
@@ -339,13 +355,11 @@ async fn shared_secret_auth_joins_as_the_serial_number() {
 
 #[tokio::test]
 async fn a_bad_shared_secret_is_refused_and_retried() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, secret_options()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(secret_options()).await;
     let s = settings(dir.path(), &hub, &pki, secret_auth(dir.path(), "a-guess"));
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         for _ in 0..3 {
             match hub.next().await {
@@ -364,9 +378,7 @@ async fn a_bad_shared_secret_is_refused_and_retried() {
 
 #[tokio::test]
 async fn a_device_clock_behind_the_server_recovers_from_the_date_header() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, secret_options()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(secret_options()).await;
     let s = settings(
         dir.path(),
         &hub,
@@ -396,13 +408,11 @@ async fn a_device_clock_behind_the_server_recovers_from_the_date_header() {
 
 #[tokio::test]
 async fn an_update_installs_with_progress_and_reboots() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, mut calls) = device(true);
     let (inst, mut urls) = installer(vec![5, 40, 80, 100], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         hub.frame("phx_join").await;
         hub.send(Command::Push("update".into(), update_payload("x86_64")));
@@ -439,16 +449,14 @@ async fn an_update_installs_with_progress_and_reboots() {
 
 #[tokio::test]
 async fn a_failed_install_and_a_foreign_platform_are_reported() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, _calls) = device(true);
     let (inst, mut urls) = installer(
         vec![10],
         Err(DeviceError::Install("signature check failed".into())),
     );
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         hub.frame("phx_join").await;
         hub.send(Command::Push("update".into(), update_payload("rpi4")));
@@ -479,13 +487,11 @@ async fn a_failed_install_and_a_foreign_platform_are_reported() {
 
 #[tokio::test]
 async fn an_update_waits_while_the_firmware_is_on_trial() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, mut calls) = device(false);
     let (inst, mut urls) = installer(vec![100], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         let (_, join) = hub.frame("phx_join").await;
         assert_eq!(join.payload["meta"]["firmware_validated"], false);
@@ -524,13 +530,11 @@ async fn an_update_waits_while_the_firmware_is_on_trial() {
 
 #[tokio::test]
 async fn a_malformed_frame_closes_the_socket_and_the_client_reconnects() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, mut calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         let (first, _) = hub.frame("phx_join").await;
         // Unknown events are ignored: the connection stays.
@@ -555,15 +559,13 @@ async fn a_malformed_frame_closes_the_socket_and_the_client_reconnects() {
 
 #[tokio::test]
 async fn an_install_survives_a_dropped_connection_and_reports_after_rejoin() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let s = cert_settings(dir.path(), &hub, &pki);
     let (dev, _calls) = device(true);
     let (inst, mut urls) = installer(vec![30], Ok(()));
     let (open_gate, gate) = oneshot::channel();
     *inst.gate.borrow_mut() = Some(gate);
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         let (first, _) = hub.frame("phx_join").await;
         hub.send(Command::Push("update".into(), update_payload("x86_64")));
@@ -636,9 +638,7 @@ fn console_client_settings(dir: &Path, hub: &StandIn, pki: &Pki) -> Settings {
 
 #[tokio::test]
 async fn the_console_runs_a_shell_in_a_pty_and_the_server_closing_it_reaps_the_shell() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
     let client = Client::new(
@@ -692,18 +692,10 @@ async fn the_console_runs_a_shell_in_a_pty_and_the_server_closing_it_reaps_the_s
 
 #[tokio::test]
 async fn a_shell_that_exits_is_reaped_and_reported_and_the_next_input_starts_another() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(
-        console_client_settings(dir.path(), &hub, &pki),
-        &dev,
-        &inst,
-        Box::new(OsRandom),
-        Box::new(SystemClock),
-    );
+    let client = test_client(console_client_settings(dir.path(), &hub, &pki), &dev, &inst);
     with_client(&client, async {
         hub.frame_on("console", "phx_join").await;
         let pid = shell_pid(&mut hub).await;
@@ -720,15 +712,13 @@ async fn a_shell_that_exits_is_reaped_and_reported_and_the_next_input_starts_ano
 
 #[tokio::test]
 async fn an_idle_shell_is_hung_up_and_reaped() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
     let mut s = console_client_settings(dir.path(), &hub, &pki);
     // Long enough for the shell to print its pid first (an idle timer is timing by nature).
     s.console.as_mut().unwrap().idle_timeout = Duration::from_secs(3);
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         hub.frame_on("console", "phx_join").await;
         console_dn(&hub, "echo pid-$$-ok\n");
@@ -742,18 +732,10 @@ async fn an_idle_shell_is_hung_up_and_reaped() {
 
 #[tokio::test]
 async fn without_console_settings_no_console_is_joined() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
-    let client = Client::new(
-        cert_settings(dir.path(), &hub, &pki),
-        &dev,
-        &inst,
-        Box::new(OsRandom),
-        Box::new(SystemClock),
-    );
+    let client = test_client(cert_settings(dir.path(), &hub, &pki), &dev, &inst);
     with_client(&client, async {
         hub.frame("phx_join").await;
         // The next device frame after the join is the first heartbeat (or a push): never a
@@ -798,14 +780,12 @@ fn assert_plausible(report: &serde_json::Value) {
 
 #[tokio::test]
 async fn health_reports_from_the_real_proc_when_asked_and_on_the_interval() {
-    let pki = Pki::generate();
-    let mut hub = StandIn::start(&pki, Options::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (pki, mut hub, dir) = rig(Options::default()).await;
     let (dev, _calls) = device(true);
     let (inst, _urls) = installer(vec![], Ok(()));
     let mut s = cert_settings(dir.path(), &hub, &pki);
     s.health = Some(health_settings(dir.path(), Duration::from_secs(3600)));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         hub.frame("phx_join").await;
         hub.send(Command::Push("extensions:get".into(), json!({})));
@@ -826,7 +806,7 @@ async fn health_reports_from_the_real_proc_when_asked_and_on_the_interval() {
     let mut hub = StandIn::start(&pki, Options::default()).await;
     let mut s = cert_settings(dir.path(), &hub, &pki);
     s.health = Some(health_settings(dir.path(), Duration::from_millis(10)));
-    let client = Client::new(s, &dev, &inst, Box::new(OsRandom), Box::new(SystemClock));
+    let client = test_client(s, &dev, &inst);
     with_client(&client, async {
         hub.frame("phx_join").await;
         hub.send(Command::Push("extensions:get".into(), json!({})));
