@@ -19,7 +19,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::pty::{Winsize, openpty};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -179,8 +179,12 @@ impl Shell {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty console command"))?;
         let pty = openpty(&winsize(rows, cols), None)?;
         let mut flags = OFlag::from_bits_retain(fcntl(&pty.master, FcntlArg::F_GETFL)?);
-        flags.insert(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC);
+        flags.insert(OFlag::O_NONBLOCK);
         fcntl(&pty.master, FcntlArg::F_SETFL(flags))?;
+        // Close-on-exec is a descriptor flag (F_SETFD), not a status flag: F_SETFL ignores
+        // O_CLOEXEC. A shell holding the master would keep its own terminal from hanging up
+        // and hand it to every program it starts.
+        fcntl(&pty.master, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .stdin(Stdio::from(pty.slave.try_clone()?))

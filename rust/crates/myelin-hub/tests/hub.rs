@@ -664,6 +664,13 @@ async fn the_console_runs_a_shell_in_a_pty_and_the_server_closing_it_reaps_the_s
         console_dn(&hub, "stty size\n");
         hub.console_until("33 101").await;
 
+        // The shell holds its terminal's slave end only, never the daemon's master.
+        console_dn(
+            &hub,
+            "echo masters-$(ls -l /proc/$$/fd/ | grep -c ptmx)-held\n",
+        );
+        hub.console_until("masters-0-held").await;
+
         // Bulk output comes in batches, not a frame per byte.
         console_dn(
             &hub,
