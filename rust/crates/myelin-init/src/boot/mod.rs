@@ -245,7 +245,9 @@ pub fn run(
     sys.phase("data partition");
     if let Some(d) = &cfg.data {
         let d = if d.from_uboot_env {
-            data_from_env(d, env.vars().as_ref())
+            let cmdline = sys.read_file("/proc/cmdline").unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            data_from_env(d, env.vars().as_ref(), running_slot(&cmdline))
         } else {
             d.clone()
         };
@@ -286,15 +288,38 @@ impl EnvSource for CachedEnv<'_> {
     }
 }
 
-/// The data partition as the U-Boot environment describes it for the active slot
-/// (`nerves_fw_active`; without it, slot a then b): `<slot>.nerves_fw_application_part0_devpath`,
-/// `_fstype` and `_target`. What is missing or invalid there keeps the configured value.
-pub fn data_from_env(d: &DataSpec, vars: Option<&myelin_ubootenv::Vars>) -> DataSpec {
+/// The slot the bootloader booted, as it says on the kernel command line (`myelin.slot=a|b`:
+/// GRUB's grub.cfg, the Raspberry Pis' cmdline-a/b.txt, the BeagleBone's U-Boot script).
+pub fn running_slot(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("myelin.slot="))
+        .filter(|s| matches!(*s, "a" | "b"))
+}
+
+/// The data partition as the U-Boot environment describes it for the running firmware:
+/// `<slot>.nerves_fw_application_part0_devpath`, `_fstype` and `_target` of the `running` slot,
+/// else of the active one (`nerves_fw_active`), else of slot a then b. What is missing or
+/// invalid there keeps the configured value.
+///
+/// The running slot comes first because the active one is not always it: on the trial boot of
+/// a Nerves device migrating to Myelin, `nerves_fw_active` still names the Nerves slot (Nerves
+/// picks the slot its next upgrade overwrites by that key), whose keys describe Nerves' own
+/// mount (`/root`), not the firmware that runs.
+pub fn data_from_env(
+    d: &DataSpec,
+    vars: Option<&myelin_ubootenv::Vars>,
+    running: Option<&str>,
+) -> DataSpec {
     let mut out = d.clone();
     let Some(vars) = vars else { return out };
-    let slots: Vec<&str> = match vars.get("nerves_fw_active").map(String::as_str) {
-        Some(s @ ("a" | "b")) => vec![s],
-        _ => vec!["a", "b"],
+    let active = vars
+        .get("nerves_fw_active")
+        .map(String::as_str)
+        .filter(|s| matches!(*s, "a" | "b"));
+    let slots: Vec<&str> = match running.or(active) {
+        Some(s) => vec![s],
+        None => vec!["a", "b"],
     };
     let get = |key: &str| {
         slots.iter().find_map(|s| {
@@ -553,6 +578,15 @@ device = "/dev/rootdisk0p4"
     }
 
     #[test]
+    fn running_slot_is_read_from_the_command_line() {
+        let grub = "root=PARTUUID=04030201-03 rootfstype=squashfs ro myelin.slot=b";
+        assert_eq!(running_slot(grub), Some("b"));
+        assert_eq!(running_slot("myelin.slot=a\n"), Some("a"));
+        assert_eq!(running_slot("root=/dev/mmcblk0p5 quiet"), None);
+        assert_eq!(running_slot("myelin.slot=c xmyelin.slot=a"), None);
+    }
+
+    #[test]
     fn data_partition_from_the_uboot_environment() {
         let d = boot("[boot.data]\ndevice = \"/dev/sda4\"\nfrom_uboot_env = true\n")
             .data
@@ -570,22 +604,33 @@ device = "/dev/rootdisk0p4"
             ("b.nerves_fw_application_part0_fstype", "f2fs"),
             ("b.nerves_fw_application_part0_target", "/root"),
         ]);
-        let r = data_from_env(&d, Some(&v));
+        let r = data_from_env(&d, Some(&v), None);
         assert_eq!(
             (r.device.as_str(), r.fstype, r.mountpoint.as_str()),
             ("/dev/rootdisk0p7", DataFs::F2fs, "/root")
         );
+        // The trial boot of a migrated Nerves device: the active slot is still Nerves' (a,
+        // mounted on /root), the running one is Myelin's (b, /data). The running slot wins.
+        let v = vars(&[
+            ("nerves_fw_active", "a"),
+            ("a.nerves_fw_application_part0_devpath", "/dev/rootdisk0p4"),
+            ("a.nerves_fw_application_part0_target", "/root"),
+            ("b.nerves_fw_application_part0_devpath", "/dev/rootdisk0p4"),
+            ("b.nerves_fw_application_part0_target", "/data"),
+        ]);
+        assert_eq!(data_from_env(&d, Some(&v), None).mountpoint, "/root");
+        assert_eq!(data_from_env(&d, Some(&v), Some("b")).mountpoint, "/data");
         // No active slot: a, then b. Nonsense values keep the configuration's.
         let v = vars(&[
             ("b.nerves_fw_application_part0_devpath", "/dev/mmcblk0p4"),
             ("a.nerves_fw_application_part0_fstype", "btrfs"),
         ]);
-        let r = data_from_env(&d, Some(&v));
+        let r = data_from_env(&d, Some(&v), None);
         assert_eq!(
             (r.device.as_str(), r.fstype, r.mountpoint.as_str()),
             ("/dev/mmcblk0p4", DataFs::Ext4, "/data")
         );
-        assert_eq!(data_from_env(&d, None), d);
+        assert_eq!(data_from_env(&d, None, Some("a")), d);
 
         struct Env(myelin_ubootenv::Vars, usize);
         impl EnvSource for Env {

@@ -255,7 +255,7 @@ fn a_wrong_fstype_from_the_environment_mounts_what_is_there() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let d = data_from_env(&configured, Some(&vars));
+    let d = data_from_env(&configured, Some(&vars), None);
     assert_eq!(d.fstype.as_str(), "f2fs");
     let (o, log) = boot_data(&d);
     assert_eq!(
