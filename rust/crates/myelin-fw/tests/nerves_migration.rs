@@ -508,6 +508,44 @@ fn x86_64_nerves_disk_upgrades_to_myelin_validates_and_upgrades_again() {
     );
 }
 
+/// A trial of Myelin that returns to Nerves (never validated) leaves Myelin's converted copy 2
+/// behind, valid and stale. When Nerves then upgrades again, its own `upgrade.nerves-*` task
+/// must run, on its single-copy environment: Myelin's native tasks read the redundant layout,
+/// would take that stale copy 2 for the environment, and their first write would replace the
+/// Nerves copy, so Nerves, still running, would lose every key.
+#[test]
+fn nerves_upgrades_again_after_a_reverted_trial() {
+    for board in [&RPI4, &X86_64] {
+        let work = scratch_dir();
+        let w = work.path();
+        let d = Device::new(w, board);
+        d.upgrade_from_nerves(w);
+        // Myelin's trial boot converts the environment, then the trial fails: the bootloader
+        // goes back to Nerves, which writes nothing Myelin would see.
+        assert!(matches!(
+            first_boot(w, &d.image, board),
+            Migration::Write { .. }
+        ));
+        let from_a = running_from(w, board.rootfs[0].0, &d.rp);
+        let task = upgrade(&d.fw, &d.image, &d.public, &from_a);
+        assert_eq!(task, "upgrade.nerves-b", "{}", board.name);
+        let listing = fw_printenv(&d.envs.nerves);
+        has_lines(&listing, &USER_KEYS, board.name);
+        has_lines(
+            &listing,
+            &["a.nerves_fw_version=1.0.0", "b.nerves_fw_version=2.0.0"],
+            board.name,
+        );
+        // The next trial reads the environment Nerves has now (converted again, or already
+        // the same as the copy the first trial wrote: the same firmware was installed twice).
+        assert!(!matches!(
+            first_boot(w, &d.image, board),
+            Migration::NotNerves
+        ));
+        assert_eq!(fw_printenv(&d.envs.myelin), listing, "{}", board.name);
+    }
+}
+
 /// A .fw for another board is refused before anything is written; a .fw cut short (a download
 /// or power failure during the upgrade) leaves the Nerves slot the one that boots, keys intact.
 #[test]
