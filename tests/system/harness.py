@@ -254,6 +254,13 @@ class Device:
         """SIGKILL to QEMU: the disk keeps exactly what the guest had written so far."""
         self.machine.kill()
 
+    def power_off(self):
+        """Turns the machine off; the disk stays, for the host to inspect or change before the
+        next power_on."""
+        if self.machine is not None:
+            self.machine.stop()
+            self.machine = None
+
     def stop(self):
         """Turns the machine off and closes its log."""
         if self.machine is not None:
