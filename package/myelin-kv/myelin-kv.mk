@@ -19,8 +19,8 @@ HOST_MYELIN_KV_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = $(MYELIN_RUST_RSYNC_EXCLUSIONS
 HOST_MYELIN_KV_PRE_BUILD_HOOKS += MYELIN_CARGO_FETCH
 
 define MYELIN_KV_INSTALL_FW_ENV_LINKS
-	ln -sf myelin-kv $(TARGET_DIR)/usr/bin/fw_printenv
-	ln -sf myelin-kv $(TARGET_DIR)/usr/bin/fw_setenv
+	ln -sf fw_env $(TARGET_DIR)/usr/bin/fw_printenv
+	ln -sf fw_env $(TARGET_DIR)/usr/bin/fw_setenv
 endef
 MYELIN_KV_POST_INSTALL_TARGET_HOOKS += MYELIN_KV_INSTALL_FW_ENV_LINKS
 

@@ -210,6 +210,29 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// The `fw_printenv`/`fw_setenv` personalities only (`args[0]` selects one): what the small
+/// `fw_env` binary runs. It links neither the D-Bus service nor the other subcommands, so a
+/// shell script calling fw_printenv in a loop pays for a small program's start.
+pub fn fw_main(args: Vec<OsString>) -> ExitCode {
+    let personality = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let (prog, result) = match personality.as_str() {
+        "fw_setenv" => ("fw_setenv", setenv(&FwSetenv::parse_from(args).args)),
+        _ => (
+            "fw_printenv",
+            printenv("fw_printenv", &FwPrintenv::parse_from(args).args),
+        ),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("{prog}: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
 fn run(prog: &str, command: Command) -> Result<ExitCode> {
     match command {
         Command::Printenv(args) => printenv(prog, &args),

@@ -291,28 +291,45 @@ fn printenv_output_forms() {
     assert!(!run(env.kv("printenv").arg("-n")).status.success());
 }
 
+/// The device links fw_printenv and fw_setenv to the small fw_env; myelin-kv (the multi-call
+/// program) answers to the same names.
 #[test]
 fn symlinks_behave_as_fw_printenv_and_fw_setenv() {
-    let env = EnvFile::new(Layout::Redundant, 0x2000, &initial());
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_myelin-kv"));
-    for name in ["fw_printenv", "fw_setenv"] {
-        std::os::unix::fs::symlink(&bin, env.path(name)).unwrap();
+    for bin in [
+        env!("CARGO_BIN_EXE_fw_env"),
+        env!("CARGO_BIN_EXE_myelin-kv"),
+    ] {
+        let env = EnvFile::new(Layout::Redundant, 0x2000, &initial());
+        for name in ["fw_printenv", "fw_setenv"] {
+            std::os::unix::fs::symlink(bin, env.path(name)).unwrap();
+        }
+        let lock = env.lock.clone();
+        ok(Command::new(env.path("fw_setenv"))
+            .arg("-c")
+            .arg(&env.config)
+            .arg("--lock")
+            .arg(&lock)
+            .args(["k", "v"]));
+        let out = ok(Command::new(env.path("fw_printenv"))
+            .arg("-c")
+            .arg(&env.config)
+            .arg("--lock")
+            .arg(&lock)
+            .args(["-n", "k"]));
+        assert_eq!(out, "v\n", "{bin}");
+        assert_eq!(ok(env.debian("fw_printenv").args(["-n", "k"])), "v\n");
+        // Errors name the personality, as libubootenv's tools do.
+        let out = run(Command::new(env.path("fw_printenv"))
+            .arg("-c")
+            .arg(&env.config)
+            .arg("nope"));
+        assert!(!out.status.success(), "{bin}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "## Error: \"nope\" not defined\n",
+            "{bin}"
+        );
     }
-    let lock = env.lock.clone();
-    ok(Command::new(env.path("fw_setenv"))
-        .arg("-c")
-        .arg(&env.config)
-        .arg("--lock")
-        .arg(&lock)
-        .args(["k", "v"]));
-    let out = ok(Command::new(env.path("fw_printenv"))
-        .arg("-c")
-        .arg(&env.config)
-        .arg("--lock")
-        .arg(&lock)
-        .args(["-n", "k"]));
-    assert_eq!(out, "v\n");
-    assert_eq!(ok(env.debian("fw_printenv").args(["-n", "k"])), "v\n");
 }
 
 /// Holds libubootenv's lock: both Debian's fw_setenv and myelin-kv (default lock path) must wait
