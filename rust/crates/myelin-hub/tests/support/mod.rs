@@ -17,8 +17,9 @@
 //! Everything the server sees is sent to the test as an [`Event`], so tests wait for events;
 //! each is stamped with when the stand-in saw it ([`StandIn::next_at`]), for the benchmark.
 //!
-//! `benches/hub.rs` includes this module as it is (a `#[path]` module), so the benchmark drives
-//! the same stand-in the tests do: it issues a certificate per simulated device
+//! `benches/hub.rs` and `examples/standin.rs` (the system test's server) include this module as
+//! it is (a `#[path]` module), so the benchmark and the QEMU scenario drive the same stand-in the
+//! tests do. The benchmark issues a certificate per simulated device
 //! ([`Pki::device`]), restarts the stand-in on the same port ([`StandIn::start_with_listener`])
 //! and times reconnects from [`Options::report_accepts`].
 
@@ -84,9 +85,10 @@ impl Pki {
     /// Fresh keys and certificates.
     pub fn generate() -> Pki {
         let (issuer, ca_cert) = ca("NervesHub stand-in CA");
-        // `localhost` too: the benchmark's daemon looks the server up by name, as a device does.
-        let (server, server_key) =
-            leaf(vec!["127.0.0.1".into(), "localhost".into()], "hub", &issuer);
+        // `localhost` too: the benchmark's daemon looks the server up by name, as a device does;
+        // 10.0.2.2 is the host as a QEMU guest on the user network reaches it (examples/standin).
+        let names = vec!["127.0.0.1".into(), "localhost".into(), "10.0.2.2".into()];
+        let (server, server_key) = leaf(names, "hub", &issuer);
         let (device, device_key) = leaf(vec![], "device-1", &issuer);
         let (rogue_issuer, _) = ca("somebody else");
         let (rogue, rogue_key) = leaf(vec![], "rogue", &rogue_issuer);
