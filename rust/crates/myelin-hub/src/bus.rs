@@ -10,6 +10,8 @@ use myelin_api::update::{self as update_api, InstallSource, Update1Proxy};
 use tokio::sync::mpsc;
 
 use crate::client::{Device, DeviceError, Installer};
+use crate::message::UpdateInfo;
+use crate::policy::{self, Decision};
 
 fn kv_error(e: &zbus::Error) -> DeviceError {
     DeviceError::Service {
@@ -62,13 +64,16 @@ pub struct BusDevice {
     kv: Kv1Proxy<'static>,
     update: Update1Proxy<'static>,
     identify_command: Vec<String>,
+    update_command: Vec<String>,
 }
 
 impl BusDevice {
-    /// Connects both proxies on the system bus (or `address`).
+    /// Connects both proxies on the system bus (or `address`); the commands are hub.toml's
+    /// `identify_command` and `update_command` (empty: none).
     pub async fn connect(
         address: Option<&str>,
         identify_command: Vec<String>,
+        update_command: Vec<String>,
     ) -> Result<BusDevice, DeviceError> {
         let update = update_api::connect(address)
             .await
@@ -86,6 +91,7 @@ impl BusDevice {
             kv,
             update,
             identify_command,
+            update_command,
         })
     }
 
@@ -183,6 +189,38 @@ impl Device for BusDevice {
         if let Err(e) = tokio::process::Command::new(program).args(args).spawn() {
             log::warn!("identify: cannot run {program}: {e}");
         }
+    }
+
+    async fn update_decision(&self, offer: &UpdateInfo) -> Decision {
+        let Some((program, args)) = self.update_command.split_first() else {
+            return Decision::Apply;
+        };
+        let meta = &offer.firmware_meta;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .env(
+                "MYELIN_UPDATE_VERSION",
+                meta.version.as_deref().unwrap_or(""),
+            )
+            .env("MYELIN_UPDATE_UUID", meta.uuid.as_deref().unwrap_or(""))
+            .env(
+                "MYELIN_UPDATE_PLATFORM",
+                meta.platform.as_deref().unwrap_or(""),
+            )
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let answer = match tokio::time::timeout(policy::ASK_TIMEOUT, command.output()).await {
+            Err(_) => Err(format!("no answer within {:?}", policy::ASK_TIMEOUT)),
+            Ok(Err(e)) => Err(format!("cannot run it: {e}")),
+            Ok(Ok(out)) if !out.status.success() => Err(format!("it failed ({})", out.status)),
+            Ok(Ok(out)) => policy::parse_answer(&String::from_utf8_lossy(&out.stdout))
+                .map_err(|e| e.to_string()),
+        };
+        answer.unwrap_or_else(|why| {
+            log::warn!("update_command {program}: {why}; installing the update anyway");
+            Decision::Apply
+        })
     }
 }
 

@@ -122,9 +122,13 @@ fn daemon(config_path: &Path, address: Option<String>, status_file: PathBuf) -> 
     }
     let file = Config::load(config_path)?;
     myelin_api::service::run("myelin-hub", async move {
-        let device = BusDevice::connect(address.as_deref(), file.identify_command.clone())
-            .await
-            .context("D-Bus")?;
+        let device = BusDevice::connect(
+            address.as_deref(),
+            file.identify_command.clone(),
+            file.update_command.clone(),
+        )
+        .await
+        .context("D-Bus")?;
         let env = crate::client::Device::env(&device)
             .await
             .map_err(anyhow::Error::msg)

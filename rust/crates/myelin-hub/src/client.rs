@@ -33,6 +33,7 @@ use crate::console::{self, CONSOLE_TOPIC, Shell};
 use crate::health::{self, EXTENSIONS_TOPIC};
 use crate::message::{self, ServerEvent, Stage, Status, UpdateInfo};
 use crate::meta::{self, RuntimeState};
+use crate::policy::Decision;
 
 /// Why the device side could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +63,11 @@ pub trait Device {
     fn reboot(&self) -> impl Future<Output = Result<(), DeviceError>>;
     /// Makes the device seen (blinks an LED).
     fn identify(&self) -> impl Future<Output = ()>;
+    /// Whether the product lets this offer install now ([`crate::policy`]); without a policy,
+    /// it does.
+    fn update_decision(&self, _offer: &UpdateInfo) -> impl Future<Output = Decision> {
+        async { Decision::Apply }
+    }
 }
 
 /// Installs a firmware from a URL, sending percentages to `progress`; `Err` is the reason.
@@ -832,7 +838,7 @@ impl<D: Device, I: Installer> Client<D, I> {
         report: &impl Fn(&'static str, Value),
         status: &impl Fn(Status),
     ) {
-        while let Some(mut info) = updates.recv().await {
+        'offers: while let Some(mut info) = updates.recv().await {
             // Only the newest offer matters.
             while let Ok(newer) = updates.try_recv() {
                 info = newer;
@@ -855,6 +861,31 @@ impl<D: Device, I: Installer> Client<D, I> {
                 tokio::select! {
                     _ = self.device.wait_validated() => {}
                     Some(newer) = updates.recv() => info = newer,
+                }
+            }
+            // The product's say (a maintenance window, "busy now"); a newer offer while a
+            // reschedule waits is asked about instead.
+            loop {
+                match self.device.update_decision(&info).await {
+                    Decision::Apply => break,
+                    Decision::Ignore(why) => {
+                        log::info!("update ignored by the product: {why}");
+                        self.set_status(|s| s.last_update = Some(format!("ignored: {why}")));
+                        status(Status::Ignored(why));
+                        continue 'offers;
+                    }
+                    Decision::Reschedule(after, why) => {
+                        log::info!("update rescheduled by the product in {after:?}: {why}");
+                        self.set_status(|s| {
+                            s.last_update =
+                                Some(format!("rescheduled in {} s: {why}", after.as_secs()))
+                        });
+                        status(Status::Rescheduled(after.as_secs(), why));
+                        tokio::select! {
+                            _ = tokio::time::sleep(after) => {}
+                            Some(newer) = updates.recv() => info = newer,
+                        }
+                    }
                 }
             }
             self.install(&info, report, status).await;

@@ -8,6 +8,9 @@
 //! heartbeat = "30s"
 //! # A command that makes the device seen (blinks an LED) when the server asks.
 //! identify_command = ["/usr/bin/myelin-led", "blink"]
+//! # Asked before each offered update installs: prints apply, ignore [REASON] or
+//! # reschedule SECONDS [REASON] (myelin_hub::policy). Without it, updates install at once.
+//! update_command = ["/usr/bin/my-app", "may-update"]
 //! # Reboot into an installed update at once (NervesHubLink's default).
 //! reboot_after_update = true
 //!
@@ -127,6 +130,9 @@ pub struct Config {
     /// Run to identify the device.
     #[serde(default)]
     pub identify_command: Vec<String>,
+    /// Asked whether an offered update may install now ([`crate::policy`]); empty: always.
+    #[serde(default)]
+    pub update_command: Vec<String>,
     /// Reboot when an update is installed.
     #[serde(default = "default_true")]
     pub reboot_after_update: bool,

@@ -8,7 +8,7 @@
 //! the remote console (a shell in a PTY, [`console`]) and health reports ([`health`]).
 //!
 //! The protocol is pure and tested on its own ([`frame`], [`channel`], [`message`], [`auth`],
-//! [`meta`], [`backoff`]); [`client`] runs it over a socket, with the device's side effects
+//! [`meta`], [`backoff`], [`policy`]); [`client`] runs it over a socket, with the device's side effects
 //! behind [`client::Device`].
 
 pub mod auth;
@@ -23,4 +23,5 @@ pub mod frame;
 pub mod health;
 pub mod message;
 pub mod meta;
+pub mod policy;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! [`BusDevice::wait_validated`] against a stand-in `org.myelin.Update1` on a private bus: it
-//! returns when the service announces `Trial` false in `PropertiesChanged`, after one read.
+//! returns when the service announces `Trial` false in `PropertiesChanged`, after one read. And
+//! [`BusDevice`]'s `update_command`: real programs answering for the product.
 
 #![allow(clippy::unwrap_used)]
 
@@ -56,7 +57,7 @@ async fn wait_validated_follows_the_trial_property_signal() {
         .interface::<_, FakeUpdate>(OBJECT_PATH)
         .await
         .unwrap();
-    let device = BusDevice::connect(Some(bus.address()), vec![])
+    let device = BusDevice::connect(Some(bus.address()), vec![], vec![])
         .await
         .unwrap();
 
@@ -90,4 +91,48 @@ async fn wait_validated_follows_the_trial_property_signal() {
         .expect("wait_validated did not return after Trial became false");
     // No second read: the signal's value was used (the properties signal carries it).
     assert!(reads.try_recv().is_err());
+}
+
+/// The product's `update_command` decides; one that fails, says nonsense or does not exist lets
+/// the update install.
+#[tokio::test]
+async fn the_update_command_decides_and_a_broken_one_lets_the_update_install() {
+    use myelin_hub::message::{FirmwareMeta, UpdateInfo};
+    use myelin_hub::policy::Decision;
+    let bus = TestBus::open();
+    let offer = UpdateInfo {
+        firmware_url: "https://fw.example/2.0.0.fw".into(),
+        firmware_meta: FirmwareMeta {
+            version: Some("2.0.0".into()),
+            ..FirmwareMeta::default()
+        },
+        size: None,
+    };
+    let decide = |script: &str| {
+        let argv = if script.is_empty() {
+            vec![]
+        } else {
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()]
+        };
+        let address = bus.address().to_owned();
+        let offer = offer.clone();
+        async move {
+            let device = BusDevice::connect(Some(&address), vec![], argv)
+                .await
+                .unwrap();
+            device.update_decision(&offer).await
+        }
+    };
+    assert_eq!(decide("").await, Decision::Apply);
+    assert_eq!(
+        decide(r#"echo "reschedule 600 busy until $MYELIN_UPDATE_VERSION""#).await,
+        Decision::Reschedule(Duration::from_secs(600), "busy until 2.0.0".into())
+    );
+    assert_eq!(
+        decide("echo ignore pinned").await,
+        Decision::Ignore("pinned".into())
+    );
+    assert_eq!(decide("echo later").await, Decision::Apply);
+    assert_eq!(decide("echo ignore; exit 3").await, Decision::Apply);
+    assert_eq!(decide("exec /nonexistent/program").await, Decision::Apply);
 }

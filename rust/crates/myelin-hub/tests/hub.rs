@@ -8,7 +8,7 @@
 mod support;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,6 +20,8 @@ use myelin_hub::client::{
     SystemClock,
 };
 use myelin_hub::config::{Auth, Config};
+use myelin_hub::message::UpdateInfo;
+use myelin_hub::policy::Decision;
 use serde_json::json;
 use support::{Command, Event, Options, Pki, StandIn};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -37,6 +39,8 @@ struct TestDevice {
     validated: Cell<bool>,
     validated_now: Notify,
     calls: mpsc::UnboundedSender<DeviceCall>,
+    /// The product's answers to offered updates, in order; then `Apply`.
+    decisions: RefCell<VecDeque<Decision>>,
 }
 
 impl Device for &TestDevice {
@@ -61,6 +65,12 @@ impl Device for &TestDevice {
     }
     async fn identify(&self) {
         let _ = self.calls.send(DeviceCall::Identify);
+    }
+    async fn update_decision(&self, _offer: &UpdateInfo) -> Decision {
+        self.decisions
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Decision::Apply)
     }
 }
 
@@ -129,6 +139,7 @@ fn settings(dir: &Path, hub: &StandIn, pki: &Pki, auth: Auth) -> Settings {
         server_ca: ca,
         heartbeat: Duration::from_secs(30),
         identify_command: vec![],
+        update_command: vec![],
         reboot_after_update: true,
         console: Default::default(),
         health: Default::default(),
@@ -178,6 +189,7 @@ fn device(validated: bool) -> (TestDevice, mpsc::UnboundedReceiver<DeviceCall>) 
             validated: Cell::new(validated),
             validated_now: Notify::new(),
             calls: tx,
+            decisions: RefCell::default(),
         },
         rx,
     )
@@ -480,6 +492,58 @@ async fn a_failed_install_and_a_foreign_platform_are_reported() {
             urls.recv().await.unwrap(),
             "https://fw.example/firmware/2.0.0.fw?signature=x"
         );
+        assert!(urls.try_recv().is_err());
+    })
+    .await;
+}
+
+/// The product's update_command: an offer it ignores is reported and never installed; one it
+/// reschedules is reported with the delay, asked about again, and installed when it agrees.
+#[tokio::test]
+async fn the_product_can_ignore_or_reschedule_an_update() {
+    let (pki, mut hub, dir) = rig(Options::default()).await;
+    let s = cert_settings(dir.path(), &hub, &pki);
+    let (dev, _calls) = device(true);
+    dev.decisions.borrow_mut().extend([
+        Decision::Ignore("pinned by the operator".into()),
+        Decision::Reschedule(Duration::ZERO, "outside the maintenance window".into()),
+        Decision::Apply,
+    ]);
+    let (inst, mut urls) = installer(vec![100], Ok(()));
+    let client = test_client(s, &dev, &inst);
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        let mut statuses = vec![];
+        hub.send(Command::Push("update".into(), update_payload("x86_64")));
+        while statuses.last().map(String::as_str) != Some("ignored") {
+            let (_, f) = hub.frame("status_update").await;
+            if f.payload["status"] == "ignored" {
+                assert_eq!(f.payload["reason"], "pinned by the operator");
+            }
+            statuses.push(f.payload["status"].as_str().unwrap().to_owned());
+        }
+        hub.send(Command::Push("update".into(), update_payload("x86_64")));
+        while statuses.last().map(String::as_str) != Some("completed") {
+            let (_, f) = hub.frame("status_update").await;
+            if f.payload["status"] == "rescheduled" {
+                assert_eq!(f.payload["delay_for"], 0);
+                assert_eq!(f.payload["reason"], "outside the maintenance window");
+            }
+            statuses.push(f.payload["status"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            statuses,
+            [
+                "received",
+                "ignored",
+                "received",
+                "rescheduled",
+                "started",
+                "completed"
+            ]
+        );
+        // Only the offer the product agreed to reached the installer.
+        assert!(urls.recv().await.is_some());
         assert!(urls.try_recv().is_err());
     })
     .await;

@@ -98,6 +98,7 @@ impl Identity {
                 server_ca: ca.to_owned(),
                 heartbeat: Duration::from_secs(30),
                 identify_command: vec![],
+                update_command: vec![],
                 reboot_after_update: true,
                 console: Default::default(),
                 health: Default::default(),
