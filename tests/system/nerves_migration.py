@@ -29,11 +29,10 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
 from harness import Failure, scenario
 from scenarios import BIN_DIR, ROOT, kv_all, never_ready_overlay, running_slot, running_version, \
-    update_status
+    update_status, wait_validated
 
 GOLDEN = os.path.join(ROOT, "rust", "crates", "myelin-fw", "tests", "golden", "nerves")
 BOARD_DIR = os.path.join(ROOT, "board", "x86_64")
@@ -205,11 +204,7 @@ def nerves_migration(run):
         if data.get("mountpoint") != "/data" or data.get("state") not in ("mounted", "formatted"):
             raise Failure(f"/data is not the application partition: {data}")
     with run.step("Myelin validates itself", timeout=150):
-        deadline = time.monotonic() + 140
-        while (st := update_status(dev))["status"] != "b":
-            if time.monotonic() > deadline:
-                raise Failure(f"Myelin on slot b was never validated: {st}")
-            time.sleep(2)
+        wait_validated(dev, "b", 140)
         env = kv_all(dev)
         check_user_keys(env, "after validation")
         if env.get("nerves_fw_active") != "b" or env.get("b.nerves_fw_validated") != "1":

@@ -459,6 +459,12 @@ def reboot(run):
             raise Failure("the reboot changed the slot")
 
 
+def wait_validated(dev, slot, timeout):
+    """Waits until myelin-update reports slot committed (validated); returns its status."""
+    return wait_until(f"slot {slot} validated", lambda: (st := update_status(dev))["status"] == slot
+                      and st, timeout, interval=2)
+
+
 def update_status(dev):
     """`myelin-update status --json`: state, status verdict, running slot, trial, version, the
     slots' metadata and the outcome of the last install."""
@@ -509,11 +515,7 @@ def update(run):
         if running_slot(dev) != "b" or running_version(dev) != new_version:
             raise Failure("the device did not boot the new firmware from slot b")
     with run.step("the new firmware validates itself", timeout=120):
-        deadline = time.monotonic() + 110
-        while (st := update_status(dev))["status"] != "b":
-            if time.monotonic() > deadline:
-                raise Failure(f"slot b was never validated: {st}")
-            time.sleep(2)
+        st = wait_validated(dev, "b", 110)
         if st["version"] != new_version or st["trial"] or st["last_install"]["outcome"] != "validated":
             raise Failure(f"the device does not report the new version as validated: {st}")
         if kv(dev, "nerves_fw_active") != "b" or kv(dev, "b.nerves_fw_validated") != "1":
