@@ -838,10 +838,20 @@ impl<D: Device, I: Installer> Client<D, I> {
         report: &impl Fn(&'static str, Value),
         status: &impl Fn(Status),
     ) {
-        'offers: while let Some(mut info) = updates.recv().await {
+        // An offer that arrives while another waits (for validation, or for the product's
+        // reschedule) replaces it and goes through every check from the top.
+        let mut newer = None;
+        'offers: loop {
+            let mut info = match newer.take() {
+                Some(info) => info,
+                None => match updates.recv().await {
+                    Some(info) => info,
+                    None => return,
+                },
+            };
             // Only the newest offer matters.
-            while let Ok(newer) = updates.try_recv() {
-                info = newer;
+            while let Ok(latest) = updates.try_recv() {
+                info = latest;
             }
             status(Status::Received);
             if let Some(why) = self.platform_mismatch(&info).await {
@@ -851,20 +861,21 @@ impl<D: Device, I: Installer> Client<D, I> {
                 continue;
             }
             // A device on trial installs nothing: the update would replace the slot it falls
-            // back to. Wait (do not ask the server to resend) until the firmware is validated;
-            // a newer offer in the meantime replaces this one.
-            while !self.device.validated().await {
+            // back to. Wait (do not ask the server to resend) until the firmware is validated.
+            if !self.device.validated().await {
                 log::info!("update waits: the running firmware is not validated yet");
                 self.set_status(|s| {
                     s.last_update = Some("waiting for the running firmware to be validated".into())
                 });
                 tokio::select! {
                     _ = self.device.wait_validated() => {}
-                    Some(newer) = updates.recv() => info = newer,
+                    Some(latest) = updates.recv() => {
+                        newer = Some(latest);
+                        continue 'offers;
+                    }
                 }
             }
-            // The product's say (a maintenance window, "busy now"); a newer offer while a
-            // reschedule waits is asked about instead.
+            // The product's say (a maintenance window, "busy now").
             loop {
                 match self.device.update_decision(&info).await {
                     Decision::Apply => break,
@@ -883,7 +894,10 @@ impl<D: Device, I: Installer> Client<D, I> {
                         status(Status::Rescheduled(after.as_secs(), why));
                         tokio::select! {
                             _ = tokio::time::sleep(after) => {}
-                            Some(newer) = updates.recv() => info = newer,
+                            Some(latest) = updates.recv() => {
+                                newer = Some(latest);
+                                continue 'offers;
+                            }
                         }
                     }
                 }

@@ -8,8 +8,8 @@
 //! the remote console (a shell in a PTY, [`console`]) and health reports ([`health`]).
 //!
 //! The protocol is pure and tested on its own ([`frame`], [`channel`], [`message`], [`auth`],
-//! [`meta`], [`backoff`], [`policy`]); [`client`] runs it over a socket, with the device's side effects
-//! behind [`client::Device`].
+//! [`meta`], [`backoff`], [`policy`]); [`client`] runs it over a socket, with the device's side
+//! effects behind [`client::Device`].
 
 pub mod auth;
 pub mod backoff;

@@ -549,6 +549,55 @@ async fn the_product_can_ignore_or_reschedule_an_update() {
     .await;
 }
 
+/// An offer that arrives while another is rescheduled replaces it and goes through every check
+/// again: one for another platform is refused, not installed because the first was fine.
+#[tokio::test]
+async fn a_newer_offer_during_a_reschedule_is_checked_from_the_start() {
+    let (pki, mut hub, dir) = rig(Options::default()).await;
+    let s = cert_settings(dir.path(), &hub, &pki);
+    let (dev, _calls) = device(true);
+    dev.decisions.borrow_mut().push_back(Decision::Reschedule(
+        Duration::from_secs(3600),
+        "outside the maintenance window".into(),
+    ));
+    let (inst, mut urls) = installer(vec![100], Ok(()));
+    let client = test_client(s, &dev, &inst);
+    with_client(&client, async {
+        hub.frame("phx_join").await;
+        let mut statuses: Vec<String> = vec![];
+        for (platform, until) in [
+            ("x86_64", "rescheduled"),
+            ("rpi4", "failed"),
+            ("x86_64", "completed"),
+        ] {
+            assert!(
+                urls.try_recv().is_err(),
+                "installed before {platform}'s offer"
+            );
+            hub.send(Command::Push("update".into(), update_payload(platform)));
+            while statuses.last().map(String::as_str) != Some(until) {
+                let (_, f) = hub.frame("status_update").await;
+                statuses.push(f.payload["status"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(
+            statuses,
+            [
+                "received",
+                "rescheduled",
+                "received",
+                "failed",
+                "received",
+                "started",
+                "completed"
+            ]
+        );
+        assert!(urls.recv().await.is_some());
+        assert!(urls.try_recv().is_err());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_update_waits_while_the_firmware_is_on_trial() {
     let (pki, mut hub, dir) = rig(Options::default()).await;
