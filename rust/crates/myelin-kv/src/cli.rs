@@ -184,13 +184,7 @@ struct FwSetenv {
 
 /// Runs the program with these arguments (`args[0]` selects the personality).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let personality = args
-        .first()
-        .and_then(|a| Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("myelin-kv")
-        .to_owned();
-    let (prog, command) = match personality.as_str() {
+    let (prog, command) = match personality(&args).as_str() {
         "fw_printenv" => (
             "fw_printenv",
             Command::Printenv(FwPrintenv::parse_from(args).args),
@@ -201,36 +195,38 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         ),
         _ => ("myelin-kv", Cli::parse_from(args).command),
     };
-    match run(prog, command) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("{prog}: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(prog, run(prog, command))
+}
+
+/// The name the program was invoked as (the file name of `args[0]`): what selects the
+/// fw_printenv or fw_setenv personality.
+fn personality(args: &[OsString]) -> String {
+    args.first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The exit status of a command's result; an error is printed after the program's name.
+fn exit_code(prog: &str, result: Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|err| {
+        eprintln!("{prog}: {err:#}");
+        ExitCode::FAILURE
+    })
 }
 
 /// The `fw_printenv`/`fw_setenv` personalities only (`args[0]` selects one): what the small
 /// `fw_env` binary runs. It links neither the D-Bus service nor the other subcommands, so a
 /// shell script calling fw_printenv in a loop pays for a small program's start.
 pub fn fw_main(args: Vec<OsString>) -> ExitCode {
-    let personality = args
-        .first()
-        .and_then(|a| Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let (prog, result) = match personality.as_str() {
-        "fw_setenv" => ("fw_setenv", setenv(&FwSetenv::parse_from(args).args)),
-        _ => (
+    match personality(&args).as_str() {
+        "fw_setenv" => exit_code("fw_setenv", setenv(&FwSetenv::parse_from(args).args)),
+        _ => exit_code(
             "fw_printenv",
             printenv("fw_printenv", &FwPrintenv::parse_from(args).args),
         ),
-    };
-    result.unwrap_or_else(|err| {
-        eprintln!("{prog}: {err:#}");
-        ExitCode::FAILURE
-    })
+    }
 }
 
 fn run(prog: &str, command: Command) -> Result<ExitCode> {
